@@ -1,0 +1,40 @@
+"""Few-shot logo recognition as a Hugging Face model: an embedding network, its image processor and a brand gallery.
+
+Importing the package registers the model with the `Auto*` classes (`AutoModel.from_pretrained(dir)` then needs no
+`trust_remote_code`), and makes `save_pretrained` copy the model's code next to its weights, so that a process
+without this package can load it with `AutoModel.from_pretrained(dir, trust_remote_code=True)`.
+"""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from .configuration_logo import BACKBONE_PRESETS, BACKBONE_STAGES, LogoEmbeddingConfig
+from .few_shot import BrandMatch, LogoGallery, model_fingerprint
+from .image_processing_logo import InvalidImageError, LogoImageProcessor, open_image, to_rgb
+from .modeling_logo import LogoEmbeddingModel, LogoEmbeddingOutput
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register(LogoEmbeddingConfig.model_type, LogoEmbeddingConfig, exist_ok=True)
+AutoModel.register(LogoEmbeddingConfig, LogoEmbeddingModel, exist_ok=True)
+AutoImageProcessor.register(
+    LogoEmbeddingConfig, image_processor_classes={"torchvision": LogoImageProcessor}, exist_ok=True
+)
+LogoEmbeddingConfig.register_for_auto_class()
+LogoEmbeddingModel.register_for_auto_class("AutoModel")
+LogoImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = [
+    "BACKBONE_PRESETS",
+    "BACKBONE_STAGES",
+    "BrandMatch",
+    "InvalidImageError",
+    "LogoEmbeddingConfig",
+    "LogoEmbeddingModel",
+    "LogoEmbeddingOutput",
+    "LogoGallery",
+    "LogoImageProcessor",
+    "model_fingerprint",
+    "open_image",
+    "to_rgb",
+]

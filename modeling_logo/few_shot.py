@@ -1,0 +1,476 @@
+"""Few-shot brand gallery: register a brand from 1-5 example images and recognise it in new images (open set)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .image_processing_logo import LogoImageProcessor
+from .modeling_logo import LogoEmbeddingModel
+
+
+GALLERY_FORMAT = "logo-gallery"
+GALLERY_FORMAT_VERSION = 1
+GALLERY_CONFIG_NAME = "gallery.json"
+GALLERY_WEIGHTS_NAME = "gallery.safetensors"
+
+# From this many brands on, "auto" search uses faiss; below it a matmul is as fast and needs no index.
+FAISS_MIN_BRANDS = 10_000
+
+ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class BrandMatch:
+    """A brand ranked for a query, with the cosine similarity of the query to the brand's prototype."""
+
+    brand: str
+    score: float
+
+
+def model_fingerprint(model: LogoEmbeddingModel) -> str:
+    """A short hash of the head's output weights: embeddings of two models are only comparable when it matches."""
+    weight = model.head.output.weight.detach().to("cpu", torch.float32).contiguous()
+    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+
+
+class LogoGallery:
+    r"""
+    A gallery of brands for few-shot logo recognition.
+
+    Each brand keeps its shots (the L2-normalised embeddings of its 1..n example images) and a prototype, the mean of
+    the shots renormalised to unit length (the paper's prototype). A query is compared with every prototype by cosine
+    similarity; `predict` returns the best brand, or `None` ("unknown brand") when the best similarity is below the
+    threshold, so that logos of brands outside the gallery are rejected rather than given the nearest brand.
+
+    Adding, removing or renaming a brand touches only that brand: nothing else is re-embedded.
+
+    Args:
+        model ([`LogoEmbeddingModel`], *optional*):
+            The model that embeds images. Without one, the gallery works on embeddings only.
+        image_processor ([`LogoImageProcessor`], *optional*):
+            Defaults to the processor matching `model.config`.
+        threshold (`float`, *optional*):
+            Default cosine-similarity threshold of `predict`. Defaults to the model's calibrated
+            `config.similarity_threshold`, if any.
+        batch_size (`int`, *optional*, defaults to 32):
+            Images embedded per forward pass.
+        search_backend (`"auto"`, `"faiss"` or `"torch"`, *optional*, defaults to `"auto"`):
+            `"faiss"` searches an exact `IndexFlatIP`, `"torch"` a matrix product; both give the same ranking.
+            `"auto"` uses faiss from `FAISS_MIN_BRANDS` brands on.
+
+    Example:
+
+    ```python
+    >>> gallery = LogoGallery.from_pretrained("./logo-model")
+    >>> gallery.add_brand("Acme", ["acme_1.jpg", "acme_2.jpg"])
+    >>> gallery.search("photo.jpg", top_k=3)
+    [BrandMatch(brand='Acme', score=0.91), ...]
+    >>> gallery.predict("photo.jpg", threshold=0.6)
+    'Acme'
+    ```
+    """
+
+    def __init__(
+        self,
+        model: LogoEmbeddingModel | None = None,
+        image_processor: LogoImageProcessor | None = None,
+        *,
+        threshold: float | None = None,
+        batch_size: int = 32,
+        search_backend: Literal["auto", "faiss", "torch"] = "auto",
+    ):
+        if search_backend not in ("auto", "faiss", "torch"):
+            raise ValueError(f"search_backend must be 'auto', 'faiss' or 'torch', got {search_backend!r}.")
+        self.model = model.eval() if model is not None else None
+        if image_processor is None and model is not None:
+            image_processor = LogoImageProcessor.from_model_config(model.config)
+        self.image_processor = image_processor
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.search_backend = search_backend
+        self.embedding_size: int | None = model.config.embedding_size if model is not None else None
+        self._shots: dict[str, torch.Tensor] = {}
+        self._prototypes: dict[str, torch.Tensor] = {}
+        self._metadata: dict[str, dict[str, Any]] = {}
+        self._prototype_matrix: torch.Tensor | None = None
+        self._faiss_index = None
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike, **kwargs) -> LogoGallery:
+        """An empty gallery with the model (and its image processor, when saved) from a directory or Hub id."""
+        model = LogoEmbeddingModel.from_pretrained(model_name_or_path)
+        try:
+            image_processor = LogoImageProcessor.from_pretrained(model_name_or_path)
+        except OSError:  # a model saved without its processor: derive it from the config
+            image_processor = None
+        return cls(model, image_processor, **kwargs)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Embedding
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[ImageLike], *, progress: bool | None = None) -> torch.Tensor:
+        """Embed images (PIL images, paths, bytes or arrays) in batches: a float32 tensor `(len(images), D)`.
+
+        Args:
+            progress (`bool`, *optional*): show a progress bar; by default when there is more than one batch.
+        """
+        if self.model is None:
+            raise ValueError("This gallery has no model: pass embeddings, or create it with a model to embed images.")
+        images = list(images)
+        if progress is None:
+            progress = len(images) > self.batch_size
+        device = self.model.device
+        batches = range(0, len(images), self.batch_size)
+        outputs = []
+        for start in tqdm(batches, desc="Embedding images", unit="batch", disable=not progress):
+            pixel_values = self.image_processor(
+                images[start : start + self.batch_size], return_tensors="pt"
+            ).pixel_values
+            outputs.append(self.model(pixel_values.to(device)).embeddings.float().cpu())
+        if not outputs:
+            return torch.empty(0, self.embedding_size)
+        return torch.cat(outputs)
+
+    def _embeddings_of(self, items: ImageLike | Sequence[ImageLike]) -> tuple[torch.Tensor, bool]:
+        """Embeddings (unit norm, float32, on CPU) of images or of ready embeddings; and whether one item was given.
+
+        A 1-D float tensor/array is one embedding, a 2-D one whose rows have the embedding size is several, and so is
+        a list of 1-D float vectors; anything else is taken as images.
+        """
+        if isinstance(items, (np.ndarray, torch.Tensor)) and self._looks_like_embeddings(items):
+            vectors = torch.as_tensor(items, dtype=torch.float32).cpu()
+            single = vectors.ndim == 1
+            vectors = vectors.reshape(-1, vectors.shape[-1])
+        else:
+            single = _is_single_image(items)
+            images = [items] if single else list(items)
+            if not images:
+                raise ValueError("No images given.")
+            if all(
+                isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 1 and self._looks_like_embeddings(x)
+                for x in images
+            ):
+                vectors = torch.stack([torch.as_tensor(x, dtype=torch.float32).cpu() for x in images])
+            else:
+                vectors = self.embed(images)
+        if not torch.isfinite(vectors).all():
+            raise ValueError("Embeddings contain NaN or infinite values.")
+        if self.embedding_size is None:
+            self.embedding_size = vectors.shape[-1]
+        elif vectors.shape[-1] != self.embedding_size:
+            raise ValueError(
+                f"Embeddings have size {vectors.shape[-1]}, this gallery holds size {self.embedding_size}."
+            )
+        return F.normalize(vectors, dim=-1), single
+
+    def _looks_like_embeddings(self, array: np.ndarray | torch.Tensor) -> bool:
+        # Images are never 1-D; a 2-D float array is a grayscale image unless its rows have the embedding size.
+        floating = (
+            array.dtype.is_floating_point
+            if isinstance(array, torch.Tensor)
+            else np.issubdtype(array.dtype, np.floating)
+        )
+        size = self.embedding_size if self.embedding_size is not None else array.shape[-1]
+        return floating and (array.ndim == 1 or (array.ndim == 2 and array.shape[-1] == size))
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Brands
+
+    @property
+    def brands(self) -> list[str]:
+        """Brand names, in the order they were added."""
+        return list(self._shots)
+
+    def __len__(self) -> int:
+        return len(self._shots)
+
+    def __contains__(self, brand: str) -> bool:
+        return brand in self._shots
+
+    def __repr__(self) -> str:
+        shots = sum(len(s) for s in self._shots.values())
+        return (
+            f"{type(self).__name__}(brands={len(self)}, shots={shots}, embedding_size={self.embedding_size}, "
+            f"threshold={self.threshold})"
+        )
+
+    def shots(self, brand: str) -> torch.Tensor:
+        """The unit-norm shot embeddings of a brand, `(num_shots, D)`."""
+        return self._shots[self._existing(brand)].clone()
+
+    def prototype(self, brand: str) -> torch.Tensor:
+        """The brand's prototype: the renormalised mean of its shots, `(D,)`."""
+        return self._prototypes[self._existing(brand)].clone()
+
+    def metadata(self, brand: str) -> dict[str, Any]:
+        """Free-form JSON metadata stored with the brand (e.g. the source of its shots)."""
+        return dict(self._metadata[self._existing(brand)])
+
+    def add_brand(
+        self,
+        brand: str,
+        shots: ImageLike | Sequence[ImageLike],
+        *,
+        overwrite: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Register a brand from example images (or their embeddings); one image is a 1-shot brand.
+
+        Raises:
+            `ValueError`: the brand exists (pass `overwrite=True` to replace it), the name is empty, or no shots.
+        """
+        if not isinstance(brand, str) or not brand.strip():
+            raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
+        if brand in self._shots and not overwrite:
+            raise ValueError(f"Brand {brand!r} is already in the gallery: use add_shots() or overwrite=True.")
+        embeddings, _ = self._embeddings_of(shots)
+        self._set_shots(brand, embeddings)
+        self._metadata[brand] = dict(metadata or {})
+
+    def add_shots(self, brand: str, shots: ImageLike | Sequence[ImageLike]) -> None:
+        """Add example images (or embeddings) to an existing brand; its prototype is updated."""
+        embeddings, _ = self._embeddings_of(shots)
+        self._set_shots(brand, torch.cat([self._shots[self._existing(brand)], embeddings]))
+
+    def remove_shot(self, brand: str, index: int) -> None:
+        """Remove one shot of a brand by position; removing its last shot removes the brand."""
+        shots = self._shots[self._existing(brand)]
+        if not -len(shots) <= index < len(shots):
+            raise IndexError(f"Brand {brand!r} has {len(shots)} shots; there is no shot {index}.")
+        keep = torch.ones(len(shots), dtype=torch.bool)
+        keep[index] = False
+        if keep.any():
+            self._set_shots(brand, shots[keep])
+        else:
+            self.remove_brand(brand)
+
+    def remove_brand(self, brand: str) -> None:
+        """Remove a brand and its shots."""
+        del self._shots[self._existing(brand)], self._prototypes[brand], self._metadata[brand]
+        self._invalidate()
+
+    def rename_brand(self, brand: str, new_name: str) -> None:
+        """Rename a brand, keeping its shots and its position in `brands`."""
+        self._existing(brand)
+        if new_name in self._shots and new_name != brand:
+            raise ValueError(f"Brand {new_name!r} is already in the gallery.")
+        if not isinstance(new_name, str) or not new_name.strip():
+            raise ValueError(f"A brand name must be a non-empty string, got {new_name!r}.")
+        rename = lambda mapping: {new_name if key == brand else key: value for key, value in mapping.items()}  # noqa: E731
+        self._shots, self._prototypes, self._metadata = (
+            rename(self._shots),
+            rename(self._prototypes),
+            rename(self._metadata),
+        )
+        self._invalidate()
+
+    def _existing(self, brand: str) -> str:
+        if brand not in self._shots:
+            raise KeyError(f"Brand {brand!r} is not in the gallery (it has {len(self)} brands).")
+        return brand
+
+    def _set_shots(self, brand: str, shots: torch.Tensor) -> None:
+        self._shots[brand] = shots
+        self._prototypes[brand] = F.normalize(shots.mean(dim=0), dim=-1)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._prototype_matrix = None
+        self._faiss_index = None
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Recognition
+
+    def search(
+        self, queries: ImageLike | Sequence[ImageLike], top_k: int = 5
+    ) -> list[BrandMatch] | list[list[BrandMatch]]:
+        """Rank the gallery's brands for each query by cosine similarity to their prototypes.
+
+        Args:
+            queries: one image (or embedding), or a list of them.
+            top_k (`int`, *optional*, defaults to 5): brands returned per query (at most the gallery size).
+
+        Returns:
+            For one query a list of [`BrandMatch`], best first; for several, one such list per query.
+        """
+        self._check_searchable(top_k)
+        vectors, single = self._embeddings_of(queries)
+        results = self._rank(vectors, top_k)
+        return results[0] if single else results
+
+    def predict(
+        self, queries: ImageLike | Sequence[ImageLike], threshold: float | None = None
+    ) -> str | None | list[str | None]:
+        """The recognised brand of each query, or `None` when its best similarity is below the threshold.
+
+        Args:
+            threshold (`float`, *optional*): cosine similarity needed to accept a brand. Defaults to the gallery's
+                `threshold`, then to the model's calibrated `config.similarity_threshold`.
+        """
+        threshold = self._resolve_threshold(threshold)
+        self._check_searchable(top_k=1)
+        vectors, single = self._embeddings_of(queries)
+        predictions = [best.brand if best.score >= threshold else None for (best,) in self._rank(vectors, 1)]
+        return predictions[0] if single else predictions
+
+    def _check_searchable(self, top_k: int) -> None:
+        if not self._shots:
+            raise ValueError("The gallery is empty: register brands with add_brand() first.")
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+
+    def _rank(self, queries: torch.Tensor, top_k: int) -> list[list[BrandMatch]]:
+        scores, indices = self._top_k(queries, min(top_k, len(self)))
+        brands = self.brands
+        return [
+            [BrandMatch(brands[i], float(s)) for s, i in zip(row_scores, row_indices)]
+            for row_scores, row_indices in zip(scores.tolist(), indices.tolist())
+        ]
+
+    def _resolve_threshold(self, threshold: float | None) -> float:
+        for candidate in (
+            threshold,
+            self.threshold,
+            getattr(getattr(self.model, "config", None), "similarity_threshold", None),
+        ):
+            if candidate is not None:
+                return float(candidate)
+        raise ValueError(
+            "No threshold: pass predict(..., threshold=t) with a cosine similarity in [-1, 1], set gallery.threshold, "
+            "or use a model whose config has a calibrated similarity_threshold."
+        )
+
+    def _top_k(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._prototype_matrix is None:
+            self._prototype_matrix = torch.stack(list(self._prototypes.values()))
+        use_faiss = self.search_backend == "faiss" or (self.search_backend == "auto" and len(self) >= FAISS_MIN_BRANDS)
+        if not use_faiss:
+            return torch.topk(queries @ self._prototype_matrix.T, k, dim=1)
+        import faiss  # imported here: only large galleries need it
+
+        if self._faiss_index is None:
+            self._faiss_index = faiss.IndexFlatIP(self._prototype_matrix.shape[1])
+            self._faiss_index.add(self._prototype_matrix.numpy())
+        scores, indices = self._faiss_index.search(np.ascontiguousarray(queries.numpy()), k)
+        return torch.from_numpy(scores), torch.from_numpy(indices)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Persistence: safetensors + JSON, no pickle.
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write the gallery to `directory`: `gallery.safetensors` (the shots) and `gallery.json` (brands, threshold)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        shots = torch.cat(list(self._shots.values())) if self._shots else torch.empty(0, self.embedding_size or 0)
+        save_file({"shots": shots.contiguous()}, str(directory / GALLERY_WEIGHTS_NAME))
+        manifest = {
+            "format": GALLERY_FORMAT,
+            "version": GALLERY_FORMAT_VERSION,
+            "embedding_size": self.embedding_size,
+            "threshold": self.threshold,
+            "model": self.model.config.name_or_path if self.model is not None else None,
+            "model_fingerprint": model_fingerprint(self.model) if self.model is not None else None,
+            "brands": [
+                {"name": brand, "num_shots": len(shots), "metadata": self._metadata[brand]}
+                for brand, shots in self._shots.items()
+            ],
+        }
+        (directory / GALLERY_CONFIG_NAME).write_text(
+            json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        model: LogoEmbeddingModel | None = None,
+        image_processor: LogoImageProcessor | None = None,
+        *,
+        check_model: bool = True,
+        **kwargs,
+    ) -> LogoGallery:
+        """Load a gallery written by [`~LogoGallery.save`].
+
+        Args:
+            model ([`LogoEmbeddingModel`], *optional*): the model to embed new images and queries with.
+            check_model (`bool`, *optional*, defaults to `True`): refuse a model other than the one that embedded the
+                shots (embeddings of different models are not comparable).
+
+        Raises:
+            `FileNotFoundError`: a gallery file is missing. `ValueError`: a file is corrupt or does not match.
+        """
+        directory = Path(directory)
+        config_path, weights_path = directory / GALLERY_CONFIG_NAME, directory / GALLERY_WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} does not exist: {directory} is not a gallery saved by LogoGallery.save()."
+                )
+        try:
+            manifest = json.loads(config_path.read_text(encoding="utf-8"))
+            brands = [
+                (entry["name"], int(entry["num_shots"]), entry.get("metadata", {})) for entry in manifest["brands"]
+            ]
+            if manifest.get("format") != GALLERY_FORMAT:
+                raise ValueError(f"format is {manifest.get('format')!r}, expected {GALLERY_FORMAT!r}")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{config_path} is corrupt or not a gallery manifest: {error}") from error
+        if manifest.get("version", 0) > GALLERY_FORMAT_VERSION:
+            raise ValueError(f"{directory} uses gallery format version {manifest['version']}; upgrade modeling_logo.")
+        try:
+            shots = load_file(str(weights_path))["shots"]
+        except (SafetensorError, KeyError, OSError) as error:
+            raise ValueError(f"{weights_path} is corrupt or holds no 'shots' tensor: {error}") from error
+        counts = [count for _, count, _ in brands]
+        if sum(counts) != len(shots) or any(count < 1 for count in counts):
+            raise ValueError(
+                f"{directory} is inconsistent: the manifest lists {sum(counts)} shots, the file holds {len(shots)}."
+            )
+        if model is not None:
+            if manifest.get("embedding_size") not in (None, model.config.embedding_size):
+                raise ValueError(
+                    f"The gallery holds {manifest['embedding_size']}-d embeddings, the model makes "
+                    f"{model.config.embedding_size}-d ones."
+                )
+            if check_model and manifest.get("model_fingerprint") not in (None, model_fingerprint(model)):
+                raise ValueError(
+                    f"The gallery in {directory} was embedded by another model ({manifest.get('model')!r}); its "
+                    "embeddings are not comparable with this model's. Rebuild it from the images, or pass "
+                    "check_model=False if you know better."
+                )
+        kwargs.setdefault("threshold", manifest.get("threshold"))
+        gallery = cls(model, image_processor, **kwargs)
+        gallery.embedding_size = manifest.get("embedding_size") or (shots.shape[1] if len(shots) else None)
+        for (brand, _, metadata), brand_shots in zip(brands, torch.split(shots, counts)):
+            gallery._set_shots(brand, F.normalize(brand_shots.float(), dim=-1))
+            gallery._metadata[brand] = metadata
+        return gallery
+
+
+def _is_single_image(items: Any) -> bool:
+    if isinstance(items, (Image.Image, str, os.PathLike, bytes, bytearray)):
+        return True
+    if isinstance(items, (np.ndarray, torch.Tensor)):
+        # One image is HWC/CHW (3-D) or grayscale (2-D); a batch is 4-D.
+        return items.ndim in (2, 3)
+    if not isinstance(items, Iterable):
+        raise TypeError(f"Expected an image, an embedding or a list of them, got {type(items).__name__}.")
+    return False
+
+
+__all__ = ["LogoGallery", "BrandMatch", "model_fingerprint", "FAISS_MIN_BRANDS"]
