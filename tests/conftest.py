@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny random-init models and synthetic logo images, so the suite runs in seconds on a CPU."""
+
+import os
+import tempfile
+
+
+# Before any Hugging Face import: no network, and custom code copied to a throw-away module cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_EVALUATE_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="hf-modules-"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor  # noqa: E402
+
+
+TINY_IMAGE_SIZE = 64
+
+
+def make_logo_images(count: int, seed: int = 0, size: tuple[int, int] = (96, 72)) -> list[Image.Image]:
+    """Distinct synthetic "logos": a coloured background with a few random shapes each."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+            x1, y1 = x0 + rng.integers(10, size[0] // 2), y0 + rng.integers(10, size[1] // 2)
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            if rng.random() < 0.5:
+                draw.ellipse((x0, y0, x1, y1), fill=colour)
+            else:
+                draw.rectangle((x0, y0, x1, y1), fill=colour)
+        images.append(image)
+    return images
+
+
+@pytest.fixture
+def tiny_config() -> LogoEmbeddingConfig:
+    return LogoEmbeddingConfig(backbone="resnet-tiny", image_size=TINY_IMAGE_SIZE)
+
+
+@pytest.fixture
+def tiny_model(tiny_config) -> LogoEmbeddingModel:
+    torch.manual_seed(0)
+    return LogoEmbeddingModel(tiny_config).eval()
+
+
+@pytest.fixture
+def processor(tiny_config) -> LogoImageProcessor:
+    return LogoImageProcessor.from_model_config(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory):
+    """A tiny model and its processor saved with `save_pretrained`, as a user would publish them."""
+    torch.manual_seed(1)
+    config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=TINY_IMAGE_SIZE)
+    model = LogoEmbeddingModel(config).eval()
+    directory = tmp_path_factory.mktemp("saved-model")
+    model.save_pretrained(directory)
+    LogoImageProcessor.from_model_config(config).save_pretrained(directory)
+    return directory

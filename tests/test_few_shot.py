@@ -1,0 +1,214 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_logo import BrandMatch, LogoEmbeddingModel, LogoGallery
+
+from .conftest import make_logo_images
+
+
+BRANDS = ["Acme", "Café & Co's", "Ünïcödé 株式会社", "AT&T", "dots.and spaces"]
+
+
+@pytest.fixture
+def gallery(tiny_model):
+    return LogoGallery(tiny_model, batch_size=4)
+
+
+@pytest.fixture
+def shot_images():
+    return make_logo_images(len(BRANDS) * 2, seed=3)
+
+
+def unit(vectors) -> torch.Tensor:
+    return F.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=-1)
+
+
+def test_an_image_used_as_a_shot_is_its_own_top_1(gallery, shot_images):
+    for brand, image in zip(BRANDS, shot_images):
+        gallery.add_brand(brand, image)
+    for brand, image in zip(BRANDS, shot_images):
+        best = gallery.search(image, top_k=3)[0]
+        assert best.brand == brand
+        assert best.score == pytest.approx(1.0, abs=1e-5)
+    results = gallery.search(shot_images[: len(BRANDS)], top_k=2)
+    assert [matches[0].brand for matches in results] == BRANDS
+    assert all(len(matches) == 2 and matches[0].score >= matches[1].score for matches in results)
+
+
+def test_prototype_is_the_renormalised_mean_of_unit_shots(gallery, shot_images):
+    gallery.add_brand("Acme", shot_images[:3])
+    shots = gallery.embed(shot_images[:3])
+    torch.testing.assert_close(gallery.shots("Acme"), unit(shots))
+    torch.testing.assert_close(gallery.prototype("Acme"), unit(unit(shots).mean(0)))
+    assert gallery.prototype("Acme").norm().item() == pytest.approx(1.0)
+
+
+def test_batched_embedding_matches_one_by_one(gallery, shot_images):
+    batched = gallery.embed(shot_images, progress=True)  # batch_size=4 over 10 images, with a progress bar
+    single = torch.cat([gallery.embed([image]) for image in shot_images])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+
+
+def test_unknown_brands_are_rejected_below_the_threshold():
+    rng = np.random.default_rng(0)
+    known = unit(rng.normal(size=(4, 128)))
+    gallery = LogoGallery()
+    for index, vector in enumerate(known):
+        gallery.add_brand(f"brand {index}", vector)
+    stranger = unit(rng.normal(size=128))
+    assert gallery.search(stranger, top_k=1)[0].score < 0.5
+    assert gallery.predict(stranger, threshold=0.5) is None
+    assert gallery.predict(known[2], threshold=0.5) == "brand 2"
+    assert gallery.predict(torch.stack([known[1], stranger]), threshold=0.5) == ["brand 1", None]
+    # a lower threshold accepts the nearest brand
+    assert gallery.predict(stranger, threshold=-1.0) == gallery.search(stranger, top_k=1)[0].brand
+
+
+def test_threshold_defaults_come_from_the_gallery_then_the_model(tiny_model, shot_images):
+    gallery = LogoGallery(tiny_model)
+    gallery.add_brand("Acme", shot_images[0])
+    with pytest.raises(ValueError, match="No threshold"):
+        gallery.predict(shot_images[1])
+    tiny_model.config.similarity_threshold = 0.9999
+    assert gallery.predict(shot_images[0]) == "Acme"
+    assert gallery.predict(shot_images[1]) is None
+    gallery.threshold = -1.0
+    assert gallery.predict(shot_images[1]) == "Acme"
+
+
+def test_adding_and_removing_shots_and_brands(gallery, shot_images):
+    gallery.add_brand("Acme", shot_images[0], metadata={"source": "upload"})
+    gallery.add_brand("Globex", shot_images[1:3])
+    with pytest.raises(ValueError, match="already in the gallery"):
+        gallery.add_brand("Acme", shot_images[3])
+    gallery.add_shots("Acme", shot_images[3:5])
+    assert len(gallery.shots("Acme")) == 3
+    globex_before = gallery.shots("Globex")
+
+    gallery.remove_shot("Acme", 0)
+    torch.testing.assert_close(gallery.shots("Acme"), gallery.embed(shot_images[3:5]))
+    torch.testing.assert_close(gallery.shots("Globex"), globex_before)  # other brands untouched
+
+    gallery.rename_brand("Acme", "Acme Corp")
+    assert gallery.brands == ["Acme Corp", "Globex"] and gallery.metadata("Acme Corp") == {"source": "upload"}
+    gallery.add_brand("Globex", shot_images[6], overwrite=True)
+    assert len(gallery.shots("Globex")) == 1
+    gallery.remove_brand("Acme Corp")
+    assert gallery.brands == ["Globex"] and "Acme Corp" not in gallery
+    gallery.remove_shot("Globex", 0)  # its last shot: the brand goes
+    assert len(gallery) == 0
+    with pytest.raises(KeyError, match="not in the gallery"):
+        gallery.remove_brand("Initech")
+
+
+def test_search_results_follow_gallery_changes(gallery, shot_images):
+    gallery.add_brand("Acme", shot_images[0])
+    gallery.add_brand("Globex", shot_images[1])
+    assert gallery.search(shot_images[1], top_k=1)[0].brand == "Globex"
+    gallery.remove_brand("Globex")
+    assert gallery.search(shot_images[1], top_k=5) == [
+        BrandMatch("Acme", pytest.approx(gallery.search(shot_images[1])[0].score))
+    ]
+
+
+def test_invalid_inputs_are_clear_errors(gallery, shot_images, tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        gallery.search(shot_images[0])
+    with pytest.raises(ValueError, match="non-empty string"):
+        gallery.add_brand("  ", shot_images[0])
+    with pytest.raises(ValueError, match="No images"):
+        gallery.add_brand("Acme", [])
+    gallery.add_brand("Acme", shot_images[0])
+    with pytest.raises(ValueError, match="top_k"):
+        gallery.search(shot_images[0], top_k=0)
+    with pytest.raises(ValueError, match="size 64"):
+        gallery.search(torch.ones(64))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable image"):
+        gallery.search(tmp_path / "notes.txt")
+    assert gallery.brands == ["Acme"]  # a bad query loses nothing
+    with pytest.raises(ValueError, match="no model"):
+        LogoGallery().add_brand("Acme", shot_images[0])
+
+
+def test_faiss_and_matmul_give_the_same_ranking():
+    rng = np.random.default_rng(1)
+    prototypes, queries = unit(rng.normal(size=(3000, 128))), unit(rng.normal(size=(200, 128)))
+    galleries = {backend: LogoGallery(search_backend=backend) for backend in ("torch", "faiss")}
+    for gallery in galleries.values():
+        for index, vector in enumerate(prototypes):
+            gallery.add_brand(f"b{index}", vector)
+    torch_results, faiss_results = (galleries[b].search(queries, top_k=10) for b in ("torch", "faiss"))
+    assert [[m.brand for m in row] for row in torch_results] == [[m.brand for m in row] for row in faiss_results]
+    np.testing.assert_allclose(
+        [[m.score for m in row] for row in torch_results], [[m.score for m in row] for row in faiss_results], atol=1e-5
+    )
+    exact = (queries @ prototypes.T).topk(10).indices
+    assert [[m.brand for m in row] for row in torch_results] == [[f"b{i}" for i in row] for row in exact.tolist()]
+
+
+def test_save_and_load_round_trip(gallery, shot_images, tmp_path, tiny_model):
+    for index, brand in enumerate(BRANDS):
+        gallery.add_brand(brand, shot_images[index : index + 1 + index % 2], metadata={"n": index, "note": brand})
+    gallery.threshold = 0.37
+    gallery.save(tmp_path / "gallery")
+    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == ["gallery.json", "gallery.safetensors"]
+
+    loaded = LogoGallery.load(tmp_path / "gallery", tiny_model)
+    assert loaded.brands == BRANDS and loaded.threshold == 0.37
+    for brand in BRANDS:
+        torch.testing.assert_close(loaded.shots(brand), gallery.shots(brand), rtol=0, atol=0)
+        assert loaded.metadata(brand) == gallery.metadata(brand)
+    assert loaded.search(shot_images, top_k=3) == gallery.search(shot_images, top_k=3)
+
+
+def test_loading_with_another_model_is_refused(gallery, shot_images, tmp_path, tiny_config):
+    gallery.add_brand("Acme", shot_images[0])
+    gallery.save(tmp_path)
+    torch.manual_seed(99)
+    other = LogoEmbeddingModel(tiny_config)
+    with pytest.raises(ValueError, match="embedded by another model"):
+        LogoGallery.load(tmp_path, other)
+    assert LogoGallery.load(tmp_path, other, check_model=False).brands == ["Acme"]
+    assert LogoGallery.load(tmp_path).brands == ["Acme"]  # embeddings only
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "message"),
+    [
+        (lambda d: (d / "gallery.json").write_text("{not json"), ValueError, "corrupt"),
+        (
+            lambda d: (d / "gallery.json").write_text(json.dumps({"format": "other", "brands": []})),
+            ValueError,
+            "format",
+        ),
+        (lambda d: (d / "gallery.safetensors").write_bytes(b"\x05\x00garbage"), ValueError, "corrupt"),
+        (lambda d: (d / "gallery.safetensors").unlink(), FileNotFoundError, "not a gallery"),
+        (
+            lambda d: (d / "gallery.json").write_text(
+                (d / "gallery.json").read_text().replace('"num_shots": 2', '"num_shots": 3')
+            ),
+            ValueError,
+            "inconsistent",
+        ),
+    ],
+    ids=["bad-json", "wrong-format", "bad-safetensors", "missing-file", "wrong-counts"],
+)
+def test_damaged_gallery_files_are_clear_errors(gallery, shot_images, tmp_path, damage, error, message):
+    gallery.add_brand("Acme", shot_images[:2])
+    gallery.save(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(error, match=message):
+        LogoGallery.load(tmp_path)
+
+
+def test_from_pretrained_builds_a_working_gallery(saved_model_dir, shot_images):
+    gallery = LogoGallery.from_pretrained(saved_model_dir, threshold=0.5)
+    gallery.add_brand("Acme", shot_images[:2])
+    gallery.add_brand("Globex", shot_images[2:4])
+    assert gallery.predict(shot_images[2]) == "Globex"
+    assert gallery.image_processor.size.height == 64

@@ -1,0 +1,37 @@
+"""The README's quick start runs as written, in a fresh process and an empty directory."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    match = re.search(rf"<!-- ci:{marker} -->\s*```\w*\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert match, f"README.md has no <!-- ci:{marker} --> block"
+    return match.group(1)
+
+
+def test_quick_start_runs_as_written(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("quickstart")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cosine similarity:" in result.stdout
+    assert "[BrandMatch(brand='Red Circle Co'" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "Blue Square Inc"
+    assert {"gallery.json", "gallery.safetensors"} <= {p.name for p in (tmp_path / "my-gallery").iterdir()}
+    assert (tmp_path / "logo-model" / "model.safetensors").is_file()
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    assert "pip install -e" in readme_block("install")
+    assert "pytest" in readme_block("test")
