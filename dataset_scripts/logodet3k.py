@@ -1,0 +1,571 @@
+"""LogoDet-3K as a `datasets` builder with brand-disjoint splits for few-shot logo recognition.
+
+LogoDet-3K lies on disk as `<Category>/<Brand>/<n>.jpg` with `<n>.xml` (Pascal VOC boxes): 9 categories, 3,000
+brands, 158,652 images. The generated benchmark (`python -m dataset_scripts.synthesize`) writes the same layout, so
+this one builder reads both. `datasets` 4+ no longer runs loading scripts, so the builder is imported and used
+directly::
+
+    from dataset_scripts import load_logodet3k
+
+    splits = load_logodet3k("data/LogoDet-3K", "crops")  # DatasetDict: train / validation / test brands
+
+Quirks of the real data this handles:
+
+- `Brand-1`, `Brand-2`, ... folders are other designs of `Brand`: they are merged into one brand, and `design`
+  records the folder's number (0 for `Brand`). `X-N` counts as a design only where `X` or another `X-M` exists in
+  the same category, so a name such as `7-11` stays a brand of its own.
+- VOC object names that name no brand folder (typos, variants) are labelled with the folder's brand; each such
+  mismatch is logged once. Names of other brands mark multi-brand images: in `crops` each box gets its own brand; in
+  `images` the image belongs to its folder's brand and the others are listed in `other_brands`.
+- Bad input is skipped and counted by reason, never fatal: see `SKIP_REASONS`. The counts are logged at the end and
+  kept in `skipped.json` next to the prepared data (`LogoDet3K.skipped`).
+
+Configs: `crops` (one example per box, cropped with a context margin), `images` (the whole image with its brand's
+boxes, as the paper trained) and `detection` (the image with every box and its brand).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import re
+import xml.etree.ElementTree as ElementTree
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+from modeling_logo import to_rgb
+
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = (
+    "Clothes",
+    "Electronic",
+    "Food",
+    "Leisure",
+    "Medical",
+    "Necessities",
+    "Others",
+    "Sports",
+    "Transportation",
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+# Operating-system clutter that is neither data nor worth a warning.
+IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+
+SKIP_REASONS = {
+    "not_an_image_file": "a file in a brand folder that is neither an image nor a VOC XML",
+    "missing_xml": "an image without its VOC XML (unlabelled)",
+    "missing_image": "a VOC XML without its image",
+    "unreadable_image": "an image file that cannot be decoded (corrupt, truncated, or not an image)",
+    "too_large": "an image with more pixels than `max_image_pixels` (decompression-bomb guard)",
+    "malformed_xml": "a VOC XML that does not parse or lacks its size/name/bndbox fields",
+    "no_objects": "a VOC XML without any object",
+    "invalid_box": "one box with zero area or lying outside the image (the image's other boxes are kept)",
+    "no_valid_boxes": "an image none of whose boxes is valid",
+    "box_of_other_split": "a box of a brand that belongs to another split (crops only), so that splits stay disjoint",
+}
+
+_DESIGN_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<design>\d+)$")
+
+
+@dataclass
+class LogoDet3KConfig(datasets.BuilderConfig):
+    """Options of the LogoDet-3K builder; pass them as keyword arguments to `load_logodet3k` or the builder.
+
+    Args:
+        split_scheme (`str`, defaults to `"brands"`):
+            `"brands"`: brand-disjoint train/validation/test, stratified by category, seeded by `seed`.
+            `"paper"`: the paper's split: 10% of brands as test drawn with `random.seed(42)`, then a random 80/20
+            image split of the remaining brands into train/validation (validation brands are *seen* brands).
+        train_fraction, validation_fraction (`float`): brand fractions of the `"brands"` scheme (test gets the rest).
+        seed (`int`, defaults to 0): seed of the `"brands"` scheme.
+        crop_margin (`float`, defaults to 0.1): context added around a box on each side, as a fraction of its size
+            (`crops` only).
+        few_shot_k (`int`, defaults to 5): brands with at least `few_shot_k + 1` annotated images are flagged
+            `few_shot_eligible` (K support shots plus at least one query).
+        max_image_pixels (`int`): larger images are skipped as `too_large`.
+    """
+
+    split_scheme: str = "brands"
+    train_fraction: float = 0.8
+    validation_fraction: float = 0.1
+    seed: int = 0
+    crop_margin: float = 0.1
+    few_shot_k: int = 5
+    max_image_pixels: int = 89_478_485  # PIL's own decompression-bomb limit
+    crop_jpeg_quality: int = 95
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate()
+
+    def validate(self):
+        """Raise a `ValueError` for options that make no sense (also run on keyword overrides given to the builder)."""
+        if self.split_scheme not in ("brands", "paper"):
+            raise ValueError(f"split_scheme must be 'brands' or 'paper', got {self.split_scheme!r}.")
+        if not (0 < self.train_fraction < 1 and 0 <= self.validation_fraction < 1 - self.train_fraction):
+            raise ValueError(
+                f"Need 0 < train_fraction < 1 and 0 <= validation_fraction < 1 - train_fraction, got "
+                f"{self.train_fraction} and {self.validation_fraction}."
+            )
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One annotated image found on disk."""
+
+    image_path: Path
+    xml_path: Path
+    brand: str
+    design: int
+    category: str
+
+    @property
+    def source(self) -> str:
+        """The path relative to the data directory, `<Category>/<Folder>/<file>`."""
+        return "/".join(self.image_path.parts[-3:])
+
+
+@dataclass
+class DataIndex:
+    """What a scan of the data directory found: annotated images, brands, and the files skipped on the way."""
+
+    records: list[ImageRecord]
+    brand_categories: dict[str, str]
+    skipped: Counter
+
+    @property
+    def brands(self) -> list[str]:
+        return sorted(self.brand_categories)
+
+    def images_per_brand(self) -> Counter:
+        return Counter(record.brand for record in self.records)
+
+
+def brand_and_design(folder: str, sibling_folders: set[str]) -> tuple[str, int]:
+    """Split a folder name into (brand, design): `Brand-2` -> ("Brand", 2) when `Brand` or `Brand-M` is a sibling."""
+    match = _DESIGN_SUFFIX.match(folder)
+    if match:
+        base = match["base"]
+        if base in sibling_folders or any(
+            (m := _DESIGN_SUFFIX.match(other)) and m["base"] == base and other != folder for other in sibling_folders
+        ):
+            return base, int(match["design"])
+    return folder, 0
+
+
+def scan_data_dir(data_dir: str | Path) -> DataIndex:
+    """Find the annotated images of a LogoDet-3K-layout directory (no image is decoded here)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"LogoDet-3K data directory {str(data_dir)!r} does not exist.")
+    records, brand_categories, skipped = [], {}, Counter()
+    for category_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folders = sorted(p for p in category_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        names = {folder.name for folder in folders}
+        for folder in folders:
+            brand, design = brand_and_design(folder.name, names)
+            brand_categories.setdefault(brand, category_dir.name)
+            files = {p.name: p for p in folder.iterdir() if p.is_file() and p.name not in IGNORED_FILES}
+            stems_with_images = set()
+            for _, path in sorted(files.items()):
+                suffix = path.suffix.lower()
+                if suffix in IMAGE_EXTENSIONS:
+                    stems_with_images.add(path.stem)
+                    xml_path = path.with_suffix(".xml")
+                    if xml_path.name in files:
+                        records.append(ImageRecord(path, xml_path, brand, design, category_dir.name))
+                    else:
+                        skipped["missing_xml"] += 1
+                elif suffix != ".xml":
+                    skipped["not_an_image_file"] += 1
+            skipped["missing_image"] += sum(
+                1 for p in files.values() if p.suffix.lower() == ".xml" and p.stem not in stems_with_images
+            )
+    if not records:
+        raise ValueError(
+            f"No annotated images in {str(data_dir)!r}: expected <Category>/<Brand>/<n>.jpg with <n>.xml beside it."
+        )
+    return DataIndex(records, brand_categories, skipped)
+
+
+def split_brands(
+    brand_categories: dict[str, str], train_fraction: float, validation_fraction: float, seed: int
+) -> dict[str, str]:
+    """Brand-disjoint split stratified by category: every category with 3+ brands is in every split."""
+    by_category = defaultdict(list)
+    for brand, category in brand_categories.items():
+        by_category[category].append(brand)
+    assignment = {}
+    for category, brands in sorted(by_category.items()):
+        brands = sorted(brands)
+        random.Random(f"{seed}/{category}").shuffle(brands)
+        count = len(brands)
+        n_validation = max(1, round(count * validation_fraction)) if count >= 3 and validation_fraction > 0 else 0
+        n_test = max(1, round(count * (1 - train_fraction - validation_fraction))) if count >= 2 else 0
+        n_train = count - n_validation - n_test
+        for index, brand in enumerate(brands):
+            if index < n_train:
+                assignment[brand] = "train"
+            elif index < n_train + n_validation:
+                assignment[brand] = "validation"
+            else:
+                assignment[brand] = "test"
+    return assignment
+
+
+def paper_split(records: list[ImageRecord], brands: list[str]) -> dict[str, list[ImageRecord]]:
+    """The paper's split: 10% of the brands (sorted names, `random.seed(42)`) are test; the rest 80/20 by image."""
+    rng = random.Random(42)  # the same draws as `random.seed(42)` followed by the same calls
+    test_brands = set(rng.sample(sorted(brands), round(0.1 * len(brands))))
+    seen = [record for record in records if record.brand not in test_brands]
+    rng.shuffle(seen)
+    cut = round(0.8 * len(seen))
+    return {
+        "train": seen[:cut],
+        "validation": seen[cut:],
+        "test": [record for record in records if record.brand in test_brands],
+    }
+
+
+def read_voc(xml_path: Path) -> tuple[tuple[int, int] | None, list[tuple[str, list[float]]]]:
+    """Parse a VOC annotation: ((width, height) or None, [(object name, [xmin, ymin, xmax, ymax]), ...])."""
+    root = ElementTree.parse(xml_path).getroot()
+    size = root.find("size")
+    image_size = None
+    if size is not None and size.findtext("width") and size.findtext("height"):
+        image_size = (int(float(size.findtext("width"))), int(float(size.findtext("height"))))
+    objects = []
+    for obj in root.iter("object"):
+        box = obj.find("bndbox")
+        name = (obj.findtext("name") or "").strip()
+        if box is None or not name:
+            raise ValueError(f"an object without name or bndbox in {xml_path.name}")
+        objects.append((name, [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]))
+    return image_size, objects
+
+
+def clip_box(box: list[float], width: int, height: int) -> list[float] | None:
+    """The box clipped to the image, or `None` if nothing of it (or a zero area) is left."""
+    xmin, ymin, xmax, ymax = max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])
+    return [xmin, ymin, xmax, ymax] if xmax > xmin and ymax > ymin else None
+
+
+class LogoDet3K(datasets.GeneratorBasedBuilder):
+    """LogoDet-3K (or the generated benchmark in its layout) with brand-disjoint splits. See the module docstring."""
+
+    BUILDER_CONFIG_CLASS = LogoDet3KConfig
+    BUILDER_CONFIGS = [
+        LogoDet3KConfig(name="crops", description="One example per logo box, cropped with a context margin."),
+        LogoDet3KConfig(name="images", description="Whole images with their brand's boxes, as the paper trained."),
+        LogoDet3KConfig(name="detection", description="Whole images with every box and its brand."),
+    ]
+    DEFAULT_CONFIG_NAME = "crops"
+    DEFAULT_WRITER_BATCH_SIZE = 256
+
+    def __init__(self, *args, **kwargs):
+        # Set before super().__init__(), which already calls _info() and with it the scan.
+        self._index: DataIndex | None = None
+        self.skipped: dict[str, Counter] = {}
+        super().__init__(*args, **kwargs)
+        self.config.validate()
+
+    @property
+    def index(self) -> DataIndex:
+        """The scan of `data_dir` (made once): the brands and categories are the ClassLabel names."""
+        if self._index is None:
+            if not self.config.data_dir:
+                raise ValueError("LogoDet3K needs data_dir: the folder holding the <Category>/<Brand>/ tree.")
+            self._index = scan_data_dir(self.config.data_dir)
+        return self._index
+
+    def _info(self) -> datasets.DatasetInfo:
+        brand = datasets.ClassLabel(names=self.index.brands)
+        category = datasets.ClassLabel(names=sorted(set(self.index.brand_categories.values())))
+        box = datasets.List(datasets.Value("float32"), length=4)
+        common = {
+            "image": datasets.Image(),
+            "brand": brand,
+            "category": category,
+            "design": datasets.Value("int32"),
+            "few_shot_eligible": datasets.Value("bool"),
+            "source": datasets.Value("string"),
+        }
+        if self.config.name == "crops":
+            features = {**common, "bbox": box}
+        elif self.config.name == "images":
+            features = {**common, "bbox": datasets.List(box), "other_brands": datasets.List(datasets.Value("string"))}
+        else:
+            features = {**common, "objects": datasets.List({"bbox": box, "brand": brand})}
+        return datasets.DatasetInfo(
+            description=__doc__.split("\n\n")[0],
+            features=datasets.Features(features),
+            homepage="https://github.com/Wangjing1551/LogoDet-3K-Dataset",
+        )
+
+    def _split_generators(self, dl_manager):
+        index = self.index
+        if self.config.split_scheme == "paper":
+            records_by_split = paper_split(index.records, index.brands)
+            test_brands = {record.brand for record in records_by_split["test"]}
+            # train and validation share the seen brands; only test brands are unseen
+            self._brand_splits = {
+                brand: {"test"} if brand in test_brands else {"train", "validation"} for brand in index.brands
+            }
+        else:
+            assignment = split_brands(
+                index.brand_categories, self.config.train_fraction, self.config.validation_fraction, self.config.seed
+            )
+            records_by_split = defaultdict(list)
+            for record in index.records:
+                records_by_split[assignment[record.brand]].append(record)
+            self._brand_splits = {brand: {split} for brand, split in assignment.items()}
+        self.skipped["scan"] = Counter(index.skipped)
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"records": records_by_split[split], "split": split})
+            for split in (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
+        ]
+
+    def _generate_examples(self, records: list[ImageRecord], split: str):
+        skipped = self.skipped.setdefault(str(split), Counter())
+        known_brands = {brand.casefold(): brand for brand in self.index.brand_categories}
+        image_counts = self.index.images_per_brand()
+        mismatches_logged = set()
+        for record in records:
+            try:
+                image_size, objects = read_voc(record.xml_path)
+            except (ElementTree.ParseError, ValueError, TypeError) as error:
+                logger.debug("Skipping %s: %s", record.xml_path, error)
+                skipped["malformed_xml"] += 1
+                continue
+            if not objects:
+                skipped["no_objects"] += 1
+                continue
+            checked = self._check_image(record, skipped, keep_pixels=self.config.name == "crops")
+            if checked is None:
+                continue
+            (width, height), image = checked
+            if image_size is not None and image_size != (width, height):
+                logger.debug("%s: XML size %s differs from the image's %s", record.source, image_size, (width, height))
+            labelled = []
+            for name, box in objects:
+                clipped = clip_box(box, width, height)
+                if clipped is None:
+                    skipped["invalid_box"] += 1
+                    continue
+                labelled.append((self._object_brand(name, record, known_brands, mismatches_logged), clipped))
+            if not labelled:
+                skipped["no_valid_boxes"] += 1
+                continue
+            common = {
+                "brand": record.brand,
+                "category": record.category,
+                "design": record.design,
+                "few_shot_eligible": image_counts[record.brand] >= self.config.few_shot_k + 1,
+                "source": record.source,
+            }
+            if self.config.name == "crops":
+                for box_index, (brand, box) in enumerate(labelled):
+                    if str(split) not in self._brand_splits[brand]:
+                        skipped["box_of_other_split"] += 1
+                        continue
+                    crop = {"bytes": self._crop_jpeg(image, box), "path": None}
+                    yield (
+                        f"{record.source}#{box_index}",
+                        {
+                            **common,
+                            "image": crop,
+                            "brand": brand,
+                            "bbox": box,
+                            "few_shot_eligible": image_counts[brand] >= self.config.few_shot_k + 1,
+                        },
+                    )
+            elif self.config.name == "images":
+                yield (
+                    record.source,
+                    {
+                        **common,
+                        "image": str(record.image_path),
+                        "bbox": [box for brand, box in labelled if brand == record.brand],
+                        "other_brands": sorted({brand for brand, _ in labelled if brand != record.brand}),
+                    },
+                )
+            else:
+                objects = [{"bbox": box, "brand": brand} for brand, box in labelled]
+                yield record.source, {**common, "image": str(record.image_path), "objects": objects}
+
+    def _check_image(
+        self, record: ImageRecord, skipped: Counter, keep_pixels: bool
+    ) -> tuple[tuple[int, int], Image.Image | None] | None:
+        """Decode an image to prove it is whole: its (width, height) and, with `keep_pixels`, the image; or `None`
+        after counting why it is skipped. Without `keep_pixels` a JPEG decodes at 1/8 scale: the whole stream is
+        still read, so a truncated file fails, at a fraction of the cost."""
+        try:
+            with Image.open(record.image_path) as image:
+                size = image.size
+                if size[0] * size[1] > self.config.max_image_pixels:
+                    skipped["too_large"] += 1
+                    return None
+                if not keep_pixels:
+                    image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                image.load()
+                return size, image.copy() if keep_pixels else None
+        except Image.DecompressionBombError:  # beyond twice PIL's own limit: refused before our check
+            skipped["too_large"] += 1
+        except (OSError, SyntaxError, ValueError) as error:
+            logger.debug("Skipping %s: %s", record.image_path, error)
+            skipped["unreadable_image"] += 1
+        return None
+
+    def _object_brand(self, name: str, record: ImageRecord, known_brands: dict, logged: set) -> str:
+        """The brand a VOC object name refers to: another brand of the data set, else the folder's brand."""
+        base = _DESIGN_SUFFIX.sub(r"\g<base>", name)
+        for candidate in (name, base):
+            brand = known_brands.get(candidate.casefold())
+            if brand is not None:
+                return brand
+        if (record.brand, name) not in logged:
+            logged.add((record.brand, name))
+            logger.info("VOC name %r in %s names no brand folder; using the folder's brand.", name, record.source)
+        return record.brand
+
+    def _crop_jpeg(self, image: Image.Image, box: list[float]) -> bytes:
+        """The box plus `crop_margin` of context on each side, as JPEG bytes (PNG would be ~5x larger for photos)."""
+        xmin, ymin, xmax, ymax = box
+        margin_x, margin_y = (xmax - xmin) * self.config.crop_margin, (ymax - ymin) * self.config.crop_margin
+        crop = image.crop(
+            (
+                max(0, round(xmin - margin_x)),
+                max(0, round(ymin - margin_y)),
+                min(image.width, round(xmax + margin_x)),
+                min(image.height, round(ymax + margin_y)),
+            )
+        )
+        buffer = io.BytesIO()
+        to_rgb(crop).save(buffer, format="JPEG", quality=self.config.crop_jpeg_quality)
+        return buffer.getvalue()
+
+    def download_and_prepare(self, *args, **kwargs):
+        """Prepare the Arrow cache (instant when it exists) and log what was skipped and why."""
+        super().download_and_prepare(*args, **kwargs)
+        report_path = Path(self.cache_dir) / "skipped.json"
+        if self.skipped:  # generated in this run
+            report_path.write_text(json.dumps({k: dict(v) for k, v in self.skipped.items()}, indent=2))
+        elif report_path.is_file():
+            self.skipped = {k: Counter(v) for k, v in json.loads(report_path.read_text()).items()}
+        totals = sum(self.skipped.values(), Counter())
+        if totals:
+            logger.warning(
+                "LogoDet-3K: skipped %s (the reasons are explained in dataset_scripts.logodet3k.SKIP_REASONS).",
+                ", ".join(f"{count} {reason}" for reason, count in sorted(totals.items())),
+            )
+
+
+def load_logodet3k(
+    data_dir: str | Path,
+    config: str = "crops",
+    *,
+    cache_dir: str | Path | None = None,
+    num_proc: int | None = None,
+    **config_kwargs,
+) -> datasets.DatasetDict:
+    """Load LogoDet-3K (or the generated benchmark) as a `DatasetDict` with `train`, `validation` and `test` splits.
+
+    Args:
+        data_dir: the folder holding `<Category>/<Brand>/<n>.jpg` + `<n>.xml`.
+        config: `"crops"`, `"images"` or `"detection"`.
+        cache_dir: where `datasets` keeps the Arrow files (default: its own cache).
+        num_proc: processes for preparing (the first run decodes every image once).
+        **config_kwargs: [`LogoDet3KConfig`] fields, e.g. `split_scheme="paper"`, `seed=1`, `crop_margin=0.2`.
+    """
+    builder = LogoDet3K(
+        data_dir=str(Path(data_dir).resolve()),
+        config_name=config,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        **config_kwargs,
+    )
+    builder.download_and_prepare(num_proc=num_proc)
+    return builder.as_dataset()
+
+
+def export_parquet(
+    dataset: datasets.DatasetDict,
+    directory: str | Path,
+    *,
+    config_name: str = "crops",
+    license: str = "other",
+    max_shard_bytes: int = 500 * 2**20,
+) -> Path:
+    """Write a `DatasetDict` as Parquet with the image bytes embedded, plus a dataset card: a folder that
+    `datasets.load_dataset(folder)` reads anywhere and that can be uploaded as a Hub data set repo as it is
+    (`DatasetDict.push_to_hub(repo_id)` does the same directly).
+
+    Returns the folder; its card lists the splits, the brand and category names, and the licence.
+    """
+    from datasets.table import embed_table_storage  # what push_to_hub uses to inline files
+
+    directory = Path(directory)
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    for split, split_dataset in dataset.items():
+        num_shards = max(1, -(-(split_dataset.data.nbytes) // max_shard_bytes))
+        for shard_index in range(num_shards):
+            shard = split_dataset.shard(num_shards, shard_index, contiguous=True).with_format("arrow")
+            shard = shard.map(embed_table_storage, batched=True, keep_in_memory=True)
+            shard.to_parquet(str(directory / "data" / f"{split}-{shard_index:05d}-of-{num_shards:05d}.parquet"))
+    features = next(iter(dataset.values())).features
+    splits = "\n".join(f"  - split: {split}\n    path: data/{split}-*.parquet" for split in dataset)
+    rows = "\n".join(f"| {split} | {len(split_dataset):,} |" for split, split_dataset in dataset.items())
+    (directory / "README.md").write_text(
+        f"""---
+license: {license}
+task_categories:
+- image-classification
+- image-feature-extraction
+tags:
+- logo-recognition
+- few-shot
+configs:
+- config_name: {config_name}
+  data_files:
+{splits}
+---
+# Logo recognition data ({config_name})
+
+Brand-disjoint splits written by `dataset_scripts.logodet3k.export_parquet`: no brand of one split appears in
+another (unless the paper's split was chosen, where validation brands are seen in training).
+
+| split | rows |
+| --- | --- |
+{rows}
+
+Categories: {", ".join(features["category"].names)}.
+
+Brands ({len(features["brand"].names)}): {", ".join(features["brand"].names)}.
+
+Logos are trademarks of their owners. LogoDet-3K images are under the LogoDet-3K terms of use; generated images
+reuse CC0 brand marks (simple-icons, iconify "logos") and CC0 photos (scikit-image).
+""",
+        encoding="utf-8",
+    )
+    return directory
+
+
+__all__ = [
+    "CATEGORIES",
+    "SKIP_REASONS",
+    "LogoDet3K",
+    "LogoDet3KConfig",
+    "brand_and_design",
+    "export_parquet",
+    "load_logodet3k",
+    "paper_split",
+    "scan_data_dir",
+    "split_brands",
+]
