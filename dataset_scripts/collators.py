@@ -1,0 +1,167 @@
+"""Batching for metric learning: a P×K batch sampler, and collators that add the paper's pairs or triplets.
+
+The collators return `indices_tuple` in pytorch-metric-learning's format, so a loss takes them directly::
+
+    loss = ContrastiveLoss()(embeddings, batch["labels"], indices_tuple=batch["indices_tuple"])
+
+Random pairs/triplets are what the paper's collators formed. Hard or semi-hard mining needs the embeddings, so it is
+done in the training step with a pytorch-metric-learning miner (`TripletMarginMiner(type_of_triplets="semihard")`,
+`BatchHardMiner`) on the plain P×K batch instead.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class PKBatchSampler(Sampler[list[int]]):
+    """Batches of P brands × K examples each, so that every example in a batch has positives and negatives.
+
+    Each epoch visits every brand with at least two examples once, in a seeded random order. A brand's K examples
+    alternate between its designs (`Brand`, `Brand-1`, ...) where it has several, so positives include other designs.
+    A brand with fewer than K examples repeats some (with different augmentations they are still useful positives).
+
+    Use it as a DataLoader's `batch_sampler`. Under `accelerate`, `accelerator.prepare(dataloader)` gives each process
+    its own share of the batches; without accelerate, pass `num_replicas`/`rank` to shard it yourself.
+
+    Args:
+        labels: the brand id of each example (e.g. `dataset["brand"]`).
+        p: brands per batch. k: examples per brand.
+        designs: the design of each example (e.g. `dataset["design"]`), to mix a brand's designs.
+        seed: seed of the order; call `set_epoch(epoch)` before each epoch for a new one.
+        num_replicas, rank: manual sharding across processes (each gets `len(self)` distinct batches).
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int],
+        p: int,
+        k: int,
+        *,
+        designs: Sequence[int] | None = None,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if p < 2 or k < 2:
+            raise ValueError(f"A P×K batch needs p >= 2 brands and k >= 2 examples per brand, got p={p}, k={k}.")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, num_replicas), got rank={rank}, num_replicas={num_replicas}.")
+        designs = designs if designs is not None else [0] * len(labels)
+        by_brand: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for index, (label, design) in enumerate(zip(labels, designs, strict=True)):
+            by_brand[int(label)][int(design)].append(index)
+        self.by_brand = {brand: dict(groups) for brand, groups in sorted(by_brand.items())}
+        self.brands = [brand for brand, groups in self.by_brand.items() if sum(map(len, groups.values())) >= 2]
+        if len(self.brands) < p * num_replicas:
+            raise ValueError(
+                f"Only {len(self.brands)} brands have 2+ examples; a P×K batch needs p={p} of them"
+                + (f" for each of {num_replicas} processes." if num_replicas > 1 else ".")
+            )
+        self.p, self.k, self.seed, self.num_replicas, self.rank = p, k, seed, num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of `epoch` (call it before iterating, as with `DistributedSampler`)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.brands) // self.p // self.num_replicas
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(f"{self.seed}/{self.epoch}")
+        brands = list(self.brands)
+        rng.shuffle(brands)
+        batches = [
+            brands[start : start + self.p] for start in range(0, len(self) * self.num_replicas * self.p, self.p)
+        ]
+        for batch_brands in batches[self.rank :: self.num_replicas]:
+            yield [index for brand in batch_brands for index in self._pick(brand, rng)]
+
+    def _pick(self, brand: int, rng: random.Random) -> list[int]:
+        """K examples of a brand, taken in turn from each of its designs, repeating only when it has fewer than K."""
+        queues = [rng.sample(indices, len(indices)) for _, indices in sorted(self.by_brand[brand].items())]
+        rng.shuffle(queues)
+        interleaved = [queue[i] for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
+        repeats = -(-self.k // len(interleaved))  # ceil
+        return (interleaved * repeats)[: self.k]
+
+
+def collate_pk_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack examples into `pixel_values` and `labels` (for losses that mine their own pairs or triplets)."""
+    return {
+        "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
+        "labels": torch.tensor([int(example["labels"]) for example in examples]),
+    }
+
+
+def _pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive pairs, negative pairs) as `(n, 2)` index tensors, each unordered pair once."""
+    same = labels[:, None] == labels[None, :]
+    upper = torch.ones_like(same).triu(diagonal=1)
+    return (same & upper).nonzero(), (~same & upper).nonzero()
+
+
+class PairCollator:
+    """Stack examples into a batch and draw positive/negative pairs from it, for a contrastive loss.
+
+    Returns `pixel_values`, `labels` and `indices_tuple = (anchors_pos, positives, anchors_neg, negatives)`.
+
+    Args:
+        positive_fraction: share of positive pairs among the drawn pairs (less when the batch has too few).
+        pairs_per_batch: pairs drawn per batch (default: the batch size).
+    """
+
+    def __init__(self, positive_fraction: float = 0.5, pairs_per_batch: int | None = None):
+        if not 0.0 < positive_fraction < 1.0:
+            raise ValueError(f"positive_fraction must be in (0, 1), got {positive_fraction}.")
+        self.positive_fraction = positive_fraction
+        self.pairs_per_batch = pairs_per_batch
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = collate_pk_batch(examples)
+        positives, negatives = _pairs(batch["labels"])
+        total = self.pairs_per_batch or len(examples)
+        n_positive = min(len(positives), round(total * self.positive_fraction))
+        n_negative = min(len(negatives), total - n_positive)
+        # The global torch RNG: DataLoader seeds it per worker, torch.manual_seed makes it reproducible.
+        positives = positives[torch.randperm(len(positives))[:n_positive]]
+        negatives = negatives[torch.randperm(len(negatives))[:n_negative]]
+        batch["indices_tuple"] = (positives[:, 0], positives[:, 1], negatives[:, 0], negatives[:, 1])
+        return batch
+
+
+class TripletCollator:
+    """Stack examples into a batch and draw random (anchor, positive, negative) triplets from it, as the paper did.
+
+    Every example that has a positive and a negative in the batch anchors `triplets_per_anchor` triplets. Returns
+    `pixel_values`, `labels` and `indices_tuple = (anchors, positives, negatives)`. For semi-hard or hard triplets,
+    collate plain P×K batches and mine in the training step (see the module docstring).
+    """
+
+    def __init__(self, triplets_per_anchor: int = 1):
+        if triplets_per_anchor < 1:
+            raise ValueError(f"triplets_per_anchor must be at least 1, got {triplets_per_anchor}.")
+        self.triplets_per_anchor = triplets_per_anchor
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = collate_pk_batch(examples)
+        labels = batch["labels"]
+        same = labels[:, None] == labels[None, :]
+        positive_mask = same & ~torch.eye(len(labels), dtype=torch.bool)
+        negative_mask = ~same
+        anchors = torch.nonzero(positive_mask.any(1) & negative_mask.any(1)).flatten()
+        anchors = anchors.repeat_interleave(self.triplets_per_anchor)
+        # One uniformly random positive and negative per anchor: sample from the masks' rows.
+        positives = torch.multinomial(positive_mask[anchors].float(), 1).flatten() if len(anchors) else anchors
+        negatives = torch.multinomial(negative_mask[anchors].float(), 1).flatten() if len(anchors) else anchors
+        batch["indices_tuple"] = (anchors, positives, negatives)
+        return batch
+
+
+__all__ = ["PKBatchSampler", "PairCollator", "TripletCollator", "collate_pk_batch"]
