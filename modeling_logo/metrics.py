@@ -1,0 +1,245 @@
+"""Metrics of few-shot logo recognition, one implementation each (NumPy), checked against scikit-learn in the tests.
+
+Conventions: `scores` are "higher means more likely the same brand" (cosine similarities; pass `-distance` for
+distances) and `labels` are 1 for a positive (same brand) and 0 for a negative. A threshold `t` accepts `score >= t`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {scores.shape[0]} vs {labels.shape[0]}.")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values.")
+    return scores, labels
+
+
+def threshold_metrics(scores, labels, threshold: float) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of accepting `score >= threshold` (precision is 0 when nothing is accepted)."""
+    scores, labels = _as_arrays(scores, labels)
+    accepted = scores >= threshold
+    tp = np.sum(accepted & labels)
+    fp = np.sum(accepted & ~labels)
+    fn = np.sum(~accepted & labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": float(np.mean(accepted == labels)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Operating points at every distinct score, from the highest threshold to the lowest."""
+
+    thresholds: np.ndarray
+    true_positives: np.ndarray
+    false_positives: np.ndarray
+    positives: int
+    negatives: int
+
+    @property
+    def precision(self) -> np.ndarray:
+        return self.true_positives / np.maximum(self.true_positives + self.false_positives, 1)
+
+    @property
+    def recall(self) -> np.ndarray:
+        return self.true_positives / max(self.positives, 1)
+
+    @property
+    def false_positive_rate(self) -> np.ndarray:
+        return self.false_positives / max(self.negatives, 1)
+
+
+def operating_curve(scores, labels) -> Curve:
+    """Cumulative true/false positives when accepting the top-scored items, one point per distinct score."""
+    scores, labels = _as_arrays(scores, labels)
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_positives = np.cumsum(labels)[last_of_each_score]
+    false_positives = (last_of_each_score + 1) - true_positives
+    return Curve(scores[last_of_each_score], true_positives, false_positives, int(labels.sum()), int((~labels).sum()))
+
+
+def best_f1_threshold(scores, labels) -> tuple[float, float]:
+    """The threshold (one of the scores) with the best F1, and that F1."""
+    curve = operating_curve(scores, labels)
+    precision, recall = curve.precision, curve.recall
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.argmax(f1))
+    return float(curve.thresholds[best]), float(f1[best])
+
+
+def recall_at_precision(scores, labels, min_precision: float = 0.95) -> float:
+    """The highest recall reached at a precision of at least `min_precision` (0 if never reached)."""
+    curve = operating_curve(scores, labels)
+    reached = curve.precision >= min_precision
+    return float(curve.recall[reached].max()) if reached.any() else 0.0
+
+
+def average_precision(scores, labels) -> float:
+    """Average precision, the area under the step precision-recall curve: sum of (R_n - R_n-1) * P_n."""
+    curve = operating_curve(scores, labels)
+    if curve.positives == 0:
+        return 0.0
+    recall = np.r_[0.0, curve.recall]
+    return float(np.sum(np.diff(recall) * curve.precision))
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve (trapezoids between distinct thresholds, ties counted half)."""
+    curve = operating_curve(scores, labels)
+    if curve.positives == 0 or curve.negatives == 0:
+        raise ValueError("ROC-AUC needs both positives and negatives.")
+    return float(np.trapezoid(np.r_[0.0, curve.recall], np.r_[0.0, curve.false_positive_rate]))
+
+
+def equal_error_rate(scores, labels) -> tuple[float, float]:
+    """The equal error rate (false accepts = false rejects, interpolated on the ROC curve) and its threshold."""
+    curve = operating_curve(scores, labels)
+    if curve.positives == 0 or curve.negatives == 0:
+        raise ValueError("The equal error rate needs both positives and negatives.")
+    false_accept = np.r_[0.0, curve.false_positive_rate]
+    false_reject = 1.0 - np.r_[0.0, curve.recall]
+    thresholds = np.r_[np.inf, curve.thresholds]
+    gap = false_reject - false_accept  # decreasing from 1 to -1
+    crossing = int(np.argmax(gap <= 1e-12))  # a tolerance: 1 - 2/3 and 1/3 differ in the last bit
+    if crossing == 0:
+        return float(false_accept[0]), float(thresholds[0])
+    before, after = gap[crossing - 1], gap[crossing]
+    weight = before / (before - after)
+    eer = false_accept[crossing - 1] + weight * (false_accept[crossing] - false_accept[crossing - 1])
+    return float(eer), float(thresholds[crossing])
+
+
+def fisher_separation(embeddings, labels) -> float:
+    """Fisher's ratio tr(S_B) / tr(S_W) of between-class to within-class scatter (what the authors' code computes
+    as the separation J): larger means brands form tighter, farther-apart clusters."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    overall = embeddings.mean(axis=0)
+    between = within = 0.0
+    for label in np.unique(labels):
+        members = embeddings[labels == label]
+        centre = members.mean(axis=0)
+        between += len(members) * np.sum((centre - overall) ** 2)
+        within += np.sum((members - centre) ** 2)
+    return float(between / within) if within > 0 else float("inf")
+
+
+def distance_ratio(embeddings, labels) -> float:
+    """Mean Euclidean distance between images of different brands over the mean between images of the same brand
+    (the separation J as the paper's text defines it): larger is better, 1 means no separation."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    labels = np.asarray(labels)
+    squared = np.sum(embeddings**2, axis=1)
+    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * embeddings @ embeddings.T, 0.0))
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~np.eye(len(labels), dtype=bool)
+    positive, negative = distances[same & off_diagonal], distances[~same]
+    if positive.size == 0 or negative.size == 0:
+        raise ValueError("The distance ratio needs at least two images of one brand and two brands.")
+    return float(negative.mean() / positive.mean())
+
+
+def retrieval_metrics(
+    similarity, query_labels, gallery_labels, ks: tuple[int, ...] = (1, 5, 10), exclude_self: bool = False
+) -> dict[str, float]:
+    """Ranking metrics of queries against a gallery.
+
+    Args:
+        similarity: `(num_queries, num_gallery)` scores, higher is more similar.
+        exclude_self: the queries are the gallery (same order): ignore each query's own entry.
+
+    Returns `mAP` (average precision over the full ranking), `recall@k` (a relevant item in the top k) and FORB's
+    `mAP@k` (precision at each relevant rank within the top k, summed and divided by the number of relevant items),
+    averaged over the queries that have at least one relevant item.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64).copy()
+    query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
+    relevant = query_labels[:, None] == gallery_labels[None, :]
+    if exclude_self:
+        np.fill_diagonal(similarity, -np.inf)
+        np.fill_diagonal(relevant, False)
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    ranked = np.take_along_axis(relevant, order, axis=1)
+    if exclude_self:
+        ranked = ranked[:, :-1]  # the query itself, ranked last
+    num_relevant = ranked.sum(axis=1)
+    valid = num_relevant > 0
+    ranked, num_relevant = ranked[valid], num_relevant[valid]
+    if not len(ranked):
+        raise ValueError("No query has a relevant item in the gallery.")
+    hits = np.cumsum(ranked, axis=1)
+    precision_at = hits / np.arange(1, ranked.shape[1] + 1)
+    results = {"mAP": float(np.mean(np.sum(precision_at * ranked, axis=1) / num_relevant))}
+    for k in ks:
+        results[f"recall@{k}"] = float(np.mean(ranked[:, :k].any(axis=1)))
+        results[f"mAP@{k}"] = float(np.mean(np.sum((precision_at * ranked)[:, :k], axis=1) / num_relevant))
+    return results
+
+
+def thresholded_map_at_k(
+    similarity, query_labels, gallery_labels, ood_similarity, k: int = 10, num_thresholds: int = 11
+) -> float:
+    """FORB's t-mAP@k: mAP@k averaged over thresholds at the 0%, 10%, ..., 100% quantiles of the best scores of
+    out-of-distribution queries; at each threshold, gallery items scored below it are not retrieved.
+
+    Args:
+        ood_similarity: `(num_ood_queries, num_gallery)` scores of queries whose brands are not in the gallery.
+    """
+    similarity = np.asarray(similarity, dtype=np.float64)
+    query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
+    thresholds = np.quantile(np.max(np.asarray(ood_similarity), axis=1), np.linspace(0, 1, num_thresholds))
+    num_relevant = (query_labels[:, None] == gallery_labels[None, :]).sum(axis=1)
+    valid = num_relevant > 0
+    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    top_scores = np.take_along_axis(similarity, order, axis=1)
+    top_relevant = gallery_labels[order] == query_labels[:, None]
+    maps = []
+    for threshold in thresholds:
+        # Items below the threshold are not returned: they neither hit nor count among the retrieved.
+        ranked = top_relevant & (top_scores >= threshold)
+        precision_at = np.cumsum(ranked, axis=1) / np.arange(1, ranked.shape[1] + 1)
+        maps.append(np.mean(np.sum(precision_at * ranked, axis=1)[valid] / num_relevant[valid]))
+    return float(np.mean(maps))
+
+
+def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of its normal-approximation confidence interval (episodes are independent draws)."""
+    from statistics import NormalDist
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float(values.mean()) if len(values) else float("nan"), float("nan")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return float(values.mean()), float(z * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+__all__ = [
+    "Curve",
+    "average_precision",
+    "best_f1_threshold",
+    "distance_ratio",
+    "equal_error_rate",
+    "fisher_separation",
+    "mean_confidence_interval",
+    "operating_curve",
+    "recall_at_precision",
+    "retrieval_metrics",
+    "roc_auc",
+    "thresholded_map_at_k",
+    "threshold_metrics",
+]
