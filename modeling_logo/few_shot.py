@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,32 @@ def model_fingerprint(model: LogoEmbeddingModel) -> str:
     """A short hash of the head's output weights: embeddings of two models are only comparable when it matches."""
     weight = model.head.output.weight.detach().to("cpu", torch.float32).contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
+
+
+@torch.inference_mode()
+def embed_images(
+    model: LogoEmbeddingModel,
+    image_processor: LogoImageProcessor,
+    images: Iterable[ImageLike],
+    *,
+    batch_size: int = 32,
+    progress: bool | None = None,
+) -> torch.Tensor:
+    """Embed images in batches with `model` (in the mode it is in; use eval mode): a float32 `(num_images, D)` tensor.
+
+    `images` may be any iterable (a list, a generator over a `datasets.Dataset`, ...): it is consumed batch by batch.
+    A progress bar shows by default when there is more than one batch (or the length is unknown).
+    """
+    total = len(images) if isinstance(images, Sized) else None
+    if progress is None:
+        progress = total is None or total > batch_size
+    iterator, outputs = iter(images), []
+    with tqdm(total=total, desc="Embedding images", unit="image", disable=not progress) as bar:
+        while chunk := list(islice(iterator, batch_size)):
+            pixel_values = image_processor(chunk, return_tensors="pt").pixel_values.to(model.device)
+            outputs.append(model(pixel_values).embeddings.float().cpu())
+            bar.update(len(chunk))
+    return torch.cat(outputs) if outputs else torch.empty(0, model.config.embedding_size)
 
 
 class LogoGallery:
@@ -122,7 +149,6 @@ class LogoGallery:
     # ----------------------------------------------------------------------------------------------------------------
     # Embedding
 
-    @torch.inference_mode()
     def embed(self, images: Sequence[ImageLike], *, progress: bool | None = None) -> torch.Tensor:
         """Embed images (PIL images, paths, bytes or arrays) in batches: a float32 tensor `(len(images), D)`.
 
@@ -131,20 +157,7 @@ class LogoGallery:
         """
         if self.model is None:
             raise ValueError("This gallery has no model: pass embeddings, or create it with a model to embed images.")
-        images = list(images)
-        if progress is None:
-            progress = len(images) > self.batch_size
-        device = self.model.device
-        batches = range(0, len(images), self.batch_size)
-        outputs = []
-        for start in tqdm(batches, desc="Embedding images", unit="batch", disable=not progress):
-            pixel_values = self.image_processor(
-                images[start : start + self.batch_size], return_tensors="pt"
-            ).pixel_values
-            outputs.append(self.model(pixel_values.to(device)).embeddings.float().cpu())
-        if not outputs:
-            return torch.empty(0, self.embedding_size)
-        return torch.cat(outputs)
+        return embed_images(self.model, self.image_processor, images, batch_size=self.batch_size, progress=progress)
 
     def _embeddings_of(self, items: ImageLike | Sequence[ImageLike]) -> tuple[torch.Tensor, bool]:
         """Embeddings (unit norm, float32, on CPU) of images or of ready embeddings; and whether one item was given.
@@ -473,4 +486,4 @@ def _is_single_image(items: Any) -> bool:
     return False
 
 
-__all__ = ["LogoGallery", "BrandMatch", "model_fingerprint", "FAISS_MIN_BRANDS"]
+__all__ = ["LogoGallery", "BrandMatch", "embed_images", "model_fingerprint", "FAISS_MIN_BRANDS"]

@@ -192,22 +192,33 @@ def retrieval_metrics(
 
 
 def thresholded_map_at_k(
-    similarity, query_labels, gallery_labels, ood_similarity, k: int = 10, num_thresholds: int = 11
+    similarity,
+    query_labels,
+    gallery_labels,
+    ood_similarity,
+    k: int = 10,
+    num_thresholds: int = 11,
+    exclude_self: bool = False,
 ) -> float:
     """FORB's t-mAP@k: mAP@k averaged over thresholds at the 0%, 10%, ..., 100% quantiles of the best scores of
     out-of-distribution queries; at each threshold, gallery items scored below it are not retrieved.
 
     Args:
         ood_similarity: `(num_ood_queries, num_gallery)` scores of queries whose brands are not in the gallery.
+        exclude_self: the queries are the gallery (same order): ignore each query's own entry.
     """
-    similarity = np.asarray(similarity, dtype=np.float64)
+    similarity = np.asarray(similarity, dtype=np.float64).copy()
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
     thresholds = np.quantile(np.max(np.asarray(ood_similarity), axis=1), np.linspace(0, 1, num_thresholds))
-    num_relevant = (query_labels[:, None] == gallery_labels[None, :]).sum(axis=1)
+    relevant = query_labels[:, None] == gallery_labels[None, :]
+    if exclude_self:
+        np.fill_diagonal(similarity, -np.inf)
+        np.fill_diagonal(relevant, False)
+    num_relevant = relevant.sum(axis=1)
     valid = num_relevant > 0
     order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
     top_scores = np.take_along_axis(similarity, order, axis=1)
-    top_relevant = gallery_labels[order] == query_labels[:, None]
+    top_relevant = np.take_along_axis(relevant, order, axis=1)
     maps = []
     for threshold in thresholds:
         # Items below the threshold are not returned: they neither hit nor count among the retrieved.
