@@ -5,6 +5,8 @@ Importing the package registers the model with the `Auto*` classes (`AutoModel.f
 without this package can load it with `AutoModel.from_pretrained(dir, trust_remote_code=True)`.
 """
 
+from pathlib import Path
+
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_logo import BACKBONE_PRESETS, BACKBONE_STAGES, LogoEmbeddingConfig
@@ -14,6 +16,9 @@ from .modeling_logo import LogoEmbeddingModel, LogoEmbeddingOutput
 
 
 __version__ = "0.1.0"
+
+# `evaluate.load(EVALUATE_METRIC_PATH)` (or with config "separation") gives the verification metrics as an evaluate module.
+EVALUATE_METRIC_PATH = str(Path(__file__).parent / "evaluate_metric" / "logo_verification")
 
 AutoConfig.register(LogoEmbeddingConfig.model_type, LogoEmbeddingConfig, exist_ok=True)
 AutoModel.register(LogoEmbeddingConfig, LogoEmbeddingModel, exist_ok=True)
@@ -25,6 +30,7 @@ LogoEmbeddingModel.register_for_auto_class("AutoModel")
 LogoImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
+    "EVALUATE_METRIC_PATH",
     "BACKBONE_PRESETS",
     "BACKBONE_STAGES",
     "BrandMatch",

@@ -108,3 +108,25 @@ def test_thresholded_map_ignores_items_under_the_threshold():
 def test_confidence_interval():
     mean, half_width = mean_confidence_interval([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5 and half_width == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2, rel=1e-3)
+
+
+def test_the_evaluate_module_reports_the_same_numbers():
+    import evaluate
+
+    import modeling_logo
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.normal(labels, 1.0)
+    results = evaluate.load(modeling_logo.EVALUATE_METRIC_PATH).compute(
+        predictions=scores, references=labels, threshold=0.5
+    )
+    assert results["f1"] == pytest.approx(threshold_metrics(scores, labels, 0.5)["f1"])
+    assert results["average_precision"] == pytest.approx(average_precision(scores, labels))
+    assert results["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    separation = evaluate.load(modeling_logo.EVALUATE_METRIC_PATH, "separation")
+    embeddings = rng.normal(size=(20, 4))
+    brands = np.repeat(np.arange(4), 5)
+    assert separation.compute(predictions=embeddings, references=brands)["separation_fisher"] == pytest.approx(
+        fisher_separation(embeddings, brands), rel=1e-5
+    )
