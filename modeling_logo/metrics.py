@@ -151,7 +151,7 @@ def distance_ratio(embeddings, labels) -> float:
     positive, negative = distances[same & off_diagonal], distances[~same]
     if positive.size == 0 or negative.size == 0:
         raise ValueError("The distance ratio needs at least two images of one brand and two brands.")
-    return float(negative.mean() / positive.mean())
+    return float(negative.mean() / positive.mean()) if positive.mean() > 0 else float("inf")
 
 
 def retrieval_metrics(

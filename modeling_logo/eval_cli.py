@@ -1,0 +1,178 @@
+"""`logo-eval`: evaluate models and baselines side by side on brands never seen in training, and write a report.
+
+    logo-eval --model runs/logo-model --data_dir data/synthetic-logos --shots 1 5 --report report/
+
+Baselines in the same run: `untrained` (the same architecture, random weights), `imagenet` (ImageNet backbone and
+a random head, the paper's baseline; skipped with a note when the weights cannot be had offline) and `histogram`
+(a colour histogram, to show what the network adds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Callable
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from .configuration_logo import LogoEmbeddingConfig
+from .evaluation import EmbeddedSplit, embed_split, honest_protocol, paper_protocol, retrieval_protocol
+from .image_processing_logo import LogoImageProcessor, to_rgb
+from .modeling_logo import LogoEmbeddingModel
+from .report import honest_table, paper_table, retrieval_table, write_report
+
+
+Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
+
+
+def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_column: str = "brand") -> EmbeddedSplit:
+    """A classical baseline: the square-rooted HSV colour histogram of each image, L2-normalised."""
+    vectors = []
+    for row in dataset.select_columns(["image"]):
+        hsv = np.asarray(to_rgb(row["image"]).resize((64, 64), Image.BILINEAR).convert("HSV")).reshape(-1, 3)
+        histogram, _ = np.histogramdd(hsv, bins=(bins, bins, bins), range=((0, 256),) * 3)
+        vector = np.sqrt(histogram.ravel())
+        vectors.append(vector / max(np.linalg.norm(vector), 1e-12))
+    return EmbeddedSplit(np.stack(vectors), np.asarray(dataset[label_column]))
+
+
+def model_embedder(model: LogoEmbeddingModel, image_processor: LogoImageProcessor, batch_size: int = 64) -> Embedder:
+    return lambda dataset: embed_split(model, image_processor, dataset, batch_size=batch_size)
+
+
+def evaluate_embedder(
+    embed: Embedder,
+    splits: datasets.DatasetDict,
+    *,
+    shots: tuple[int, ...] = (1, 5),
+    ways: tuple[int | str, ...] = (5, 20, "all"),
+    episodes: int = 500,
+    seed: int = 0,
+    train_sample: int = 1000,
+) -> tuple[dict, EmbeddedSplit]:
+    """All protocols for one embedder: `{"paper": [...], "honest": [...], "retrieval": {...}, "train_retrieval":
+    {...}}` and the test embeddings. Validation brands tune the honest threshold and serve as out-of-distribution
+    queries for t-mAP; a sample of training brands measures memorisation."""
+    test, validation = embed(splits["test"]), embed(splits["validation"])
+    train = splits["train"].shuffle(seed=seed).select(range(min(train_sample, len(splits["train"]))))
+    result = {
+        "paper": [paper_protocol(test, k, seed=seed) for k in shots],
+        "honest": honest_protocol(validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed),
+        "retrieval": retrieval_protocol(test, ood=validation),
+        "train_retrieval": retrieval_protocol(embed(train)) if len(train) else {},
+    }
+    return result, test
+
+
+def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
+    embedders: dict[str, Embedder] = {}
+    config, processor = None, None
+    for name_or_path in args.model:
+        model = LogoEmbeddingModel.from_pretrained(name_or_path)
+        try:
+            processor = LogoImageProcessor.from_pretrained(name_or_path)
+        except OSError:
+            processor = LogoImageProcessor.from_model_config(model.config)
+        config = config or model.config
+        embedders[str(name_or_path)] = model_embedder(model, processor, args.batch_size)
+    if config is None:
+        config = LogoEmbeddingConfig(backbone=args.backbone, image_size=args.image_size)
+        processor = LogoImageProcessor.from_model_config(config)
+    baseline_config = copy.deepcopy(config)
+    baseline_config.frozen_stages, baseline_config.backbone_weights = [], None
+    for baseline in args.baselines:
+        if baseline == "untrained":
+            torch.manual_seed(args.seed)
+            embedders["untrained (random init)"] = model_embedder(
+                LogoEmbeddingModel(baseline_config), processor, args.batch_size
+            )
+        elif baseline == "imagenet":
+            torch.manual_seed(args.seed)
+            try:
+                model = LogoEmbeddingModel(baseline_config, pretrained_backbone=True)
+            except OSError as error:
+                print(f"Skipping the ImageNet baseline: {error}")
+                continue
+            embedders["ImageNet backbone + random head"] = model_embedder(model, processor, args.batch_size)
+        elif baseline == "histogram":
+            embedders["colour histogram"] = colour_histogram_split
+    return embedders
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="logo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", action="append", default=[], help="a saved model directory or Hub id (repeatable)")
+    parser.add_argument("--data_dir", required=True, help="LogoDet-3K layout: <Category>/<Brand>/<n>.jpg + .xml")
+    parser.add_argument("--config", default="crops", choices=["crops", "images"], help="builder config")
+    parser.add_argument("--cache_dir", default=None, help="datasets cache for the prepared splits")
+    parser.add_argument("--split_scheme", default="brands", choices=["brands", "paper"])
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--ways", nargs="+", default=["5", "20", "all"], help="N of the open-set N-way episodes")
+    parser.add_argument("--episodes", type=int, default=500, help="open-set episodes per setting")
+    parser.add_argument("--baselines", nargs="*", default=["untrained", "imagenet", "histogram"],
+                        choices=["untrained", "imagenet", "histogram"])  # fmt: skip
+    parser.add_argument("--backbone", default="resnet50", help="baselines' backbone when no --model is given")
+    parser.add_argument("--image_size", type=int, default=224, help="baselines' image size when no --model is given")
+    parser.add_argument("--train_sample", type=int, default=1000, help="training images for the memorisation mAP")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", default="report", help="output folder of the report ('' for none)")
+    args = parser.parse_args(argv)
+    args.ways = [w if w == "all" else int(w) for w in args.ways]
+    if not args.model and not args.baselines:
+        parser.error("nothing to evaluate: give --model and/or --baselines")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `logo-eval` command."""
+    run(parse_args(argv))
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Evaluate every model and baseline, print the tables, write the report; returns the results by model."""
+    from dataset_scripts import load_logodet3k
+
+    splits = load_logodet3k(args.data_dir, args.config, cache_dir=args.cache_dir, split_scheme=args.split_scheme)
+    print({split: len(dataset) for split, dataset in splits.items()})
+    results, test_splits = {}, {}
+    for name, embed in build_embedders(args).items():
+        print(f"Evaluating {name} ...")
+        results[name], test_splits[name] = evaluate_embedder(
+            embed, splits, shots=tuple(args.shots), ways=tuple(args.ways), episodes=args.episodes, seed=args.seed,
+            train_sample=args.train_sample,
+        )  # fmt: skip
+    print("\n## The paper's protocol (threshold tuned on test brands, as in the paper)\n")
+    print(paper_table(results))
+    print("\n## The honest protocol (threshold from validation brands, 95% CI)\n")
+    print(honest_table(results))
+    print("\n## Retrieval\n")
+    print(retrieval_table(results))
+    if args.report:
+        test = splits["test"]
+        directory = write_report(
+            results, args.report, test_splits=test_splits, test_images=_LazyImages(test),
+            brand_names=test.features["brand"].names, shots=tuple(args.shots), seed=args.seed,
+        )  # fmt: skip
+        print(f"\nReport written to {directory}/report.md")
+    return results
+
+
+class _LazyImages:
+    """Index a dataset's images without decoding the whole column."""
+
+    def __init__(self, dataset: datasets.Dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return self.dataset[index]["image"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
