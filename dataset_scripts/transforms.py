@@ -73,4 +73,37 @@ def with_image_transform(
     return dataset.with_transform(apply)
 
 
-__all__ = ["build_eval_transform", "build_train_transform", "processor_output_size", "with_image_transform"]
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A dataset whose random augmentation depends only on `(seed, epoch, index)`, not on which DataLoader worker
+    draws it or how many batches came before: a run resumed mid-epoch sees exactly the images it would have seen.
+
+    Rows are `{"pixel_values": tensor, "labels": int}`; call `set_epoch` before each epoch (Accelerate's prepared
+    DataLoader does it too).
+    """
+
+    def __init__(self, dataset: datasets.Dataset, transform: Callable[[Image.Image], torch.Tensor], seed: int = 0,
+                 label_column: str = "brand"):  # fmt: skip
+        self.dataset, self.transform, self.seed, self.label_column = dataset, transform, seed, label_column
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[int(index)]
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random state as it was
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
+            pixel_values = self.transform(row["image"])
+        return {"pixel_values": pixel_values, "labels": row[self.label_column]}
+
+
+__all__ = [
+    "AugmentedDataset",
+    "build_eval_transform",
+    "build_train_transform",
+    "processor_output_size",
+    "with_image_transform",
+]

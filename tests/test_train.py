@@ -1,0 +1,174 @@
+"""train.py: losses, progressive unfreezing, a run end to end, exact resume after SIGKILL, accelerate launch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_logo import LogoEmbeddingModel
+from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainingState
+from modeling_logo.losses import DEFAULT_MINERS, LOSSES, build_loss, build_miner
+
+from .test_logodet3k import write_tree
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_tree(tmp_path_factory.mktemp("train-data"))
+
+
+def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
+    return [
+        "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir),
+        "--backbone", "resnet-tiny", "--image_size", "64", "--brands_per_batch", "2", "--images_per_brand", "2",
+        "--num_workers", "0", "--train_sample", "8", "--report_to", "none", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("loss_name", LOSSES)
+def test_every_loss_and_its_default_miner_run_and_backpropagate(loss_name):
+    torch.manual_seed(0)
+    loss_fn = build_loss(loss_name, num_classes=4, embedding_size=16)
+    miner = build_miner(DEFAULT_MINERS[loss_name], loss_name)
+    features = torch.randn(8, 16, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        embeddings = torch.nn.functional.normalize(features, dim=1)
+        loss = loss_fn(embeddings, labels, miner(embeddings, labels) if miner else None)
+    loss.backward()
+    assert torch.isfinite(loss) and features.grad.abs().sum() > 0
+
+
+def test_a_few_steps_reduce_the_loss(tiny_model):
+    torch.manual_seed(0)
+    tiny_model.train()
+    loss_fn, miner = build_loss("triplet"), build_miner("semi-hard", "triplet")
+    optimizer = torch.optim.SGD(tiny_model.parameters(), lr=0.05, momentum=0.9)
+    pixels, labels = torch.randn(8, 3, 64, 64), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    pixels[labels % 2 == 1] += 1.0  # something to learn
+    losses = []
+    for _ in range(15):
+        embeddings = tiny_model(pixels).embeddings
+        loss = loss_fn(embeddings, labels, miner(embeddings, labels))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3
+
+
+def test_progressive_unfreezing_flags_groups_and_learning_rate(tiny_config):
+    model = LogoEmbeddingModel(tiny_config)
+    unfreezing = ProgressiveUnfreezing.from_string("layer4:2,layer3:4")
+    state = TrainingState()
+    unfreezing.on_train_begin(state, model)
+    assert model.config.frozen_stages == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert all(p.requires_grad for p in model.head.parameters())
+    for epoch, trainable in [(1, set()), (2, {"layer4"}), (3, {"layer4"}), (4, {"layer3", "layer4"})]:
+        state.epoch = epoch
+        unfreezing.on_epoch_begin(state, model)
+        for stage in ("stem", "layer1", "layer2", "layer3", "layer4"):
+            assert all(p.requires_grad == (stage in trainable) for p in model.backbone_parameters([stage])), (
+                epoch,
+                stage,
+            )
+    assert [unfreezing.lr_factor(epoch) for epoch in range(6)] == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.04])
+    args = train.TrainingArguments(num_epochs=6, lr_scheduler="constant")
+    assert train.lr_multiplier(2 * 10, 10, args, unfreezing) == pytest.approx(0.2)
+    assert train.lr_multiplier(2 * 10 - 1, 10, args, unfreezing) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="layer4:15"):
+        ProgressiveUnfreezing.from_string("layer4")
+    with pytest.raises(ValueError, match="Unknown backbone stage"):
+        ProgressiveUnfreezing.from_string("layer9:3")
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement():
+    state, stopping = TrainingState(), EarlyStopping(patience=2)
+    for epoch, value in enumerate([0.5, 0.6, 0.55, 0.58]):
+        state.epoch = epoch
+        state.record(value)
+        stopping.on_evaluate(state, None, {"mAP": value})
+    assert state.best_metric == 0.6 and state.best_epoch == 1 and state.should_stop
+
+
+def test_bad_arguments_are_clear():
+    with pytest.raises(ValueError, match="--loss must be one of"):
+        train.TrainingArguments(loss="arcface")
+    with pytest.raises(ValueError, match="--mixed_precision"):
+        train.TrainingArguments(mixed_precision="fp8")
+    assert train.resolve_mixed_precision("fp16", "cpu") == "bf16"
+    assert train.resolve_mixed_precision("fp16", "cuda") == "fp16"
+
+
+def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path):
+    output = tmp_path / "run"
+    state = train.main(quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2"))
+    assert state.epoch == 2 and len(state.history) == 2
+    assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP"} <= set(state.history[0])
+    for name in ("config.json", "model.safetensors", "modeling_logo.py", "preprocessor_config.json", "README.md",
+                 "metrics.csv", "curves.png"):  # fmt: skip
+        assert (output / name).is_file(), name
+    config = json.loads((output / "config.json").read_text())
+    assert -1 <= config["similarity_threshold"] <= 1
+    script = (
+        "import sys; sys.meta_path.insert(0, type('B', (), {'find_spec': staticmethod(lambda n, *a: "
+        "(_ for _ in ()).throw(ImportError(n)) if n.split('.')[0] in ('modeling_logo', 'dataset_scripts') else None)})())\n"
+        "import torch; from transformers import AutoModel\n"
+        f"m = AutoModel.from_pretrained({str(output)!r}, trust_remote_code=True).eval()\n"
+        "print(m(torch.zeros(1, 3, 64, 64)).embeddings.shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "torch.Size([1, 128])" in result.stdout
+
+
+def final_weights(output_dir: Path) -> dict:
+    checkpoint = sorted((output_dir / "checkpoints").glob("step_*"))[-1]
+    return load_file(str(checkpoint / "model.safetensors"))
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_path):
+    common = ["--num_epochs", "2", "--checkpointing_steps", "1", "--keep_last_checkpoints", "10"]
+    uninterrupted = tmp_path / "uninterrupted"
+    train.main(quick_args(data_dir, uninterrupted, tmp_path / "cache", *common))
+
+    killed = tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "train.py"), *quick_args(data_dir, killed, tmp_path / "cache", *common)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints" / "step_00000002").exists():  # mid-epoch 0: 3 steps per epoch
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "training_state.json").exists()  # it really died before the end
+
+    state = train.main(quick_args(data_dir, killed, tmp_path / "cache", *common, "--resume_from_checkpoint", "latest"))
+    assert state.epoch == 2
+    expected, resumed = final_weights(uninterrupted), final_weights(killed)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0, msg=name)
+
+
+def test_accelerate_launch_without_a_config_file(data_dir, tmp_path):
+    env = {**os.environ, "ACCELERATE_CONFIG_FILE": str(tmp_path / "no-such-config.yaml")}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", str(ROOT / "train.py"),
+        *quick_args(data_dir, tmp_path / "launched", tmp_path / "cache", "--num_epochs", "1"),
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "launched" / "model.safetensors").is_file()

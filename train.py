@@ -1,0 +1,524 @@
+#!/usr/bin/env python
+"""Train a few-shot logo embedding model with metric learning, on one CPU, one GPU or many, with Accelerate.
+
+    python train.py                                   # the generated benchmark, a CPU-sized model
+    accelerate launch train.py --config configs/paper-resnet50.yaml   # the paper's configuration, on GPUs
+    python train.py --resume_from_checkpoint latest  # continue a run exactly where it stopped
+
+The loop reads top to bottom: data (brand-disjoint splits, P×K batches, augmentations), model (backbone frozen
+first, stages unfrozen on schedule), loss and miner (pytorch-metric-learning), then epochs of training, validation on
+unseen brands, checkpoints and the best model saved with `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from dataset_scripts import (
+    PairCollator,
+    PKBatchSampler,
+    TripletCollator,
+    build_train_transform,
+    collate_pk_batch,
+    load_logodet3k,
+)
+from dataset_scripts.transforms import AugmentedDataset
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainerCallback, TrainingState
+from modeling_logo.evaluation import EmbeddedSplit, embed_split, paper_protocol, retrieval_protocol
+from modeling_logo.losses import DEFAULT_MINERS, LOSSES, MINERS, build_loss, build_miner
+
+
+logger = logging.getLogger("train")
+
+DEFAULT_DATA_DIR = "data/synthetic-logos"
+
+
+@dataclass
+class TrainingArguments:
+    """Arguments of `train.py`; also readable from a YAML or JSON file given as the only argument or `--config`."""
+
+    # data
+    data_dir: str | None = field(
+        default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
+    )
+    generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
+    generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
+    builder_config: str = field(default="crops", metadata={"help": "crops (one example per box) or images."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
+    # model
+    init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
+    backbone: str = field(default="resnet18", metadata={"help": "timm ResNet name or 'resnet-tiny'."})
+    image_size: int = 128
+    embedding_size: int = 128
+    hidden_size: int = 256
+    head_dropout: float = 0.3
+    pretrained_backbone: str | None = field(
+        default=None, metadata={"help": "'imagenet' for timm's weights, or a state-dict file. Default: random init."}
+    )
+    # loss
+    loss: str = field(default="triplet", metadata={"help": f"One of {LOSSES}."})
+    miner: str | None = field(default=None, metadata={"help": f"One of {MINERS}; default depends on the loss."})
+    margin: float | None = field(default=None, metadata={"help": "Loss margin (the loss's default when unset)."})
+    # optimisation
+    optimizer: str = field(default="sgd", metadata={"help": "sgd (momentum 0.9, the paper) or adamw."})
+    learning_rate: float = field(default=0.01, metadata={"help": "Head learning rate."})
+    backbone_lr_factor: float = field(default=0.1, metadata={"help": "Backbone LR = factor × head LR (0.03-0.5)."})
+    loss_lr_factor: float = field(default=100.0, metadata={"help": "Proxy LR = factor × head LR (proxy-anchor)."})
+    weight_decay: float = 1e-4
+    unfreeze: str = field(
+        default="", metadata={"help": "stage:epoch list, e.g. 'layer4:15' (the paper); '' unfreezes nothing."}
+    )
+    unfreeze_lr_decay: float = field(default=0.2, metadata={"help": "LR factor at each unfreezing (the paper: 0.2)."})
+    freeze_other_stages: bool = field(
+        default=False, metadata={"help": "Freeze the stages the schedule does not unfreeze (the paper: true)."}
+    )
+    lr_scheduler: str = field(default="cosine", metadata={"help": "constant or cosine."})
+    warmup_epochs: float = 0.0
+    num_epochs: int = 10
+    max_steps_per_epoch: int | None = field(default=None, metadata={"help": "Cap steps per epoch (quick runs)."})
+    brands_per_batch: int = field(default=32, metadata={"help": "P of the P×K batch."})
+    images_per_brand: int = field(default=4, metadata={"help": "K of the P×K batch."})
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = 5.0
+    mixed_precision: str = field(default="bf16", metadata={"help": "no, bf16 (CPU and GPU) or fp16 (GPU only)."})
+    seed: int = 0
+    num_workers: int = 2
+    # evaluation, checkpoints, outputs
+    metric_for_best_model: str = field(
+        default="mAP", metadata={"help": "Validation metric that picks the best model."}
+    )
+    early_stopping_patience: int | None = None
+    train_sample: int = field(default=500, metadata={"help": "Training images for the memorisation mAP each epoch."})
+    output_dir: str = "runs/logo-model"
+    checkpointing_steps: int | None = field(default=None, metadata={"help": "Also checkpoint every N steps."})
+    keep_last_checkpoints: int = 2
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
+    report_to: str = field(default="tensorboard", metadata={"help": "An Accelerate tracker, 'all' or 'none'."})
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}.")
+        self.miner = self.miner or DEFAULT_MINERS[self.loss]
+        if self.miner not in MINERS:
+            raise ValueError(f"--miner must be one of {MINERS}, got {self.miner!r}.")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}.")
+        if self.lr_scheduler not in ("constant", "cosine"):
+            raise ValueError(f"--lr_scheduler must be constant or cosine, got {self.lr_scheduler!r}.")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}.")
+        if self.num_epochs < 1 or self.brands_per_batch < 2 or self.images_per_brand < 2:
+            raise ValueError("Need --num_epochs >= 1, --brands_per_batch >= 2 and --images_per_brand >= 2.")
+
+
+def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser(TrainingArguments)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = ["--config", argv[0]]
+    if "--config" in argv:
+        position = argv.index("--config")
+        path, rest = argv[position + 1], argv[:position] + argv[position + 2 :]
+        loaded = parser.parse_json_file(path) if path.endswith(".json") else parser.parse_yaml_file(path)
+        defaults = {key: value for key, value in asdict(loaded[0]).items()}
+        parser.set_defaults(**defaults)
+        argv = rest
+    (args,) = parser.parse_args_into_dataclasses(argv)
+    return args
+
+
+def resolve_mixed_precision(requested: str, accelerator_device: str) -> str:
+    # Accelerate accepts fp16 on CPU and silently runs fp32: use bf16 there instead, and say so.
+    if requested == "fp16" and accelerator_device == "cpu":
+        logger.warning("fp16 does nothing on CPU; using bf16 autocast instead.")
+        return "bf16"
+    return requested
+
+
+def ensure_data(args: TrainingArguments, accelerator: Accelerator) -> str:
+    """The data directory: the given one, or the generated benchmark (generated by the main process if missing)."""
+    if args.data_dir:
+        return args.data_dir
+    if accelerator.is_main_process and not any(Path(DEFAULT_DATA_DIR).glob("*/*/*.xml")):
+        from dataset_scripts.synthesize import synthesize
+
+        print(f"Generating the default benchmark in {DEFAULT_DATA_DIR} (once) ...")
+        print(
+            synthesize(DEFAULT_DATA_DIR, args.generate_brands, args.generate_images_per_brand, seed=0, overwrite=True)
+        )
+    accelerator.wait_for_everyone()
+    return DEFAULT_DATA_DIR
+
+
+def build_model(args: TrainingArguments) -> LogoEmbeddingModel:
+    if args.init_from:
+        return LogoEmbeddingModel.from_pretrained(args.init_from)
+    config = LogoEmbeddingConfig(
+        backbone=args.backbone,
+        image_size=args.image_size,
+        embedding_size=args.embedding_size,
+        hidden_size=args.hidden_size,
+        head_dropout=args.head_dropout,
+    )
+    pretrained = {None: False, "imagenet": True}.get(args.pretrained_backbone, args.pretrained_backbone)
+    return LogoEmbeddingModel(config, pretrained_backbone=pretrained)
+
+
+def lr_multiplier(
+    step: int, steps_per_epoch: int, args: TrainingArguments, unfreezing: ProgressiveUnfreezing
+) -> float:
+    """Warm-up, then constant or cosine decay, times the unfreezing decay of the step's epoch."""
+    epoch = step // steps_per_epoch
+    total, warmup = args.num_epochs * steps_per_epoch, args.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        schedule = (step + 1) / warmup
+    elif args.lr_scheduler == "cosine":
+        schedule = 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    else:
+        schedule = 1.0
+    return schedule * unfreezing.lr_factor(epoch)
+
+
+@torch.no_grad()
+def validate(model, processor, splits, train_sample, loss_fn, miner, args) -> dict:
+    """Validation on unseen brands (loss, best-F1 threshold, mAP, J) and the training-brand mAP beside it."""
+    validation = embed_split(model, processor, splits["validation"], batch_size=64)
+    paper = paper_protocol(validation, shots=1, seed=args.seed)
+    metrics = {
+        "f1": paper["f1"],
+        "threshold": paper["threshold"],
+        "mAP": paper["mAP"],
+        "separation_fisher": paper["separation_fisher"],
+        "separation_distance_ratio": paper["separation_distance_ratio"],
+        "retrieval_mAP": retrieval_protocol(validation)["images/mAP"],
+        "loss": validation_loss(validation, loss_fn, miner, args),
+    }
+    if len(train_sample):
+        metrics["train_retrieval_mAP"] = retrieval_protocol(embed_split(model, processor, train_sample))["images/mAP"]
+    return metrics
+
+
+def validation_loss(split: EmbeddedSplit, loss_fn, miner, args) -> float:
+    """The training loss on P×K batches of validation embeddings (proxy losses have no proxies for new brands)."""
+    if args.loss == "proxy-anchor":
+        return float("nan")
+    try:
+        sampler = PKBatchSampler(split.labels, args.brands_per_batch, args.images_per_brand, seed=args.seed)
+    except ValueError:
+        return float("nan")
+    values = []
+    for batch in sampler:
+        embeddings, labels = torch.from_numpy(split.embeddings[batch]), torch.from_numpy(split.labels[batch])
+        values.append(float(loss_fn(embeddings, labels, miner(embeddings, labels) if miner else None)))
+    return float(np.mean(values))
+
+
+def save_checkpoint(accelerator: Accelerator, state: TrainingState, args: TrainingArguments) -> None:
+    """`accelerator.save_state` into a temporary folder renamed when complete, so a kill never leaves half a
+    checkpoint; keeps the last `keep_last_checkpoints`."""
+    root = Path(args.output_dir) / "checkpoints"
+    final = root / f"step_{state.global_step:08d}"
+    if final.exists():
+        return
+    temporary = root / f".tmp_step_{state.global_step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(temporary, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        (temporary / "training_state.json").write_text(json.dumps(state.to_dict(), indent=2))
+        os.replace(temporary, final)
+        for old in sorted(root.glob("step_*"))[: -args.keep_last_checkpoints]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def latest_checkpoint(args: TrainingArguments) -> Path | None:
+    if args.resume_from_checkpoint in (None, ""):
+        return None
+    if args.resume_from_checkpoint != "latest":
+        return Path(args.resume_from_checkpoint)
+    checkpoints = sorted((Path(args.output_dir) / "checkpoints").glob("step_*"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def save_model(model, processor, metrics: dict, state: TrainingState, args: TrainingArguments) -> None:
+    """The best model so far, loadable with `AutoModel.from_pretrained(output_dir)` (remote code included)."""
+    # The calibrated open-set threshold: distance d on unit vectors is cosine 1 - d²/2, chosen on validation brands.
+    model.config.similarity_threshold = float(max(-1.0, min(1.0, 1 - metrics["threshold"] ** 2 / 2)))
+    model.save_pretrained(args.output_dir)
+    processor.save_pretrained(args.output_dir)
+    (Path(args.output_dir) / "README.md").write_text(model_card(model, metrics, state, args), encoding="utf-8")
+
+
+def model_card(model, metrics: dict, state: TrainingState, args: TrainingArguments) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
+    config = json.dumps(asdict(args), indent=2)
+    return f"""---
+library_name: transformers
+pipeline_tag: image-feature-extraction
+tags:
+- logo-recognition
+- few-shot
+- metric-learning
+---
+# Logo embedding model ({model.config.backbone}, {model.config.image_size} px, {args.loss} loss)
+
+Embeds an image of a logo into a {model.config.embedding_size}-d unit vector; images of the same brand are close,
+also for brands never seen in training. Register a brand from 1-5 shots and recognise it with
+`modeling_logo.LogoGallery`; the open-set threshold `config.similarity_threshold = {model.config.similarity_threshold:.3f}`
+(cosine) was chosen on validation brands.
+
+```python
+from transformers import AutoModel
+model = AutoModel.from_pretrained("{args.hub_model_id or args.output_dir}", trust_remote_code=True)
+```
+
+## Validation (unseen brands, epoch {state.best_epoch})
+
+| metric | value |
+| --- | --- |
+{rows}
+
+`train_retrieval_mAP` is measured on training brands: the gap to `retrieval_mAP` shows memorisation.
+
+## Training configuration
+
+```json
+{config}
+```
+"""
+
+
+def write_curves(history: list[dict], output_dir: Path) -> None:
+    """`metrics.csv` and `curves.png` (loss, F1, threshold, mAP per epoch)."""
+    if not history:
+        return
+    with open(output_dir / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
+        writer.writeheader()
+        writer.writerows(history)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    panels = [("train_loss", "loss"), ("f1", "F1"), ("threshold", "threshold"), ("mAP", "mAP")]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for axis, (key, title) in zip(axes, panels):
+        axis.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=key)
+        if key == "mAP":
+            axis.plot(
+                epochs,
+                [row.get("train_retrieval_mAP", float("nan")) for row in history],
+                marker="o",
+                label="train brands (retrieval)",
+            )
+            axis.plot(
+                epochs,
+                [row.get("retrieval_mAP", float("nan")) for row in history],
+                marker="o",
+                label="validation (retrieval)",
+            )
+        if key == "train_loss":
+            axis.plot(epochs, [row.get("loss", float("nan")) for row in history], marker="o", label="validation loss")
+        axis.set(title=title, xlabel="epoch")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(output_dir / "curves.png", dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> TrainingState:
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logger.setLevel(logging.INFO)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, PartialState().device.type),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=str(output_dir),
+    )
+    set_seed(args.seed)
+
+    # ---- Data: brand-disjoint splits, P×K batches of augmented images
+    splits = load_logodet3k(ensure_data(args, accelerator), args.builder_config, cache_dir=args.dataset_cache_dir)
+    train_split = splits["train"]
+    model = build_model(args)
+    processor = LogoImageProcessor.from_model_config(model.config)
+    train_dataset = AugmentedDataset(train_split, build_train_transform(processor), seed=args.seed)
+    sampler = PKBatchSampler(
+        train_split["brand"],
+        args.brands_per_batch,
+        args.images_per_brand,
+        designs=train_split["design"],
+        seed=args.seed,
+    )
+    collate = collate_pk_batch
+    if args.miner == "collator":
+        collate = TripletCollator() if args.loss == "triplet" else PairCollator()
+    train_loader = DataLoader(
+        train_dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),  # worker seeds do not consume the global RNG
+    )  # fmt: skip
+    train_sample = train_split.shuffle(seed=args.seed).select(range(min(args.train_sample, len(train_split))))
+
+    # ---- Model, loss, optimizer: every parameter is in a group from the start; unfreezing turns gradients on
+    unfreezing = ProgressiveUnfreezing.from_string(
+        args.unfreeze, lr_decay=args.unfreeze_lr_decay, freeze_others=args.freeze_other_stages
+    )
+    callbacks: list[TrainerCallback] = [unfreezing]
+    if args.early_stopping_patience:
+        callbacks.append(EarlyStopping(args.early_stopping_patience))
+    loss_fn = build_loss(args.loss, margin=args.margin, num_classes=train_split.features["brand"].num_classes,
+                         embedding_size=model.config.embedding_size)  # fmt: skip
+    miner = build_miner(args.miner, args.loss, margin=args.margin)
+    groups = [
+        {"params": list(model.head.parameters()), "lr": args.learning_rate, "name": "head"},
+        {
+            "params": model.backbone_parameters(),
+            "lr": args.learning_rate * args.backbone_lr_factor,
+            "name": "backbone",
+        },
+    ]
+    if list(loss_fn.parameters()):
+        groups.append(
+            {"params": list(loss_fn.parameters()), "lr": args.learning_rate * args.loss_lr_factor, "name": "loss"}
+        )
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=args.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+    steps_per_epoch = len(sampler) // accelerator.num_processes // args.gradient_accumulation_steps
+    if args.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"No full P×K batch per epoch: {len(sampler.brands)} usable training brands for P={args.brands_per_batch}."
+        )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, steps_per_epoch, args, unfreezing)
+    )
+    model, optimizer, train_loader, scheduler, loss_fn = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, loss_fn
+    )
+    unwrapped = accelerator.unwrap_model(model)
+
+    # ---- Resume
+    state = TrainingState()
+    checkpoint = latest_checkpoint(args)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = TrainingState(**json.loads((checkpoint / "training_state.json").read_text()))
+        print(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step}).")
+    if accelerator.is_main_process and args.report_to != "none":
+        accelerator.init_trackers("logo-embedding", config={k: v for k, v in asdict(args).items() if v is not None})
+    for callback in callbacks:
+        callback.on_train_begin(state, unwrapped)
+
+    # ---- Train
+    start = time.perf_counter()
+    while state.epoch < args.num_epochs and not state.should_stop:
+        sampler.set_epoch(state.epoch)
+        train_dataset.set_epoch(state.epoch)
+        for callback in callbacks:
+            callback.on_epoch_begin(state, unwrapped)
+        model.train()
+        loader = accelerator.skip_first_batches(train_loader, state.step_in_epoch * args.gradient_accumulation_steps)
+        loader.set_epoch(state.epoch)  # Accelerate's loaders otherwise reset the epoch to their own iteration count
+        losses = []
+        progress = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
+                        disable=not accelerator.is_local_main_process)  # fmt: skip
+        for batch in loader:
+            if state.step_in_epoch >= steps_per_epoch:
+                break
+            with accelerator.accumulate(model):
+                embeddings = model(batch["pixel_values"]).embeddings
+                labels = batch["labels"]
+                indices_tuple = miner(embeddings, labels) if miner is not None else batch.get("indices_tuple")
+                loss = loss_fn(embeddings, labels, indices_tuple)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            losses.append(loss.item())
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                state.step_in_epoch += 1
+                progress.update(1)
+                logs = {"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}
+                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                accelerator.log(logs, step=state.global_step)
+                for callback in callbacks:
+                    callback.on_step_end(state, unwrapped, logs)
+                if args.checkpointing_steps and state.global_step % args.checkpointing_steps == 0:
+                    save_checkpoint(accelerator, state, args)
+        progress.close()
+
+        # ---- Validate on unseen brands; keep the best model
+        model.eval()
+        metrics = validate(unwrapped, processor, splits, train_sample, loss_fn, miner, args)
+        metrics["train_loss"] = float(np.mean(losses)) if losses else float("nan")
+        improved = state.record(
+            metrics[args.metric_for_best_model], greater_is_better=args.metric_for_best_model != "loss"
+        )
+        for callback in callbacks:
+            callback.on_evaluate(state, unwrapped, metrics)
+        state.history.append({"epoch": state.epoch, "step": state.global_step, **metrics})
+        accelerator.log({f"validation/{k}": v for k, v in metrics.items()}, step=state.global_step)
+        accelerator.print(
+            f"epoch {state.epoch}: train loss {metrics['train_loss']:.4f} | validation (unseen brands) "
+            f"mAP {metrics['mAP']:.3f} F1 {metrics['f1']:.3f} @ d={metrics['threshold']:.2f} | retrieval mAP: "
+            f"validation {metrics['retrieval_mAP']:.3f}, train brands {metrics.get('train_retrieval_mAP', float('nan')):.3f}"
+        )
+        if improved and accelerator.is_main_process:
+            save_model(unwrapped, processor, metrics, state, args)
+        for callback in callbacks:
+            callback.on_epoch_end(state, unwrapped)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint(accelerator, state, args)
+
+    # ---- Summary
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        write_curves(state.history, output_dir)
+        (output_dir / "training_state.json").write_text(json.dumps(state.to_dict(), indent=2))
+        best = next((row for row in state.history if row["epoch"] == state.best_epoch), {})
+        print(
+            f"Done in {time.perf_counter() - start:.0f} s: best validation {args.metric_for_best_model} "
+            f"{state.best_metric:.3f} at epoch {state.best_epoch} (train-brand retrieval mAP "
+            f"{best.get('train_retrieval_mAP', float('nan')):.3f}). Model saved in {output_dir}."
+        )
+        if args.push_to_hub:
+            unwrapped.push_to_hub(args.hub_model_id or output_dir.name)
+            processor.push_to_hub(args.hub_model_id or output_dir.name)
+    return state
+
+
+if __name__ == "__main__":
+    main()
