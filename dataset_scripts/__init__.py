@@ -1,21 +1,41 @@
-"""Data for few-shot logo recognition: the LogoDet-3K builder, the generated benchmark, batching and transforms."""
+"""Data for few-shot logo recognition: the LogoDet-3K builder, the generated benchmark, batching and transforms.
 
-from .collators import PairCollator, PKBatchSampler, TripletCollator, collate_pk_batch
-from .logodet3k import CATEGORIES, SKIP_REASONS, LogoDet3K, LogoDet3KConfig, load_logodet3k
-from .transforms import build_eval_transform, build_train_transform, with_image_transform
+Names are imported lazily, so that `python -m dataset_scripts.synthesize` and its worker processes do not pay for
+importing `datasets`, `transformers` and `torch`.
+"""
+
+import importlib
 
 
-__all__ = [
-    "CATEGORIES",
-    "SKIP_REASONS",
-    "LogoDet3K",
-    "LogoDet3KConfig",
-    "PKBatchSampler",
-    "PairCollator",
-    "TripletCollator",
-    "build_eval_transform",
-    "build_train_transform",
-    "collate_pk_batch",
-    "load_logodet3k",
-    "with_image_transform",
-]
+_EXPORTS = {
+    "CATEGORIES": "voc",
+    "read_voc": "voc",
+    "write_voc": "voc",
+    "SKIP_REASONS": "logodet3k",
+    "LogoDet3K": "logodet3k",
+    "LogoDet3KConfig": "logodet3k",
+    "export_parquet": "logodet3k",
+    "load_logodet3k": "logodet3k",
+    "PKBatchSampler": "collators",
+    "PairCollator": "collators",
+    "TripletCollator": "collators",
+    "collate_pk_batch": "collators",
+    "AugmentedDataset": "transforms",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+    "with_image_transform": "transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dataset_scripts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return __all__

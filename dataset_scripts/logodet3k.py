@@ -31,30 +31,21 @@ import json
 import logging
 import random
 import re
-import xml.etree.ElementTree as ElementTree
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
 
 import datasets
 from PIL import Image
 
 from modeling_logo import to_rgb
 
+from .voc import CATEGORIES, read_voc
+
 
 logger = logging.getLogger(__name__)
 
-CATEGORIES = (
-    "Clothes",
-    "Electronic",
-    "Food",
-    "Leisure",
-    "Medical",
-    "Necessities",
-    "Others",
-    "Sports",
-    "Transportation",
-)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 # Operating-system clutter that is neither data nor worth a warning.
 IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
@@ -235,23 +226,6 @@ def paper_split(records: list[ImageRecord], brands: list[str]) -> dict[str, list
     }
 
 
-def read_voc(xml_path: Path) -> tuple[tuple[int, int] | None, list[tuple[str, list[float]]]]:
-    """Parse a VOC annotation: ((width, height) or None, [(object name, [xmin, ymin, xmax, ymax]), ...])."""
-    root = ElementTree.parse(xml_path).getroot()
-    size = root.find("size")
-    image_size = None
-    if size is not None and size.findtext("width") and size.findtext("height"):
-        image_size = (int(float(size.findtext("width"))), int(float(size.findtext("height"))))
-    objects = []
-    for obj in root.iter("object"):
-        box = obj.find("bndbox")
-        name = (obj.findtext("name") or "").strip()
-        if box is None or not name:
-            raise ValueError(f"an object without name or bndbox in {xml_path.name}")
-        objects.append((name, [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]))
-    return image_size, objects
-
-
 def clip_box(box: list[float], width: int, height: int) -> list[float] | None:
     """The box clipped to the image, or `None` if nothing of it (or a zero area) is left."""
     xmin, ymin, xmax, ymax = max(0.0, box[0]), max(0.0, box[1]), min(float(width), box[2]), min(float(height), box[3])
@@ -341,7 +315,7 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         for record in records:
             try:
                 image_size, objects = read_voc(record.xml_path)
-            except (ElementTree.ParseError, ValueError, TypeError) as error:
+            except (ParseError, ValueError, TypeError) as error:
                 logger.debug("Skipping %s: %s", record.xml_path, error)
                 skipped["malformed_xml"] += 1
                 continue
