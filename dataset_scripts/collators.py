@@ -22,9 +22,11 @@ from torch.utils.data import Sampler
 class PKBatchSampler(Sampler[list[int]]):
     """Batches of P brands × K examples each, so that every example in a batch has positives and negatives.
 
-    Each epoch visits every brand with at least two examples once, in a seeded random order. A brand's K examples
-    alternate between its designs (`Brand`, `Brand-1`, ...) where it has several, so positives include other designs.
-    A brand with fewer than K examples repeats some (with different augmentations they are still useful positives).
+    An epoch has about as many examples as the data set (`len(labels) // (p * k)` batches, at least one pass over
+    the brands); brands come in seeded random passes, each pass visiting every brand with two or more examples once,
+    so a batch never holds a brand twice. A brand's K examples alternate between its designs (`Brand`, `Brand-1`,
+    ...) where it has several, so positives include other designs. A brand with fewer than K examples repeats some
+    (with different augmentations they are still useful positives).
 
     Use it as a DataLoader's `batch_sampler`. Under `accelerate`, `accelerator.prepare(dataloader)` gives each process
     its own share of the batches; without accelerate, pass `num_replicas`/`rank` to shard it yourself.
@@ -34,6 +36,7 @@ class PKBatchSampler(Sampler[list[int]]):
         p: brands per batch. k: examples per brand.
         designs: the design of each example (e.g. `dataset["design"]`), to mix a brand's designs.
         seed: seed of the order; call `set_epoch(epoch)` before each epoch for a new one.
+        batches_per_epoch: batches in an epoch, over all processes (default: see above).
         num_replicas, rank: manual sharding across processes (each gets `len(self)` distinct batches).
     """
 
@@ -45,6 +48,7 @@ class PKBatchSampler(Sampler[list[int]]):
         *,
         designs: Sequence[int] | None = None,
         seed: int = 0,
+        batches_per_epoch: int | None = None,
         num_replicas: int = 1,
         rank: int = 0,
     ):
@@ -64,6 +68,7 @@ class PKBatchSampler(Sampler[list[int]]):
                 + (f" for each of {num_replicas} processes." if num_replicas > 1 else ".")
             )
         self.p, self.k, self.seed, self.num_replicas, self.rank = p, k, seed, num_replicas, rank
+        self.batches_per_epoch = batches_per_epoch or max(len(self.brands) // p, len(labels) // (p * k))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,17 +76,20 @@ class PKBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.brands) // self.p // self.num_replicas
+        return self.batches_per_epoch // self.num_replicas
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(f"{self.seed}/{self.epoch}")
-        brands = list(self.brands)
-        rng.shuffle(brands)
-        batches = [
-            brands[start : start + self.p] for start in range(0, len(self) * self.num_replicas * self.p, self.p)
+        wanted = len(self) * self.num_replicas
+        batches: list[list[int]] = []
+        while len(batches) < wanted:
+            brands = rng.sample(self.brands, len(self.brands))  # one pass: each brand once
+            batches += [brands[start : start + self.p] for start in range(0, len(brands) - self.p + 1, self.p)]
+        # Every process draws every batch, then keeps its own: the same RNG sequence on all ranks.
+        picked = [
+            [index for brand in batch_brands for index in self._pick(brand, rng)] for batch_brands in batches[:wanted]
         ]
-        for batch_brands in batches[self.rank :: self.num_replicas]:
-            yield [index for brand in batch_brands for index in self._pick(brand, rng)]
+        yield from picked[self.rank :: self.num_replicas]
 
     def _pick(self, brand: int, rng: random.Random) -> list[int]:
         """K examples of a brand, taken in turn from each of its designs, repeating only when it has fewer than K."""

@@ -34,7 +34,7 @@ def test_pk_batches_hold_p_brands_with_k_examples_each():
     labels, designs = labels_and_designs()
     sampler = PKBatchSampler(labels, p=3, k=4, designs=designs, seed=0)
     batches = list(sampler)
-    assert len(batches) == len(sampler) == 9 // 3  # brand 9 cannot be used
+    assert len(batches) == len(sampler) == 47 // 12 == 9 // 3  # an epoch ≈ the data set; brand 9 cannot be used
     seen = set()
     for batch in batches:
         counts = Counter(labels[index] for index in batch)
@@ -68,16 +68,30 @@ def test_order_is_seeded_per_epoch():
     assert list(PKBatchSampler(labels, p=3, k=2, seed=1)) == first
 
 
-def test_sharding_gives_each_process_distinct_batches():
+def test_sharding_gives_each_process_its_own_batches():
     labels, _ = labels_and_designs()
+    whole = list(PKBatchSampler(labels, p=2, k=2, seed=0))
     manual = [list(PKBatchSampler(labels, p=2, k=2, seed=0, num_replicas=2, rank=rank)) for rank in range(2)]
-    assert len(manual[0]) == len(manual[1]) == 2
-    assert not {tuple(b) for b in manual[0]} & {tuple(b) for b in manual[1]}
+    assert len(manual[0]) == len(manual[1]) == 47 // 4 // 2
+    assert [batch for pair in zip(*manual) for batch in pair] == whole[: 2 * len(manual[0])]  # alternate batches
     # accelerate's own sharding of a batch sampler, as accelerator.prepare(dataloader) does
     sampler = PKBatchSampler(labels, p=2, k=2, seed=0)
     shards = [list(BatchSamplerShard(sampler, num_processes=2, process_index=rank)) for rank in range(2)]
-    assert not {tuple(b) for b in shards[0]} & {tuple(b) for b in shards[1]}
-    assert sorted(map(tuple, shards[0] + shards[1])) == sorted(map(tuple, sampler))
+    interleaved = [batch for pair in zip(*shards) for batch in pair]
+    assert interleaved[: len(whole)] == whole  # accelerate pads the last round by wrapping around
+
+
+def test_longer_epochs_make_several_passes_without_repeating_a_brand_in_a_batch():
+    labels, _ = labels_and_designs()
+    sampler = PKBatchSampler(labels, p=4, k=2, seed=3, batches_per_epoch=10)
+    batches = list(sampler)
+    assert len(batches) == 10
+    visits = Counter()
+    for batch in batches:
+        brands = [labels[index] for index in batch]
+        assert len(set(brands)) == 4 and Counter(brands).most_common(1)[0][1] == 2
+        visits.update(set(brands))
+    assert set(visits) == set(range(9)) and max(visits.values()) - min(visits.values()) <= 2
 
 
 def test_sampler_rejects_impossible_batches():
