@@ -98,7 +98,9 @@ class TrainingArguments:
     images_per_brand: int = field(default=4, metadata={"help": "K of the P×K batch."})
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 5.0
-    mixed_precision: str = field(default="bf16", metadata={"help": "no, bf16 (CPU and GPU) or fp16 (GPU only)."})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 where the hardware has it), no, bf16, or fp16 (GPU only)."}
+    )
     seed: int = 0
     num_workers: int = 2
     # evaluation, checkpoints, outputs
@@ -125,8 +127,8 @@ class TrainingArguments:
             raise ValueError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}.")
         if self.lr_scheduler not in ("constant", "cosine"):
             raise ValueError(f"--lr_scheduler must be constant or cosine, got {self.lr_scheduler!r}.")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"--mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}.")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.brands_per_batch < 2 or self.images_per_brand < 2:
             raise ValueError("Need --num_epochs >= 1, --brands_per_batch >= 2 and --images_per_brand >= 2.")
 
@@ -147,11 +149,31 @@ def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     return args
 
 
-def resolve_mixed_precision(requested: str, accelerator_device: str) -> str:
-    # Accelerate accepts fp16 on CPU and silently runs fp32: use bf16 there instead, and say so.
-    if requested == "fp16" and accelerator_device == "cpu":
-        logger.warning("fp16 does nothing on CPU; using bf16 autocast instead.")
-        return "bf16"
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast is emulated and
+    about 10x *slower* than fp32 (measured on an AVX2 EPYC: ResNet-18 at 128 px, 56 vs 8 img/s)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_mixed_precision(requested: str, device_type: str) -> str:
+    """The precision to run: `auto` picks the fastest correct one for the device; impossible requests are mapped
+    (Accelerate accepts fp16 on CPU and silently runs fp32) with a warning."""
+    if device_type == "cpu":
+        native = cpu_has_native_bf16()
+        if requested == "auto":
+            return "bf16" if native else "no"
+        if requested == "fp16":
+            logger.warning("fp16 autocast does nothing on CPU; using %s instead.", "bf16" if native else "fp32")
+            return "bf16" if native else "no"
+        if requested == "bf16" and not native:
+            logger.warning("This CPU has no native bf16: bf16 autocast runs about 10x slower than fp32 here.")
+        return requested
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
     return requested
 
 
@@ -434,7 +456,7 @@ def main(argv: list[str] | None = None) -> TrainingState:
         state = TrainingState(**json.loads((checkpoint / "training_state.json").read_text()))
         print(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step}).")
     if accelerator.is_main_process and args.report_to != "none":
-        accelerator.init_trackers("logo-embedding", config={k: v for k, v in asdict(args).items() if v is not None})
+        accelerator.init_trackers("logs", config={k: v for k, v in asdict(args).items() if v is not None})
     for callback in callbacks:
         callback.on_train_begin(state, unwrapped)
 

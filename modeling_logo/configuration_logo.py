@@ -13,9 +13,11 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 BACKBONE_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 # Named backbones that are not timm model names. Each maps to a timm architecture plus constructor arguments;
-# `backbone_kwargs` in the config override them. "resnet-tiny" (0.3M parameters) is for tests and quick CPU runs.
+# `backbone_kwargs` in the config override them. "resnet-tiny" (0.3M parameters) is for tests; "resnet-small"
+# (1.2M parameters, one block per stage at half ResNet-18's width) trains ~8x faster than ResNet-18 on a CPU.
 BACKBONE_PRESETS: dict[str, dict] = {
     "resnet-tiny": {"architecture": "resnet18", "layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128]},
+    "resnet-small": {"architecture": "resnet18", "layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256]},
 }
 
 

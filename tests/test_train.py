@@ -108,7 +108,10 @@ def test_bad_arguments_are_clear():
         train.TrainingArguments(loss="arcface")
     with pytest.raises(ValueError, match="--mixed_precision"):
         train.TrainingArguments(mixed_precision="fp8")
-    assert train.resolve_mixed_precision("fp16", "cpu") == "bf16"
+    native = train.cpu_has_native_bf16()
+    assert train.resolve_mixed_precision("fp16", "cpu") == ("bf16" if native else "no")  # fp16 is a no-op on CPU
+    assert train.resolve_mixed_precision("auto", "cpu") == ("bf16" if native else "no")
+    assert train.resolve_mixed_precision("bf16", "cpu") == "bf16"  # honoured, with a warning where it is slow
     assert train.resolve_mixed_precision("fp16", "cuda") == "fp16"
 
 
