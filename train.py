@@ -113,6 +113,10 @@ class TrainingArguments:
     checkpointing_steps: int | None = field(default=None, metadata={"help": "Also checkpoint every N steps."})
     keep_last_checkpoints: int = 2
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
+    evaluate_on_test: bool = field(
+        default=True, metadata={"help": "At the end, run logo-eval on the test brands beside the untrained baseline."}
+    )
+    test_episodes: int = field(default=500, metadata={"help": "Open-set episodes per setting of that evaluation."})
     report_to: str = field(default="tensorboard", metadata={"help": "An Accelerate tracker, 'all' or 'none'."})
     push_to_hub: bool = False
     hub_model_id: str | None = None
@@ -386,7 +390,8 @@ def main(argv: list[str] | None = None) -> TrainingState:
     set_seed(args.seed)
 
     # ---- Data: brand-disjoint splits, P×K batches of augmented images
-    splits = load_logodet3k(ensure_data(args, accelerator), args.builder_config, cache_dir=args.dataset_cache_dir)
+    data_dir = ensure_data(args, accelerator)
+    splits = load_logodet3k(data_dir, args.builder_config, cache_dir=args.dataset_cache_dir)
     train_split = splits["train"]
     model = build_model(args)
     processor = LogoImageProcessor.from_model_config(model.config)
@@ -536,10 +541,28 @@ def main(argv: list[str] | None = None) -> TrainingState:
             f"{state.best_metric:.3f} at epoch {state.best_epoch} (train-brand retrieval mAP "
             f"{best.get('train_retrieval_mAP', float('nan')):.3f}). Model saved in {output_dir}."
         )
+        if args.evaluate_on_test:
+            evaluate_best_model(args, data_dir)
         if args.push_to_hub:
             unwrapped.push_to_hub(args.hub_model_id or output_dir.name)
             processor.push_to_hub(args.hub_model_id or output_dir.name)
     return state
+
+
+def evaluate_best_model(args: TrainingArguments, data_dir: str) -> dict:
+    """The saved best model on the held-out test brands, beside the untrained baseline and a colour histogram
+    (the logo-eval command), with the report in `output_dir/report`."""
+    from modeling_logo import eval_cli
+
+    print("\nEvaluating the best model on the test brands (never seen in training) ...")
+    eval_args = [
+        "--model", args.output_dir, "--data_dir", data_dir, "--config", args.builder_config,
+        "--baselines", "untrained", "histogram", "--ways", "5", "20", "all", "--episodes", str(args.test_episodes),
+        "--train_sample", str(args.train_sample), "--seed", str(args.seed), "--report", str(Path(args.output_dir) / "report"),
+    ]  # fmt: skip
+    if args.dataset_cache_dir:
+        eval_args += ["--cache_dir", args.dataset_cache_dir]
+    return eval_cli.run(eval_cli.parse_args(eval_args))
 
 
 if __name__ == "__main__":

@@ -59,12 +59,19 @@ def evaluate_embedder(
     test, validation = embed(splits["test"]), embed(splits["validation"])
     train = splits["train"].shuffle(seed=seed).select(range(min(train_sample, len(splits["train"]))))
     result = {
-        "paper": [paper_protocol(test, k, seed=seed) for k in shots],
+        "paper": [_paper_or_skip(test, k, seed) for k in shots],
         "honest": honest_protocol(validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed),
         "retrieval": retrieval_protocol(test, ood=validation),
         "train_retrieval": retrieval_protocol(embed(train)) if len(train) else {},
     }
     return result, test
+
+
+def _paper_or_skip(split: EmbeddedSplit, shots: int, seed: int) -> dict:
+    try:
+        return paper_protocol(split, shots, seed=seed)
+    except ValueError as error:  # no brand has shots + 1 images
+        return {"shots": shots, "skipped": str(error)}
 
 
 def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:

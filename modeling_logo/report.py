@@ -42,8 +42,8 @@ def paper_table(results: dict[str, dict]) -> str:
     header = ["model"] + [f"{k}-shot {column}" for k in shots for column in PAPER_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, result in results.items():
-        by_shots = {row["shots"]: row for row in result["paper"]}
-        cells = [_fmt(by_shots[k][column]) if k in by_shots else "" for k in shots for column in PAPER_COLUMNS]
+        by_shots = {row["shots"]: row for row in result["paper"] if "skipped" not in row}
+        cells = [_fmt(by_shots[k][column]) if k in by_shots else "—" for k in shots for column in PAPER_COLUMNS]
         lines.append("| " + " | ".join([name, *cells]) + " |")
     for name, published in PUBLISHED_MAP.items():
         cells = [
@@ -180,7 +180,8 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     main_model = next(iter(results))
     main_split = test_splits[main_model]
-    main_paper = {row["shots"]: row for row in results[main_model]["paper"]}
+    main_paper = {row["shots"]: row for row in results[main_model]["paper"] if "skipped" not in row}
+    shots = tuple(k for k in shots if k in main_paper)  # settings the test split can support
     plot_pr_curves(test_splits, shots, directory / "pr_curves.png", seed)
     plot_distance_histogram(main_split, shots[0], main_paper[shots[0]]["threshold"], directory / "distances.png", seed)
     plot_tsne(main_split, brand_names, directory / "tsne.png", seed=seed)

@@ -33,7 +33,7 @@ def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
     return [
         "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir),
         "--backbone", "resnet-tiny", "--image_size", "64", "--brands_per_batch", "2", "--images_per_brand", "2",
-        "--num_workers", "0", "--train_sample", "8", "--report_to", "none", *extra,
+        "--num_workers", "0", "--train_sample", "8", "--report_to", "none", "--evaluate_on_test", "false", *extra,
     ]  # fmt: skip
 
 
@@ -117,11 +117,14 @@ def test_bad_arguments_are_clear():
 
 def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path):
     output = tmp_path / "run"
-    state = train.main(quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2"))
+    state = train.main(
+        quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2")
+        + ["--evaluate_on_test", "true", "--test_episodes", "10"]
+    )
     assert state.epoch == 2 and len(state.history) == 2
     assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP"} <= set(state.history[0])
     for name in ("config.json", "model.safetensors", "modeling_logo.py", "preprocessor_config.json", "README.md",
-                 "metrics.csv", "curves.png"):  # fmt: skip
+                 "metrics.csv", "curves.png", "report/report.md"):  # fmt: skip
         assert (output / name).is_file(), name
     config = json.loads((output / "config.json").read_text())
     assert -1 <= config["similarity_threshold"] <= 1
