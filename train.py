@@ -62,11 +62,14 @@ class TrainingArguments:
     generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
     generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
     builder_config: str = field(default="crops", metadata={"help": "crops (one example per box) or images."})
+    split_scheme: str = field(default="brands", metadata={"help": "brands (disjoint, 80/10/10) or paper."})
+    train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (brands scheme)."})
+    validation_fraction: float = field(default=0.1, metadata={"help": "Share of brands for validation."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
     # model
     init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
-    backbone: str = field(default="resnet18", metadata={"help": "timm ResNet name or 'resnet-tiny'."})
-    image_size: int = 128
+    backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset (resnet-small)."})
+    image_size: int = 96
     embedding_size: int = 128
     hidden_size: int = 256
     head_dropout: float = 0.3
@@ -74,13 +77,15 @@ class TrainingArguments:
         default=None, metadata={"help": "'imagenet' for timm's weights, or a state-dict file. Default: random init."}
     )
     # loss
-    loss: str = field(default="triplet", metadata={"help": f"One of {LOSSES}."})
+    loss: str = field(default="multi-similarity", metadata={"help": f"One of {LOSSES}."})
     miner: str | None = field(default=None, metadata={"help": f"One of {MINERS}; default depends on the loss."})
     margin: float | None = field(default=None, metadata={"help": "Loss margin (the loss's default when unset)."})
     # optimisation
-    optimizer: str = field(default="sgd", metadata={"help": "sgd (momentum 0.9, the paper) or adamw."})
-    learning_rate: float = field(default=0.01, metadata={"help": "Head learning rate."})
-    backbone_lr_factor: float = field(default=0.1, metadata={"help": "Backbone LR = factor × head LR (0.03-0.5)."})
+    optimizer: str = field(default="adamw", metadata={"help": "adamw, or sgd (momentum 0.9, the paper)."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Head learning rate."})
+    backbone_lr_factor: float = field(
+        default=1.0, metadata={"help": "Backbone LR = factor × head LR (the paper: 0.03-0.5 for a pretrained one)."}
+    )
     loss_lr_factor: float = field(default=100.0, metadata={"help": "Proxy LR = factor × head LR (proxy-anchor)."})
     weight_decay: float = 1e-4
     unfreeze: str = field(
@@ -91,8 +96,8 @@ class TrainingArguments:
         default=False, metadata={"help": "Freeze the stages the schedule does not unfreeze (the paper: true)."}
     )
     lr_scheduler: str = field(default="cosine", metadata={"help": "constant or cosine."})
-    warmup_epochs: float = 0.0
-    num_epochs: int = 10
+    warmup_epochs: float = 0.3
+    num_epochs: int = 6
     max_steps_per_epoch: int | None = field(default=None, metadata={"help": "Cap steps per epoch (quick runs)."})
     brands_per_batch: int = field(default=32, metadata={"help": "P of the P×K batch."})
     images_per_brand: int = field(default=4, metadata={"help": "K of the P×K batch."})
@@ -105,7 +110,8 @@ class TrainingArguments:
     num_workers: int = 2
     # evaluation, checkpoints, outputs
     metric_for_best_model: str = field(
-        default="mAP", metadata={"help": "Validation metric that picks the best model."}
+        default="retrieval_mAP",
+        metadata={"help": "Validation metric that picks the best model (retrieval_mAP uses every pair: least noisy)."},
     )
     early_stopping_patience: int | None = None
     train_sample: int = field(default=500, metadata={"help": "Training images for the memorisation mAP each epoch."})
@@ -194,6 +200,16 @@ def ensure_data(args: TrainingArguments, accelerator: Accelerator) -> str:
         )
     accelerator.wait_for_everyone()
     return DEFAULT_DATA_DIR
+
+
+def split_options(args: TrainingArguments) -> dict:
+    """How the data set is split: the same for training and for the final evaluation."""
+    return {
+        "cache_dir": args.dataset_cache_dir,
+        "split_scheme": args.split_scheme,
+        "train_fraction": args.train_fraction,
+        "validation_fraction": args.validation_fraction,
+    }
 
 
 def build_model(args: TrainingArguments) -> LogoEmbeddingModel:
@@ -391,7 +407,7 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
     # ---- Data: brand-disjoint splits, P×K batches of augmented images
     data_dir = ensure_data(args, accelerator)
-    splits = load_logodet3k(data_dir, args.builder_config, cache_dir=args.dataset_cache_dir)
+    splits = load_logodet3k(data_dir, args.builder_config, **split_options(args))
     train_split = splits["train"]
     model = build_model(args)
     processor = LogoImageProcessor.from_model_config(model.config)
@@ -560,9 +576,7 @@ def evaluate_best_model(args: TrainingArguments, data_dir: str) -> dict:
         "--baselines", "untrained", "histogram", "--ways", "5", "20", "all", "--episodes", str(args.test_episodes),
         "--train_sample", str(args.train_sample), "--seed", str(args.seed), "--report", str(Path(args.output_dir) / "report"),
     ]  # fmt: skip
-    if args.dataset_cache_dir:
-        eval_args += ["--cache_dir", args.dataset_cache_dir]
-    return eval_cli.run(eval_cli.parse_args(eval_args))
+    return eval_cli.run(eval_cli.parse_args(eval_args), split_options=split_options(args))
 
 
 if __name__ == "__main__":

@@ -142,11 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Evaluate every model and baseline, print the tables, write the report; returns the results by model."""
+def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
+    """Evaluate every model and baseline, print the tables, write the report; returns the results by model.
+
+    `split_options` (keyword arguments of `load_logodet3k`) override how the data set is split, e.g. to evaluate
+    on exactly the split a model was trained with."""
     from dataset_scripts import load_logodet3k
 
-    splits = load_logodet3k(args.data_dir, args.config, cache_dir=args.cache_dir, split_scheme=args.split_scheme)
+    options = {"cache_dir": args.cache_dir, "split_scheme": args.split_scheme, **(split_options or {})}
+    splits = load_logodet3k(args.data_dir, args.config, **options)
     print({split: len(dataset) for split, dataset in splits.items()})
     results, test_splits = {}, {}
     for name, embed in build_embedders(args).items():
