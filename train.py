@@ -264,10 +264,11 @@ def validation_loss(split: EmbeddedSplit, loss_fn, miner, args) -> float:
     """The training loss on P×K batches of validation embeddings (proxy losses have no proxies for new brands)."""
     if args.loss == "proxy-anchor":
         return float("nan")
-    try:
-        sampler = PKBatchSampler(split.labels, args.brands_per_batch, args.images_per_brand, seed=args.seed)
-    except ValueError:
+    usable = int(np.sum(np.unique(split.labels, return_counts=True)[1] >= 2))
+    if usable < 2:
         return float("nan")
+    # Validation holds fewer brands than training: smaller P, same K.
+    sampler = PKBatchSampler(split.labels, min(args.brands_per_batch, usable), args.images_per_brand, seed=args.seed)
     values = []
     for batch in sampler:
         embeddings, labels = torch.from_numpy(split.embeddings[batch]), torch.from_numpy(split.labels[batch])

@@ -119,10 +119,11 @@ def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path
     output = tmp_path / "run"
     state = train.main(
         quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2")
-        + ["--evaluate_on_test", "true", "--test_episodes", "10"]
+        + ["--evaluate_on_test", "true", "--test_episodes", "10", "--brands_per_batch", "4"]  # P > validation brands
     )
     assert state.epoch == 2 and len(state.history) == 2
     assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP"} <= set(state.history[0])
+    assert all(row["loss"] == row["loss"] for row in state.history)  # the validation loss is measured (not NaN)
     for name in ("config.json", "model.safetensors", "modeling_logo.py", "preprocessor_config.json", "README.md",
                  "metrics.csv", "curves.png", "report/report.md"):  # fmt: skip
         assert (output / name).is_file(), name
