@@ -469,8 +469,13 @@ class LogoGallery:
         kwargs.setdefault("threshold", manifest.get("threshold"))
         gallery = cls(model, image_processor, **kwargs)
         gallery.embedding_size = manifest.get("embedding_size") or (shots.shape[1] if len(shots) else None)
-        for (brand, _, metadata), brand_shots in zip(brands, torch.split(shots, counts)):
-            gallery._set_shots(brand, F.normalize(brand_shots.float(), dim=-1))
+        # All prototypes in one pass (a 10,000-brand gallery loads in a fraction of a second).
+        shots = F.normalize(shots.float(), dim=-1)
+        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
+        sums = torch.zeros(len(counts), shots.shape[1]).index_add_(0, owner, shots)
+        prototypes = F.normalize(sums, dim=-1)  # the mean's direction is the sum's
+        for index, ((brand, _, metadata), brand_shots) in enumerate(zip(brands, torch.split(shots, counts))):
+            gallery._shots[brand], gallery._prototypes[brand] = brand_shots, prototypes[index]
             gallery._metadata[brand] = metadata
         return gallery
 

@@ -162,6 +162,7 @@ def test_save_and_load_round_trip(gallery, shot_images, tmp_path, tiny_model):
     assert loaded.brands == BRANDS and loaded.threshold == 0.37
     for brand in BRANDS:
         torch.testing.assert_close(loaded.shots(brand), gallery.shots(brand), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.prototype(brand), gallery.prototype(brand))
         assert loaded.metadata(brand) == gallery.metadata(brand)
     assert loaded.search(shot_images, top_k=3) == gallery.search(shot_images, top_k=3)
 
