@@ -42,7 +42,13 @@ from dataset_scripts import (
 from dataset_scripts.transforms import AugmentedDataset
 from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
 from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainerCallback, TrainingState
-from modeling_logo.evaluation import EmbeddedSplit, embed_split, paper_protocol, retrieval_protocol
+from modeling_logo.evaluation import (
+    EmbeddedSplit,
+    calibrate_threshold,
+    embed_split,
+    paper_protocol,
+    retrieval_protocol,
+)
 from modeling_logo.losses import DEFAULT_MINERS, LOSSES, MINERS, build_loss, build_miner
 
 
@@ -109,6 +115,9 @@ class TrainingArguments:
     seed: int = 0
     num_workers: int = 2
     # evaluation, checkpoints, outputs
+    threshold_target: str = field(
+        default="f1", metadata={"help": "How the saved open-set threshold is chosen: f1, precision@0.95, far@0.01."}
+    )
     metric_for_best_model: str = field(
         default="retrieval_mAP",
         metadata={"help": "Validation metric that picks the best model (retrieval_mAP uses every pair: least noisy)."},
@@ -253,6 +262,7 @@ def validate(model, processor, splits, train_sample, loss_fn, miner, args) -> di
         "separation_fisher": paper["separation_fisher"],
         "separation_distance_ratio": paper["separation_distance_ratio"],
         "retrieval_mAP": retrieval_protocol(validation)["images/mAP"],
+        "similarity_threshold": calibrate_threshold(validation, args.threshold_target, seed=args.seed).threshold,
         "loss": validation_loss(validation, loss_fn, miner, args),
     }
     if len(train_sample):
@@ -307,8 +317,7 @@ def latest_checkpoint(args: TrainingArguments) -> Path | None:
 
 def save_model(model, processor, metrics: dict, state: TrainingState, args: TrainingArguments) -> None:
     """The best model so far, loadable with `AutoModel.from_pretrained(output_dir)` (remote code included)."""
-    # The calibrated open-set threshold: distance d on unit vectors is cosine 1 - d²/2, chosen on validation brands.
-    model.config.similarity_threshold = float(max(-1.0, min(1.0, 1 - metrics["threshold"] ** 2 / 2)))
+    model.config.similarity_threshold = metrics["similarity_threshold"]  # calibrated on validation brands
     model.save_pretrained(args.output_dir)
     processor.save_pretrained(args.output_dir)
     (Path(args.output_dir) / "README.md").write_text(model_card(model, metrics, state, args), encoding="utf-8")
@@ -330,7 +339,7 @@ tags:
 Embeds an image of a logo into a {model.config.embedding_size}-d unit vector; images of the same brand are close,
 also for brands never seen in training. Register a brand from 1-5 shots and recognise it with
 `modeling_logo.LogoGallery`; the open-set threshold `config.similarity_threshold = {model.config.similarity_threshold:.3f}`
-(cosine) was chosen on validation brands.
+(cosine) was chosen on validation brands for `{args.threshold_target}` (`modeling_logo.evaluation.calibrate_threshold`).
 
 ```python
 from transformers import AutoModel

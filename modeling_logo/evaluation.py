@@ -316,8 +316,60 @@ def retrieval_protocol(split: EmbeddedSplit, ood: EmbeddedSplit | None = None, k
     return results
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Threshold calibration
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A cosine-similarity threshold and what it gives on the calibration brands' verification episodes."""
+
+    threshold: float
+    precision: float
+    recall: float
+    false_accept_rate: float
+    target: str
+
+
+def calibrate_threshold(
+    split: EmbeddedSplit, target: str = "f1", *, shots: int = 1, repeats: int = 3, seed: int = 0
+) -> OperatingPoint:
+    """Choose the cosine-similarity threshold of `LogoGallery.predict` on held-out (validation) brands.
+
+    Queries are scored against K-shot prototypes as in the paper's episodes (pooled); the threshold meets `target`:
+
+    - `"f1"`: the best F1 between accepting the brand and rejecting other brands;
+    - `"precision@0.95"`: the lowest threshold whose precision is at least 0.95 (most recall at that precision);
+    - `"far@0.01"`: the lowest threshold whose false-accept rate (other brands accepted) is at most 0.01.
+
+    Use brands the model was not trained on, and never the test brands you report on.
+    """
+    episodes = verification_episodes(split, shots, repeats=repeats, seed=seed)
+    # On unit vectors, cosine = 1 - d²/2: the same ranking as the paper's Euclidean distance.
+    scores = np.concatenate([1 - e.distances**2 / 2 for e in episodes])
+    curve = operating_curve(scores, np.concatenate([e.is_positive for e in episodes]))
+    precision, recall, far = curve.precision, curve.recall, curve.false_positive_rate
+    name, _, value = target.partition("@")
+    if name == "f1" and not value:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        best = int(np.argmax(f1))
+    elif name == "precision" and value:
+        meets = np.flatnonzero(precision >= float(value))
+        best = int(meets[-1]) if len(meets) else 0
+    elif name == "far" and value:
+        meets = np.flatnonzero(far <= float(value))
+        best = int(meets[-1]) if len(meets) else 0
+    else:
+        raise ValueError(f"target must be 'f1', 'precision@P' or 'far@F' (e.g. 'precision@0.95'), got {target!r}.")
+    return OperatingPoint(
+        float(curve.thresholds[best]), float(precision[best]), float(recall[best]), float(far[best]), target
+    )
+
+
 __all__ = [
     "EmbeddedSplit",
+    "OperatingPoint",
+    "calibrate_threshold",
     "OpenSetEpisode",
     "VerificationEpisode",
     "embed_split",

@@ -120,3 +120,18 @@ def test_retrieval_protocol_on_separated_and_mixed_brands():
     assert separated["images/mAP"] > 0.95 and separated["prototypes/recall@1"] > 0.95
     assert mixed["images/mAP"] < 0.3 and "images/t-mAP@10" not in mixed
     assert 0 <= separated["images/t-mAP@10"] <= separated["images/mAP@10"] + 1e-9
+
+
+def test_calibrated_thresholds_meet_their_targets():
+    from modeling_logo.evaluation import calibrate_threshold
+
+    split = clustered(30, 8, 0.8, seed=8)
+    best_f1 = calibrate_threshold(split, "f1")
+    precise = calibrate_threshold(split, "precision@0.95")
+    strict = calibrate_threshold(split, "far@0.01")
+    assert precise.precision >= 0.95 and strict.false_accept_rate <= 0.01
+    assert -1 <= best_f1.threshold <= 1 and best_f1.recall > 0
+    f1 = lambda point: 2 * point.precision * point.recall / (point.precision + point.recall)  # noqa: E731
+    assert f1(best_f1) >= max(f1(precise), f1(strict))
+    with pytest.raises(ValueError, match="precision@0.95"):
+        calibrate_threshold(split, "accuracy")
