@@ -471,8 +471,10 @@ def main(argv: list[str] | None = None) -> TrainingState:
         raise ValueError(
             f"No full P×K batch per epoch: {len(sampler.brands)} usable training brands for P={args.brands_per_batch}."
         )
+    # Accelerate steps a prepared scheduler once per process at every optimizer step: count in those steps.
+    scheduler_steps_per_epoch = steps_per_epoch * accelerator.num_processes
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, steps_per_epoch, args, unfreezing)
+        optimizer, lambda step: lr_multiplier(step, scheduler_steps_per_epoch, args, unfreezing)
     )
     model, optimizer, train_loader, scheduler, loss_fn = accelerator.prepare(
         model, optimizer, train_loader, scheduler, loss_fn
