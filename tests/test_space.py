@@ -1,0 +1,248 @@
+"""The Gradio demo in space/app.py, launched in-process with a tiny random model and driven by gradio_client."""
+
+import importlib.util
+import re
+import socket
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+
+from .conftest import make_logo_images
+
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+
+# gradio's queue uses pandas options that pandas 3 deprecates; not this project's concern.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+APP_PATH = Path(__file__).resolve().parent.parent / "space" / "app.py"
+ORIENTATION_TAG = 0x0112
+ACCEPT = 0.99  # a shot image is ~1.0 from its own 1-shot prototype
+
+
+def _load_app_module():
+    spec = importlib.util.spec_from_file_location("space_app", APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["space_app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """PNG files of three distinct synthetic brands: A and B are registered, C never is."""
+    directory = tmp_path_factory.mktemp("space-images")
+    paths = {}
+    for brand, seed in (("A", 10), ("B", 20), ("C", 30)):
+        paths[brand] = []
+        for i, image in enumerate(make_logo_images(2, seed=seed)):
+            path = directory / f"{brand}-{i}.png"
+            image.save(path)
+            paths[brand].append(str(path))
+    not_an_image = directory / "notes.png"
+    not_an_image.write_text("this is a text file, not a PNG\n")
+    paths["bad"] = str(not_an_image)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    return _load_app_module()
+
+
+@pytest.fixture(scope="module")
+def server(app_module):
+    torch.manual_seed(0)
+    config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)
+    model = LogoEmbeddingModel(config).eval()
+    demo = app_module.build_demo(model, LogoImageProcessor.from_model_config(config))
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def _client(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def _add(client: Client, name: str, paths: list[str]):
+    return client.predict(name, [handle_file(p) for p in paths], api_name="/add_brand")
+
+
+def _search(client: Client, path: str, threshold: float = ACCEPT):
+    return client.predict(handle_file(path), threshold, api_name="/search")
+
+
+@pytest.fixture
+def client_ab(server, images):
+    """A new session with brands A (1 shot) and B (2 shots) registered."""
+    client = _client(server)
+    _add(client, "A", images["A"][:1])
+    _gallery, _dropdown, summary = _add(client, "B", images["B"])
+    assert "A" in summary and "B" in summary
+    return client
+
+
+def test_api_endpoints_are_named(server):
+    endpoints = _client(server).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/add_brand", "/remove_brand", "/search", "/download_gallery", "/upload_gallery"} <= set(endpoints)
+
+
+def test_search_recognises_registered_brand_and_rejects_unknown(client_ab, images):
+    label, verdict = _search(client_ab, images["A"][0])
+    assert label["confidences"][0]["label"] == "A"
+    assert label["confidences"][0]["confidence"] > ACCEPT
+    assert len(label["confidences"]) == 2  # top-3, but only two brands
+    assert verdict.startswith("A ")
+
+    label, verdict = _search(client_ab, images["C"][0])
+    assert verdict.startswith("unknown brand")
+    assert label["confidences"][0]["confidence"] < ACCEPT
+
+
+def test_invalid_inputs_give_errors_and_the_app_keeps_answering(client_ab, images):
+    with pytest.raises(Exception, match="not a readable image"):
+        _add(client_ab, "Broken", [images["bad"]])
+    with pytest.raises(Exception, match="at most 5"):
+        _add(client_ab, "Too many", images["C"] * 3)
+    with pytest.raises(Exception, match="brand name"):
+        _add(client_ab, "   ", images["C"][:1])
+    with pytest.raises(Exception, match="already in the gallery"):
+        _add(client_ab, "A", images["C"][:1])
+    _label, verdict = _search(client_ab, images["A"][0])
+    assert verdict.startswith("A ")
+
+
+def test_empty_gallery_search_is_a_clear_error(server, images):
+    with pytest.raises(Exception, match="gallery is empty"):
+        _search(_client(server), images["A"][0])
+
+
+def test_sessions_are_isolated_and_brands_can_be_removed(client_ab, server, images):
+    other = _client(server)
+    _gallery, _dropdown, summary = _add(other, "C", images["C"][:1])
+    assert "C" in summary and "A" not in summary and "B" not in summary
+    _label, verdict = _search(other, images["A"][0])
+    assert not verdict.startswith("A ")  # the other session's brand A is invisible here
+    label, _verdict = _search(client_ab, images["C"][0])
+    assert {c["label"] for c in label["confidences"]} == {"A", "B"}
+
+    _gallery, _dropdown, summary = client_ab.predict("A", api_name="/remove_brand")
+    assert "A" not in summary.split(":", 1)[-1] and "B" in summary
+    label, _verdict = _search(client_ab, images["A"][0])
+    assert [c["label"] for c in label["confidences"]] == ["B"]
+
+
+def test_concurrent_queries_are_all_answered(client_ab, images):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: _search(client_ab, images["A"][0]), range(20)))
+    assert len(results) == 20
+    assert all(verdict.startswith("A ") for _label, verdict in results)
+
+
+def test_gallery_download_then_upload_restores_brands(client_ab, server, images, tmp_path):
+    archive = client_ab.predict(api_name="/download_gallery")
+    with zipfile.ZipFile(archive) as zf:
+        assert set(zf.namelist()) == {"gallery.json", "gallery.safetensors"}
+
+    fresh = _client(server)
+    _gallery, _dropdown, summary = fresh.predict(handle_file(archive), api_name="/upload_gallery")
+    assert "A" in summary and "B" in summary
+    for path in (images["A"][0], images["B"][1], images["C"][0]):
+        assert _search(fresh, path) == _search(client_ab, path)  # same brands, same embeddings, same answers
+
+    not_a_zip = tmp_path / "gallery.zip"
+    not_a_zip.write_text("not a zip")
+    with pytest.raises(Exception, match="not a .zip gallery"):
+        fresh.predict(handle_file(str(not_a_zip)), api_name="/upload_gallery")
+    incomplete = tmp_path / "incomplete.zip"
+    with zipfile.ZipFile(incomplete, "w") as zf:
+        zf.writestr("gallery.json", "{}")
+    with pytest.raises(Exception, match="Could not load the gallery"):
+        fresh.predict(handle_file(str(incomplete)), api_name="/upload_gallery")
+
+
+def test_exif_orientation_is_applied_to_shots(server, images, tmp_path):
+    upright = Image.open(images["C"][0]).convert("RGB")
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6  # "rotate 90° clockwise to display", as phones write it
+    phone_photo = tmp_path / "phone.png"
+    upright.rotate(90, expand=True).save(phone_photo, exif=exif)  # pixels stored sideways
+
+    client = _client(server)
+    gallery, _dropdown, _summary = _add(client, "Phone", [str(phone_photo)])
+    _add(client, "Other", images["B"][:1])
+    _label, verdict = _search(client, images["C"][0])
+    assert verdict.startswith("Phone ")  # the upright query matches the EXIF-rotated shot
+    (item,) = gallery
+    thumbnail = item["image"]["path"] if isinstance(item["image"], dict) else item["image"]
+    width, height = Image.open(thumbnail).size
+    assert item["caption"].startswith("Phone") and width > height  # shown upright (landscape), as the shot was used
+
+
+def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app_module, "DEFAULT_MODEL_DIRS", (tmp_path / "missing",))
+    model, processor, untrained = app_module.load_model(None)
+    assert untrained and model.config.backbone == "resnet-small"
+    demo = app_module.build_demo(model, processor, untrained=untrained)
+    assert "Untrained model" in str(demo.config)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_browser_add_brand_and_recognise(server, images):
+    """The page itself, in headless Chromium: register a brand, recognise its image; no request leaves localhost."""
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from urllib.parse import urlparse
+
+    requests = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(server, wait_until="load")
+            page.locator("#add-brand").wait_for(timeout=30_000)
+            assert "Untrained model" not in page.content()  # only shown for the untrained fallback
+
+            page.locator("#brand-name textarea, #brand-name input").first.fill("Acme")
+            page.locator("#shot-files input[type=file]").set_input_files(images["A"][:1])
+            page.locator("#add-brand").click()
+            sync_api.expect(page.locator("#summary")).to_contain_text("1 brand(s) registered: Acme", timeout=20_000)
+
+            page.locator("#query-image input[type=file]").set_input_files(images["A"][0])
+            page.locator("#search").click()
+            sync_api.expect(page.locator("#verdict textarea, #verdict input").first).to_have_value(
+                re.compile(r"^Acme \(cosine"), timeout=20_000
+            )
+        finally:
+            browser.close()
+    hosts = {urlparse(url).hostname for url in requests if url.startswith(("http:", "https:", "ws:", "wss:"))}
+    assert hosts == {"127.0.0.1"}, f"requests outside localhost: {hosts}"
