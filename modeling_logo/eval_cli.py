@@ -20,6 +20,7 @@ from PIL import Image
 
 from .configuration_logo import LogoEmbeddingConfig
 from .evaluation import EmbeddedSplit, embed_split, honest_protocol, paper_protocol, retrieval_protocol
+from .few_shot import load_model_and_processor
 from .image_processing_logo import LogoImageProcessor, to_rgb
 from .modeling_logo import LogoEmbeddingModel
 from .report import honest_table, paper_table, retrieval_table, write_report
@@ -78,11 +79,7 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
     embedders: dict[str, Embedder] = {}
     config, processor = None, None
     for name_or_path in args.model:
-        model = LogoEmbeddingModel.from_pretrained(name_or_path)
-        try:
-            processor = LogoImageProcessor.from_pretrained(name_or_path)
-        except OSError:
-            processor = LogoImageProcessor.from_model_config(model.config)
+        model, processor = load_model_and_processor(name_or_path)
         config = config or model.config
         embedders[str(name_or_path)] = model_embedder(model, processor, args.batch_size)
     if config is None:

@@ -48,6 +48,17 @@ def model_fingerprint(model: LogoEmbeddingModel) -> str:
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
 
 
+def load_model_and_processor(model_name_or_path: str | os.PathLike) -> tuple[LogoEmbeddingModel, LogoImageProcessor]:
+    """A saved model (directory or Hub id) in eval mode and its image processor; a model saved without its processor
+    gets the one derived from its config."""
+    model = LogoEmbeddingModel.from_pretrained(model_name_or_path).eval()
+    try:
+        image_processor = LogoImageProcessor.from_pretrained(model_name_or_path)
+    except OSError:
+        image_processor = LogoImageProcessor.from_model_config(model.config)
+    return model, image_processor
+
+
 @torch.inference_mode()
 def embed_images(
     model: LogoEmbeddingModel,
@@ -139,12 +150,7 @@ class LogoGallery:
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | os.PathLike, **kwargs) -> LogoGallery:
         """An empty gallery with the model (and its image processor, when saved) from a directory or Hub id."""
-        model = LogoEmbeddingModel.from_pretrained(model_name_or_path)
-        try:
-            image_processor = LogoImageProcessor.from_pretrained(model_name_or_path)
-        except OSError:  # a model saved without its processor: derive it from the config
-            image_processor = None
-        return cls(model, image_processor, **kwargs)
+        return cls(*load_model_and_processor(model_name_or_path), **kwargs)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Embedding
@@ -491,4 +497,11 @@ def _is_single_image(items: Any) -> bool:
     return False
 
 
-__all__ = ["LogoGallery", "BrandMatch", "embed_images", "model_fingerprint", "FAISS_MIN_BRANDS"]
+__all__ = [
+    "LogoGallery",
+    "BrandMatch",
+    "embed_images",
+    "load_model_and_processor",
+    "model_fingerprint",
+    "FAISS_MIN_BRANDS",
+]

@@ -33,7 +33,7 @@ from modeling_logo import (  # noqa: E402
     open_image,
     to_rgb,
 )
-from modeling_logo.few_shot import GALLERY_CONFIG_NAME, GALLERY_WEIGHTS_NAME  # noqa: E402
+from modeling_logo.few_shot import GALLERY_CONFIG_NAME, GALLERY_WEIGHTS_NAME, load_model_and_processor  # noqa: E402
 
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ def load_model(name: str | os.PathLike | None = None) -> tuple[LogoEmbeddingMode
     if name is None:
         name = next((str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()), None)
     if name is not None:
-        gallery = LogoGallery.from_pretrained(name)
-        return gallery.model.eval(), gallery.image_processor, False
+        return (*load_model_and_processor(name), False)
     logger.warning("No trained model found: using an UNTRAINED resnet-small model.")
     config = LogoEmbeddingConfig(backbone="resnet-small", image_size=96)
     return LogoEmbeddingModel(config).eval(), LogoImageProcessor.from_model_config(config), True
