@@ -41,7 +41,13 @@ from dataset_scripts import (
 )
 from dataset_scripts.transforms import AugmentedDataset
 from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
-from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainerCallback, TrainingState
+from modeling_logo.callbacks import (
+    CollapseDetector,
+    EarlyStopping,
+    ProgressiveUnfreezing,
+    TrainerCallback,
+    TrainingState,
+)
 from modeling_logo.evaluation import (
     EmbeddedSplit,
     calibrate_threshold,
@@ -49,7 +55,15 @@ from modeling_logo.evaluation import (
     paper_protocol,
     retrieval_protocol,
 )
-from modeling_logo.losses import DEFAULT_MINERS, LOSSES, MINERS, build_loss, build_miner
+from modeling_logo.losses import (
+    CLASS_PROXY_LOSSES,
+    DEFAULT_MINERS,
+    LOSSES,
+    MINERS,
+    batch_statistics,
+    build_loss,
+    build_miner,
+)
 
 
 logger = logging.getLogger("train")
@@ -68,7 +82,10 @@ class TrainingArguments:
     generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
     generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
     builder_config: str = field(default="crops", metadata={"help": "crops (one example per box) or images."})
-    split_scheme: str = field(default="brands", metadata={"help": "brands (disjoint, 80/10/10) or paper."})
+    split_scheme: str = field(
+        default="hash",
+        metadata={"help": "hash (brand-disjoint by name: any generated set agrees), brands (stratified) or paper."},
+    )
     train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (brands scheme)."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of brands for validation."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
@@ -92,7 +109,9 @@ class TrainingArguments:
     backbone_lr_factor: float = field(
         default=1.0, metadata={"help": "Backbone LR = factor × head LR (the paper: 0.03-0.5 for a pretrained one)."}
     )
-    loss_lr_factor: float = field(default=100.0, metadata={"help": "Proxy LR = factor × head LR (proxy-anchor)."})
+    loss_lr_factor: float = field(
+        default=100.0, metadata={"help": "Proxy LR = factor × head LR (proxy-anchor, normalized-softmax)."}
+    )
     weight_decay: float = 1e-4
     unfreeze: str = field(
         default="", metadata={"help": "stage:epoch list, e.g. 'layer4:15' (the paper); '' unfreezes nothing."}
@@ -272,7 +291,7 @@ def validate(model, processor, splits, train_sample, loss_fn, miner, args) -> di
 
 def validation_loss(split: EmbeddedSplit, loss_fn, miner, args) -> float:
     """The training loss on P×K batches of validation embeddings (proxy losses have no proxies for new brands)."""
-    if args.loss == "proxy-anchor":
+    if args.loss in CLASS_PROXY_LOSSES:
         return float("nan")
     usable = int(np.sum(np.unique(split.labels, return_counts=True)[1] >= 2))
     if usable < 2:
@@ -442,7 +461,7 @@ def main(argv: list[str] | None = None) -> TrainingState:
     unfreezing = ProgressiveUnfreezing.from_string(
         args.unfreeze, lr_decay=args.unfreeze_lr_decay, freeze_others=args.freeze_other_stages
     )
-    callbacks: list[TrainerCallback] = [unfreezing]
+    callbacks: list[TrainerCallback] = [unfreezing, CollapseDetector()]
     if args.early_stopping_patience:
         callbacks.append(EarlyStopping(args.early_stopping_patience))
     loss_fn = build_loss(args.loss, margin=args.margin, num_classes=train_split.features["brand"].num_classes,
@@ -526,7 +545,8 @@ def main(argv: list[str] | None = None) -> TrainingState:
                 state.step_in_epoch += 1
                 progress.update(1)
                 logs = {"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}
-                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                logs.update({f"train/{k}": v for k, v in batch_statistics(embeddings, labels, indices_tuple).items()})
+                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", dist=f"{logs['train/mean_distance']:.2f}")
                 accelerator.log(logs, step=state.global_step)
                 for callback in callbacks:
                     callback.on_step_end(state, unwrapped, logs)

@@ -26,6 +26,7 @@ boxes, as the paper trained) and `detection` (the image with every box and its b
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -63,6 +64,8 @@ SKIP_REASONS = {
     "box_of_other_split": "a box of a brand that belongs to another split (crops only), so that splits stay disjoint",
 }
 
+SPLIT_SCHEMES = ("brands", "hash", "paper")
+
 _DESIGN_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<design>\d+)$")
 
 
@@ -75,8 +78,12 @@ class LogoDet3KConfig(datasets.BuilderConfig):
             `"brands"`: brand-disjoint train/validation/test, stratified by category, seeded by `seed`.
             `"paper"`: the paper's split: 10% of brands as test drawn with `random.seed(42)`, then a random 80/20
             image split of the remaining brands into train/validation (validation brands are *seen* brands).
-        train_fraction, validation_fraction (`float`): brand fractions of the `"brands"` scheme (test gets the rest).
-        seed (`int`, defaults to 0): seed of the `"brands"` scheme.
+            `"hash"`: brand-disjoint, each brand placed by a hash of its name and `seed` alone, so that data sets of
+            any size agree: a brand that is a test brand of a 300-brand set is never a training brand of a
+            4,000-brand set generated from the same marks. Fractions hold on average, not exactly.
+        train_fraction, validation_fraction (`float`): brand fractions of the `"brands"` and `"hash"` schemes (test
+            gets the rest).
+        seed (`int`, defaults to 0): seed of the `"brands"` and `"hash"` schemes.
         crop_margin (`float`, defaults to 0.1): context added around a box on each side, as a fraction of its size
             (`crops` only).
         few_shot_k (`int`, defaults to 5): brands with at least `few_shot_k + 1` annotated images are flagged
@@ -99,8 +106,8 @@ class LogoDet3KConfig(datasets.BuilderConfig):
 
     def validate(self):
         """Raise a `ValueError` for options that make no sense (also run on keyword overrides given to the builder)."""
-        if self.split_scheme not in ("brands", "paper"):
-            raise ValueError(f"split_scheme must be 'brands' or 'paper', got {self.split_scheme!r}.")
+        if self.split_scheme not in SPLIT_SCHEMES:
+            raise ValueError(f"split_scheme must be one of {SPLIT_SCHEMES}, got {self.split_scheme!r}.")
         if not (0 < self.train_fraction < 1 and 0 <= self.validation_fraction < 1 - self.train_fraction):
             raise ValueError(
                 f"Need 0 < train_fraction < 1 and 0 <= validation_fraction < 1 - train_fraction, got "
@@ -212,6 +219,23 @@ def split_brands(
     return assignment
 
 
+def hash_split_brands(
+    brands: list[str], train_fraction: float, validation_fraction: float, seed: int
+) -> dict[str, str]:
+    """Brand-disjoint split in which a brand's split depends only on its (case-folded) name and `seed`."""
+    assignment = {}
+    for brand in brands:
+        digest = hashlib.sha256(f"{seed}/{brand.casefold()}".encode()).digest()
+        position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+        if position < train_fraction:
+            assignment[brand] = "train"
+        elif position < train_fraction + validation_fraction:
+            assignment[brand] = "validation"
+        else:
+            assignment[brand] = "test"
+    return assignment
+
+
 def paper_split(records: list[ImageRecord], brands: list[str]) -> dict[str, list[ImageRecord]]:
     """The paper's split: 10% of the brands (sorted names, `random.seed(42)`) are test; the rest 80/20 by image."""
     rng = random.Random(42)  # the same draws as `random.seed(42)` followed by the same calls
@@ -294,9 +318,17 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                 brand: {"test"} if brand in test_brands else {"train", "validation"} for brand in index.brands
             }
         else:
-            assignment = split_brands(
-                index.brand_categories, self.config.train_fraction, self.config.validation_fraction, self.config.seed
-            )
+            fractions = (self.config.train_fraction, self.config.validation_fraction, self.config.seed)
+            if self.config.split_scheme == "hash":
+                assignment = hash_split_brands(index.brands, *fractions)
+                empty = {"train", "validation", "test"} - set(assignment.values())
+                if empty:
+                    raise ValueError(
+                        f"The hash split of {len(index.brands)} brands left {sorted(empty)} empty; use "
+                        "split_scheme='brands' (exact, stratified fractions) for so few brands."
+                    )
+            else:
+                assignment = split_brands(index.brand_categories, *fractions)
             records_by_split = defaultdict(list)
             for record in index.records:
                 records_by_split[assignment[record.brand]].append(record)

@@ -200,11 +200,13 @@ def plan_designs(
     cache_dir: str | Path | None = None,
     skipped: Counter | None = None,
     pool: Pool | None = None,
+    allow_fewer: bool = False,
 ) -> tuple[list[DesignPlan], list[Path]]:
     """Pick `num_brands` brands (a `seed`-shuffle of `brands`) and render their designs; plan one folder per design.
 
-    Brands whose designs all fail to render are skipped (counted in `skipped`) and the next ones taken. Also returns
-    rendered marks of up to 64 further brands, the distractors.
+    Brands whose designs all fail to render are skipped (counted in `skipped`) and the next ones taken; running out
+    of brands is an error unless `allow_fewer`. Also returns rendered marks of up to 64 further brands, the
+    distractors.
     """
     skipped = skipped if skipped is not None else Counter()
     order = [brands[i] for i in np.random.default_rng(seed).permutation(len(brands))]
@@ -241,7 +243,7 @@ def plan_designs(
                     )
             elif len(distractors) < wanted_distractors:
                 distractors.append(rendered[0][1])
-    if chosen < num_brands:
+    if chosen < num_brands and not allow_fewer:
         raise ValueError(f"asked for {num_brands} brands but only {chosen} have a renderable design")
     return plans, distractors
 
@@ -672,7 +674,7 @@ def _generate(task: tuple[int, int]) -> int:
 
 def synthesize(
     out_dir: str | Path,
-    num_brands: int = 300,
+    num_brands: int | None = 300,
     images_per_brand: int = 12,
     seed: int = 0,
     workers: int | None = None,
@@ -687,7 +689,8 @@ def synthesize(
 
     Args:
         out_dir: Output root; must not already hold a generated set unless `overwrite`.
-        num_brands: Brands to draw, picked by a `seed`-shuffle of all usable brands.
+        num_brands: Brands to draw, picked by a `seed`-shuffle of all usable brands; `None` takes them all but the
+            64 kept as unlabelled distractors (the large training set: about 4,000 brands).
         images_per_brand: Images per brand, split over its designs (each design folder gets at least one).
         seed: Seed of the brand choice and of every image.
         workers: Processes (default: all CPUs). The output does not depend on it.
@@ -700,7 +703,7 @@ def synthesize(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    if num_brands < 1 or images_per_brand < 1:
+    if (num_brands is not None and num_brands < 1) or images_per_brand < 1:
         raise ValueError("num_brands and images_per_brand must be at least 1")
     previous = [out_dir / name for name in (*CATEGORIES, "LICENSES.md") if (out_dir / name).exists()]
     if previous and not overwrite:
@@ -713,8 +716,13 @@ def synthesize(
     workers = workers or os.cpu_count() or 1
 
     brands, skipped = load_marks(cache_dir, source)
+    every_brand = num_brands is None
+    if every_brand:
+        num_brands = max(1, len(brands) - _DISTRACTOR_BRANDS)
     with _worker_pool(workers) as pool:
-        plans, distractors = plan_designs(brands, num_brands, images_per_brand, seed, cache_dir, skipped, pool)
+        plans, distractors = plan_designs(
+            brands, num_brands, images_per_brand, seed, cache_dir, skipped, pool, allow_fewer=every_brand
+        )
     for plan in plans:
         (out_dir / plan.category / plan.folder).mkdir(parents=True, exist_ok=True)
     _write_licences(out_dir / "LICENSES.md", plans, distractors)
@@ -816,7 +824,10 @@ def write_preview(out_dir: str | Path, path: str | Path, count: int = 24, column
 def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder (LogoDet-3K layout)")
-    parser.add_argument("--brands", type=int, default=300, help="number of brands (default: 300)")
+    parser.add_argument(
+        "--brands", type=lambda text: None if text == "all" else int(text), default=300,
+        help="number of brands (default: 300), or 'all' (every usable brand but 64 distractors)",
+    )  # fmt: skip
     parser.add_argument("--images-per-brand", type=int, default=12, help="images per brand, over its designs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")

@@ -7,9 +7,13 @@ replays them to the same result.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 from .configuration_logo import BACKBONE_STAGES
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -125,4 +129,47 @@ class EarlyStopping(TrainerCallback):
             state.should_stop = True
 
 
-__all__ = ["EarlyStopping", "ProgressiveUnfreezing", "TrainerCallback", "TrainingState"]
+class CollapseDetector(TrainerCallback):
+    """Warn (once per kind) when training collapses, reading the batch statistics that `train.py` logs
+    ([`~modeling_logo.losses.batch_statistics`]):
+
+    - `collapse`: the embeddings of a batch fall together (mean pairwise distance under `min_distance` for
+      `patience` consecutive steps); every pair then looks alike and the loss sits at its margin.
+    - `no_separation`: after `warmup_steps`, positives are not closer than negatives (distance ratio under
+      `min_ratio` for `patience` steps): the loss is stuck and nothing is learnt.
+
+    `warnings` lists what was detected, for the caller (and tests) to read.
+    """
+
+    ADVICE = (
+        "Lower the learning rate or lengthen the warm-up; check that batches hold K >= 2 images of each brand "
+        "(PKBatchSampler); prefer a loss with a miner or proxies (multi-similarity, proxy-anchor) to an unmined "
+        "triplet loss; with a frozen pretrained backbone, unfreeze later."
+    )
+
+    def __init__(self, min_distance: float = 0.05, min_ratio: float = 1.02, patience: int = 50,
+                 warmup_steps: int = 200):  # fmt: skip
+        self.min_distance, self.min_ratio = min_distance, min_ratio
+        self.patience, self.warmup_steps = patience, warmup_steps
+        self.counts = {"collapse": 0, "no_separation": 0}
+        self.warnings: list[str] = []
+
+    def on_step_end(self, state: TrainingState, model, logs: dict) -> None:
+        distance, ratio = logs.get("train/mean_distance"), logs.get("train/distance_ratio")
+        checks = {
+            "collapse": distance is not None and distance < self.min_distance,
+            "no_separation": ratio is not None and state.global_step > self.warmup_steps and ratio < self.min_ratio,
+        }
+        for kind, failing in checks.items():
+            self.counts[kind] = self.counts[kind] + 1 if failing else 0
+            if self.counts[kind] == self.patience and kind not in self.warnings:
+                self.warnings.append(kind)
+                what = (
+                    f"embeddings collapsed: mean pairwise distance {distance:.3f} (random unit vectors: 1.41)"
+                    if kind == "collapse"
+                    else f"brands do not separate: negative/positive distance ratio {ratio:.3f}"
+                )
+                logger.warning("Step %d: %s for %d steps. %s", state.global_step, what, self.patience, self.ADVICE)
+
+
+__all__ = ["CollapseDetector", "EarlyStopping", "ProgressiveUnfreezing", "TrainerCallback", "TrainingState"]

@@ -6,7 +6,8 @@
 | `contrastive` | `ContrastiveLoss` on Euclidean distance (the paper) | none (all pairs) |
 | `contrastive-cosine` | `ContrastiveLoss` on cosine similarity | none |
 | `multi-similarity` | `MultiSimilarityLoss` | `MultiSimilarityMiner` |
-| `proxy-anchor` | `ProxyAnchorLoss` (the paper's future work; fastest from scratch) | none |
+| `proxy-anchor` | `ProxyAnchorLoss` (the paper's future work; fast from scratch) | none |
+| `normalized-softmax` | `NormalizedSoftmaxLoss` (a cosine classifier over the training brands) | none |
 
 Miners: `none`, `semi-hard`, `hard` (batch-hard), `multi-similarity`; or `collator` to use the pairs/triplets drawn
 by `dataset_scripts.collators` (passed to the loss as `indices_tuple`).
@@ -14,11 +15,14 @@ by `dataset_scripts.collators` (passed to the loss as `indices_tuple`).
 
 from __future__ import annotations
 
+import torch
 from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
 
-LOSSES = ("triplet", "contrastive", "contrastive-cosine", "multi-similarity", "proxy-anchor")
+LOSSES = ("triplet", "contrastive", "contrastive-cosine", "multi-similarity", "proxy-anchor", "normalized-softmax")
+#: Losses whose parameters (one vector per training brand) the optimizer trains; they need `num_classes`.
+CLASS_PROXY_LOSSES = ("proxy-anchor", "normalized-softmax")
 MINERS = ("none", "semi-hard", "hard", "multi-similarity", "collator")
 DEFAULT_MINERS = {
     "triplet": "semi-hard",
@@ -26,6 +30,7 @@ DEFAULT_MINERS = {
     "contrastive-cosine": "none",
     "multi-similarity": "multi-similarity",
     "proxy-anchor": "none",
+    "normalized-softmax": "none",
 }
 
 
@@ -36,8 +41,8 @@ def build_loss(
     num_classes: int | None = None,
     embedding_size: int = 128,
 ) -> nn.Module:
-    """A pytorch-metric-learning loss by name (see the module table). `proxy-anchor` needs `num_classes`; its proxies
-    are parameters that the optimizer must train."""
+    """A pytorch-metric-learning loss by name (see the module table). `proxy-anchor` and `normalized-softmax` need
+    `num_classes`; their proxies are parameters that the optimizer must train."""
     if name == "triplet":
         return losses.TripletMarginLoss(margin=1.0 if margin is None else margin)
     if name == "contrastive":
@@ -49,10 +54,12 @@ def build_loss(
         )
     if name == "multi-similarity":
         return losses.MultiSimilarityLoss()
+    if name in CLASS_PROXY_LOSSES and not num_classes:
+        raise ValueError(f"The {name} loss needs num_classes (the number of training brands).")
     if name == "proxy-anchor":
-        if not num_classes:
-            raise ValueError("The proxy-anchor loss needs num_classes (the number of training brands).")
         return losses.ProxyAnchorLoss(num_classes, embedding_size, margin=0.1 if margin is None else margin, alpha=32)
+    if name == "normalized-softmax":
+        return losses.NormalizedSoftmaxLoss(num_classes, embedding_size, temperature=0.05)
     raise ValueError(f"Unknown loss {name!r}; choose one of {LOSSES}.")
 
 
@@ -71,4 +78,31 @@ def build_miner(name: str, loss_name: str, margin: float | None = None) -> miner
     raise ValueError(f"Unknown miner {name!r}; choose one of {MINERS}.")
 
 
-__all__ = ["DEFAULT_MINERS", "LOSSES", "MINERS", "build_loss", "build_miner"]
+@torch.no_grad()
+def batch_statistics(embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None) -> dict[str, float]:
+    """What the loss sees in a batch of unit embeddings, to catch a collapse early.
+
+    `mean_distance` is the mean Euclidean distance over all pairs (√2 for random unit vectors, 0 when collapsed),
+    `distance_ratio` the mean negative-pair distance over the mean positive-pair distance (1 when brands do not
+    separate), and `active_fraction` the share of all pairs (or triplets) that the miner kept, when there is one.
+    """
+    embeddings = embeddings.detach().float()
+    distance = torch.cdist(embeddings, embeddings)
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    positive, negative = same & off_diagonal, ~same
+    stats = {"mean_distance": float(distance[off_diagonal].mean())}
+    if positive.any() and negative.any():
+        stats["distance_ratio"] = float(distance[negative].mean() / distance[positive].mean().clamp_min(1e-8))
+    if indices_tuple is not None:
+        if len(indices_tuple) == 3:  # triplets (anchor, positive, negative)
+            possible = int(positive.sum(1).mul(negative.sum(1)).sum())
+            mined = len(indices_tuple[0])
+        else:  # pairs (anchor, positive, anchor, negative)
+            possible = int(positive.sum() + negative.sum())
+            mined = len(indices_tuple[0]) + len(indices_tuple[2])
+        stats["active_fraction"] = mined / max(1, possible)
+    return stats
+
+
+__all__ = ["CLASS_PROXY_LOSSES", "DEFAULT_MINERS", "LOSSES", "MINERS", "batch_statistics", "build_loss", "build_miner"]

@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from dataset_scripts import CATEGORIES, LogoDet3K, load_logodet3k
-from dataset_scripts.logodet3k import brand_and_design, export_parquet, scan_data_dir, split_brands
+from dataset_scripts.logodet3k import (
+    brand_and_design,
+    export_parquet,
+    hash_split_brands,
+    scan_data_dir,
+    split_brands,
+)
 
 
 BOX = (10, 8, 50, 40)  # where every fixture image has its logo rectangle
@@ -228,6 +234,30 @@ def test_detection_config_lists_every_valid_box(data_dir, cache_dir):
     assert [names[obj["brand"]] for obj in multi] == ["McDonald's", "Ben & Jerry's"]
     assert multi[0]["bbox"] == list(map(float, BOX))
     assert len(rows["Clothes/Lacoste/2.jpg"]["objects"]) == 1  # the zero-area box is dropped
+
+
+def test_hash_split_agrees_across_data_sets_of_any_size():
+    """A brand's split depends on its name alone, so a large generated set never trains on a small set's test brands."""
+    everything = [f"Brand {i}" for i in range(4000)]
+    large = hash_split_brands(everything, 0.8, 0.1, seed=0)
+    small = hash_split_brands(everything[::13], 0.8, 0.1, seed=0)
+    assert all(large[brand] == split for brand, split in small.items())
+    shares = Counter(large.values())
+    assert abs(shares["train"] / 4000 - 0.8) < 0.03 and abs(shares["test"] / 4000 - 0.1) < 0.02
+    case_blind = [hash_split_brands([name], 0.8, 0.1, seed=0)[name] for name in ("Café Z", "CAFÉ Z")]
+    assert case_blind[0] == case_blind[1]
+    assert hash_split_brands(everything, 0.8, 0.1, seed=1) != large
+
+
+def test_hash_scheme_splits_the_builder_by_brand(data_dir, cache_dir):
+    with pytest.raises(ValueError, match="left \\['test'\\] empty"):
+        prepare(data_dir, cache_dir, "crops", split_scheme="hash")  # 12 brands: no test brand by chance
+    _, splits = prepare(data_dir, cache_dir, "crops", split_scheme="hash", train_fraction=0.5, validation_fraction=0.25)
+    names = splits["train"].features["brand"].names
+    brands = {split: {names[b] for b in splits[split]["brand"]} for split in splits}
+    assert not brands["train"] & brands["validation"] and not brands["train"] & brands["test"]
+    expected = hash_split_brands(sorted(set().union(*brands.values())), 0.5, 0.25, seed=0)
+    assert all(expected[brand] == split for split, names_ in brands.items() for brand in names_)
 
 
 def test_paper_split_holds_out_ten_percent_of_brands(data_dir, cache_dir):
