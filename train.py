@@ -4,6 +4,7 @@
     python train.py                                   # the generated benchmark, a CPU-sized model
     accelerate launch train.py --config configs/paper-resnet50.yaml   # the paper's configuration, on GPUs
     python train.py --resume_from_checkpoint latest  # continue a run exactly where it stopped
+    torchrun --nproc_per_node 2 train.py              # two CPU processes (`accelerate launch --cpu` runs one)
 
 The loop reads top to bottom: data (brand-disjoint splits, P×K batches, augmentations), model (backbone frozen
 first, stages unfrozen on schedule), loss and miner (pytorch-metric-learning), then epochs of training, validation on
@@ -254,6 +255,20 @@ def build_model(args: TrainingArguments) -> LogoEmbeddingModel:
     return LogoEmbeddingModel(config, pretrained_backbone=pretrained)
 
 
+def gathered_criterion(loss_fn, miner, args: TrainingArguments, num_processes: int):
+    """The loss and miner of the training step. Across processes, pair and triplet losses and their miners see the
+    embeddings of every process (pytorch-metric-learning's distributed wrappers: each process computes the loss of
+    the global batch, with gradients through its own part, times the number of processes to undo DDP's averaging),
+    so a process mines negatives among the other processes' brands as in one big batch. Proxy losses
+    (normalized-softmax, proxy-anchor) are left alone: their loss is a mean over examples, which DDP's gradient
+    averaging already computes (exactly for normalized-softmax, approximately for proxy-anchor)."""
+    if num_processes == 1 or args.loss in CLASS_PROXY_LOSSES:
+        return loss_fn, miner
+    from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
+
+    return DistributedLossWrapper(loss_fn), None if miner is None else DistributedMinerWrapper(miner)
+
+
 def lr_multiplier(
     step: int, steps_per_epoch: int, args: TrainingArguments, unfreezing: ProgressiveUnfreezing
 ) -> float:
@@ -467,6 +482,7 @@ def main(argv: list[str] | None = None) -> TrainingState:
     loss_fn = build_loss(args.loss, margin=args.margin, num_classes=train_split.features["brand"].num_classes,
                          embedding_size=model.config.embedding_size)  # fmt: skip
     miner = build_miner(args.miner, args.loss, margin=args.margin)
+    train_loss_fn, train_miner = gathered_criterion(loss_fn, miner, args, accelerator.num_processes)
     groups = [
         {"params": list(model.head.parameters()), "lr": args.learning_rate, "name": "head"},
         {
@@ -495,8 +511,8 @@ def main(argv: list[str] | None = None) -> TrainingState:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, scheduler_steps_per_epoch, args, unfreezing)
     )
-    model, optimizer, train_loader, scheduler, loss_fn = accelerator.prepare(
-        model, optimizer, train_loader, scheduler, loss_fn
+    model, optimizer, train_loader, scheduler, train_loss_fn = accelerator.prepare(
+        model, optimizer, train_loader, scheduler, train_loss_fn
     )
     unwrapped = accelerator.unwrap_model(model)
 
@@ -531,8 +547,11 @@ def main(argv: list[str] | None = None) -> TrainingState:
             with accelerator.accumulate(model):
                 embeddings = model(batch["pixel_values"]).embeddings
                 labels = batch["labels"]
-                indices_tuple = miner(embeddings, labels) if miner is not None else batch.get("indices_tuple")
-                loss = loss_fn(embeddings, labels, indices_tuple)
+                if train_miner is not None:
+                    indices_tuple = train_miner(embeddings, labels)
+                else:
+                    indices_tuple = batch.get("indices_tuple")
+                loss = train_loss_fn(embeddings, labels, indices_tuple)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -114,8 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_dir", required=True, help="LogoDet-3K layout: <Category>/<Brand>/<n>.jpg + .xml")
     parser.add_argument("--config", default="crops", choices=["crops", "images"], help="builder config")
     parser.add_argument("--cache_dir", default=None, help="datasets cache for the prepared splits")
-    parser.add_argument("--split_scheme", default="hash", choices=["hash", "brands", "paper"],
-                        help="how brands are split (as in training; see LogoDet3KConfig)")
+    parser.add_argument(
+        "--split_scheme",
+        default="hash",
+        choices=["hash", "brands", "paper"],
+        help="how brands are split (as in training; see LogoDet3KConfig)",
+    )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--ways", nargs="+", default=["5", "20", "all"], help="N of the open-set N-way episodes")
     parser.add_argument("--episodes", type=int, default=500, help="open-set episodes per setting")

@@ -252,7 +252,9 @@ def test_hash_split_agrees_across_data_sets_of_any_size():
 def test_hash_scheme_splits_the_builder_by_brand(data_dir, cache_dir):
     with pytest.raises(ValueError, match="left \\['test'\\] empty"):
         prepare(data_dir, cache_dir, "crops", split_scheme="hash")  # 12 brands: no test brand by chance
-    _, splits = prepare(data_dir, cache_dir, "crops", split_scheme="hash", train_fraction=0.5, validation_fraction=0.25)
+    _, splits = prepare(
+        data_dir, cache_dir, "crops", split_scheme="hash", train_fraction=0.5, validation_fraction=0.25
+    )
     names = splits["train"].features["brand"].names
     brands = {split: {names[b] for b in splits[split]["brand"]} for split in splits}
     assert not brands["train"] & brands["validation"] and not brands["train"] & brands["test"]

@@ -60,7 +60,7 @@ def test_collapse_detector_warns_once_after_patience(caplog):
             detector.on_step_end(state, None, {"train/mean_distance": 0.01, "train/distance_ratio": 1.5})
         assert detector.warnings == []
         detector.on_step_end(state, None, {"train/mean_distance": 0.5, "train/distance_ratio": 1.5})  # recovers
-        for step in range(10):
+        for _ in range(10):
             detector.on_step_end(state, None, {"train/mean_distance": 0.01, "train/distance_ratio": 1.0})
     assert detector.warnings == ["collapse", "no_separation"]
     assert sum("collapsed" in record.message for record in caplog.records) == 1

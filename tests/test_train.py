@@ -179,3 +179,36 @@ def test_accelerate_launch_without_a_config_file(data_dir, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "launched" / "model.safetensors").is_file()
+
+
+def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path):
+    """Under `torchrun --nproc_per_node 2` (Accelerate's launcher runs a single process with `--cpu`), mining and the loss see both processes' embeddings: each process
+    reports the loss of the global batch, and the weights stay identical across processes and equal to one process
+    trained on the global batch."""
+    script, losses = ROOT / "tests" / "distributed_steps.py", ["multi-similarity", "triplet"]
+    single = subprocess.run([sys.executable, str(script), str(tmp_path), *losses], capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path),
+        *losses,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for loss_name in losses:
+        reference = json.loads((tmp_path / f"{loss_name}-1-0.json").read_text())
+        expected = load_file(tmp_path / f"{loss_name}-1-0.safetensors")
+        for rank in (0, 1):
+            assert json.loads((tmp_path / f"{loss_name}-2-{rank}.json").read_text()) == pytest.approx(
+                reference, rel=1e-4
+            )
+            weights = load_file(tmp_path / f"{loss_name}-2-{rank}.safetensors")
+            for name, value in expected.items():
+                torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5, msg=f"{loss_name} {name}")
+        assert reference[0] != reference[-1]  # the weights moved
