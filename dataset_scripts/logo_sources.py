@@ -69,6 +69,12 @@ class NpmPackage:
     tarball: str
     sha1: str
 
+    @property
+    def url(self) -> str:
+        """The tarball's address in the npm registry (used where npm itself is not installed, e.g. on a Space)."""
+        name, _, version = self.spec.rpartition("@")
+        return f"https://registry.npmjs.org/{name}/-/{name.rpartition('/')[2]}-{version}.tgz"
+
 
 SIMPLE_ICONS = NpmPackage(
     "simple-icons@16.37.0", "simple-icons-16.37.0.tgz", "4fa47115274604aff61a08e69a83d790121a3d23"
@@ -178,7 +184,8 @@ def _npm_pack(package: NpmPackage, cache_dir: Path) -> None:
     )
     npm = shutil.which("npm")
     if npm is None:
-        raise MarkSourceError(f"npm is not installed, so {package.spec} cannot be fetched. {help_text}")
+        _download(package, cache_dir, help_text)
+        return
     result = subprocess.run(
         [npm, "pack", package.spec, "--pack-destination", str(cache_dir), "--loglevel=error"],
         cwd=cache_dir,
@@ -189,6 +196,20 @@ def _npm_pack(package: NpmPackage, cache_dir: Path) -> None:
         errors = [line.removeprefix("npm error").strip() for line in result.stderr.splitlines()]
         error = "; ".join(errors[:2]) or f"exit status {result.returncode}"
         raise MarkSourceError(f"`npm pack {package.spec}` failed ({error}). {help_text}")
+
+
+def _download(package: NpmPackage, cache_dir: Path, help_text: str) -> None:
+    """Fetch the tarball straight from the registry (its sha1 is checked by the caller)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(package.url, timeout=60) as response:
+            data = response.read()
+    except OSError as error:
+        raise MarkSourceError(f"npm is not installed and {package.url} could not be fetched ({error}). {help_text}") from error
+    with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tgz", delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, cache_dir / package.tarball)
 
 
 def load_marks(cache_dir: str | Path | None = None, source: Source = "both") -> tuple[list[Brand], Counter]:

@@ -273,6 +273,39 @@ def test_failed_npm_fetch_says_what_to_run(tmp_path):
         fetch_package(missing, tmp_path)
 
 
+def test_without_npm_the_tarball_comes_from_the_registry_and_is_checked(tmp_path, monkeypatch):
+    """Where npm is missing (a Space), the pinned tarball is downloaded from the registry; its sha1 is still checked."""
+    import shutil
+    import urllib.request
+
+    from dataset_scripts.logo_sources import ICONIFY_LOGOS, default_cache_dir
+
+    tarball = fetch_package(ICONIFY_LOGOS, default_cache_dir()).parent.parent / ICONIFY_LOGOS.tarball
+    requested = []
+
+    class Response:
+        def __init__(self, url, timeout):
+            requested.append(url)
+
+        def read(self):
+            return tarball.read_bytes()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(urllib.request, "urlopen", Response)
+    package = fetch_package(ICONIFY_LOGOS, tmp_path / "fresh")
+    assert requested == ["https://registry.npmjs.org/@iconify-json/logos/-/logos-1.2.19.tgz"]
+    assert (package / "package.json").is_file()
+    corrupt = NpmPackage(ICONIFY_LOGOS.spec, ICONIFY_LOGOS.tarball, "0" * 40)
+    with pytest.raises(MarkSourceError, match="sha1"):
+        fetch_package(corrupt, tmp_path / "other")
+
+
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     args = ["--out", str(out), "--brands", "2", "--images-per-brand", "2", "--image-size", "96", "--workers", "1"]
