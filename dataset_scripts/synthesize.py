@@ -49,7 +49,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -684,6 +684,7 @@ def synthesize(
     preview: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    brand_filter: Callable[[Brand], bool] | None = None,
 ) -> SynthesisSummary:
     """Generate the benchmark into `out_dir` (layout in the module doc) and return a summary.
 
@@ -700,6 +701,8 @@ def synthesize(
         preview: If set, also write a contact sheet of 24 images with their boxes to this PNG.
         overwrite: Replace the category folders and `LICENSES.md` of an earlier run in `out_dir`.
         progress: Show a progress bar.
+        brand_filter: Draw brands (and distractors) only among those for which it is true, e.g. the test brands of
+            a split, for a demo's examples.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -716,6 +719,8 @@ def synthesize(
     workers = workers or os.cpu_count() or 1
 
     brands, skipped = load_marks(cache_dir, source)
+    if brand_filter is not None:
+        brands = [brand for brand in brands if brand_filter(brand)]
     every_brand = num_brands is None
     if every_brand:
         num_brands = max(1, len(brands) - _DISTRACTOR_BRANDS)

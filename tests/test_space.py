@@ -90,8 +90,9 @@ def _add(client: Client, name: str, paths: list[str]):
     return client.predict(name, [handle_file(p) for p in paths], api_name="/add_brand")
 
 
-def _search(client: Client, path: str, threshold: float = ACCEPT):
-    return client.predict(handle_file(path), threshold, api_name="/search")
+def _search(client: Client, path: str, threshold: float = ACCEPT, with_shots: bool = False):
+    label, verdict, best_shots = client.predict(handle_file(path), threshold, api_name="/search")
+    return (label, verdict, best_shots) if with_shots else (label, verdict)
 
 
 @pytest.fixture
@@ -106,10 +107,15 @@ def client_ab(server, images):
 
 def test_api_endpoints_are_named(server):
     endpoints = _client(server).view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/add_brand", "/remove_brand", "/search", "/download_gallery", "/upload_gallery"} <= set(endpoints)
+    assert {
+        "/add_brand", "/remove_brand", "/rename_brand", "/search", "/select_model", "/load_examples",
+        "/download_gallery", "/upload_gallery",
+    } <= set(endpoints)  # fmt: skip
 
 
 def test_search_recognises_registered_brand_and_rejects_unknown(client_ab, images):
+    label, verdict, best_shots = _search(client_ab, images["B"][1], threshold=0.5, with_shots=True)
+    assert verdict.startswith("B ") and [item["caption"] for item in best_shots] == ["B shot 1", "B shot 2"]
     label, verdict = _search(client_ab, images["A"][0])
     assert label["confidences"][0]["label"] == "A"
     assert label["confidences"][0]["confidence"] > ACCEPT
@@ -152,6 +158,56 @@ def test_sessions_are_isolated_and_brands_can_be_removed(client_ab, server, imag
     assert "A" not in summary.split(":", 1)[-1] and "B" in summary
     label, _verdict = _search(client_ab, images["A"][0])
     assert [c["label"] for c in label["confidences"]] == ["B"]
+
+
+def test_brands_can_be_renamed_keeping_their_shots(client_ab, images):
+    gallery, _dropdown, summary = client_ab.predict("A", "Acme", api_name="/rename_brand")
+    assert summary == "2 brand(s) registered: Acme, B"  # same place in the list
+    assert [item["caption"] for item in gallery] == ["Acme (1/1)", "B (1/2)", "B (2/2)"]
+    _label, verdict = _search(client_ab, images["A"][0])
+    assert verdict.startswith("Acme ")
+    with pytest.raises(Exception, match="already in the gallery"):
+        client_ab.predict("Acme", "B", api_name="/rename_brand")
+
+
+def test_too_large_images_are_refused_before_decoding(client_ab, tmp_path):
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 6000)).save(huge)  # 48 megapixels, a few kB compressed
+    with pytest.raises(Exception, match="too large"):
+        _add(client_ab, "Huge", [str(huge)])
+    with pytest.raises(Exception, match="too large"):
+        _search(client_ab, str(huge))
+
+
+def test_switching_model_empties_the_gallery_and_uses_its_threshold(server, images, tmp_path):
+    torch.manual_seed(1)
+    config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64, similarity_threshold=0.42)
+    LogoEmbeddingModel(config).save_pretrained(tmp_path / "other-model")
+    client = _client(server)
+    _add(client, "A", images["A"][:1])
+    _state_gallery, _dropdown, summary, threshold, note = client.predict(
+        str(tmp_path / "other-model"), api_name="/select_model"
+    )
+    assert summary == "The gallery is empty." and threshold == pytest.approx(0.42) and "other-model" in note
+    _add(client, "C", images["C"][:1])
+    _label, verdict = _search(client, images["C"][0])
+    assert verdict.startswith("C ")
+    with pytest.raises(Exception, match="Could not load model"):
+        client.predict(str(tmp_path / "missing"), api_name="/select_model")
+
+
+def test_example_brands_are_unseen_test_brands(server, app_module):
+    examples = app_module.prepare_examples()
+    if examples is None:
+        pytest.skip("the mark packages are not available")
+    from dataset_scripts.logodet3k import hash_split_brands
+
+    brands = {brand for _, brand in examples.queries}
+    assert len(examples.shots) == app_module.EXAMPLE_BRANDS and len(brands) == app_module.EXAMPLE_BRANDS + 1
+    assert all(hash_split_brands([b], 0.8, 0.1, seed=0)[b] == "test" for b in brands)
+    assert all(len(shots) == app_module.EXAMPLE_SHOTS for shots in examples.shots.values())
+    _gallery, _dropdown, summary = _client(server).predict(api_name="/load_examples")
+    assert summary.startswith(f"{app_module.EXAMPLE_BRANDS} brand(s) registered")
 
 
 def test_concurrent_queries_are_all_answered(client_ab, images):
@@ -198,7 +254,7 @@ def test_exif_orientation_is_applied_to_shots(server, images, tmp_path):
     (item,) = gallery
     thumbnail = item["image"]["path"] if isinstance(item["image"], dict) else item["image"]
     width, height = Image.open(thumbnail).size
-    assert item["caption"].startswith("Phone") and width > height  # shown upright (landscape), as the shot was used
+    assert item["caption"] == "Phone (1/1)" and width > height  # shown upright (landscape), as the shot was used
 
 
 def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
@@ -213,7 +269,7 @@ def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-def test_browser_add_brand_and_recognise(server, images):
+def test_browser_add_brand_and_recognise(server, images, app_module, tmp_path):
     """The page itself, in headless Chromium: register a brand, recognise its image; no request leaves localhost."""
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium (apt-get install chromium)")
@@ -238,10 +294,30 @@ def test_browser_add_brand_and_recognise(server, images):
             sync_api.expect(page.locator("#summary")).to_contain_text("1 brand(s) registered: Acme", timeout=20_000)
 
             page.locator("#query-image input[type=file]").set_input_files(images["A"][0])
+            page.locator("#query-image img").first.wait_for(timeout=20_000)  # uploaded: the preview shows
             page.locator("#search").click()
             sync_api.expect(page.locator("#verdict textarea, #verdict input").first).to_have_value(
                 re.compile(r"^Acme \(cosine"), timeout=20_000
             )
+            sync_api.expect(page.locator("#best-shots img")).to_have_count(1, timeout=20_000)
+
+            examples = app_module.prepare_examples()
+            if examples is not None:  # the example brands, and a click on an example query
+                page.locator("#add-examples").click()
+                sync_api.expect(page.locator("#summary")).to_contain_text(
+                    f"{len(examples.shots) + 1} brand(s) registered", timeout=60_000
+                )
+                verdict = page.locator("#verdict textarea, #verdict input").first
+                previous = verdict.input_value()
+                _path, brand = examples.queries[0]
+                query_preview = page.locator("#query-image img").first
+                shown = query_preview.get_attribute("src")
+                page.get_by_text(f"{brand} (query)").first.click()
+                sync_api.expect(query_preview).not_to_have_attribute("src", shown, timeout=20_000)
+                page.locator("#search").click()
+                sync_api.expect(verdict).not_to_have_value(previous, timeout=20_000)  # a new answer, for the example
+            page.screenshot(path=str(tmp_path / "space.png"), full_page=True)
+            assert (tmp_path / "space.png").stat().st_size > 10_000
         finally:
             browser.close()
     hosts = {urlparse(url).hostname for url in requests if url.startswith(("http:", "https:", "ws:", "wss:"))}
