@@ -206,7 +206,9 @@ def _download(package: NpmPackage, cache_dir: Path, help_text: str) -> None:
         with urllib.request.urlopen(package.url, timeout=60) as response:
             data = response.read()
     except OSError as error:
-        raise MarkSourceError(f"npm is not installed and {package.url} could not be fetched ({error}). {help_text}") from error
+        raise MarkSourceError(
+            f"npm is not installed and {package.url} could not be fetched ({error}). {help_text}"
+        ) from error
     with tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".tgz", delete=False) as tmp:
         tmp.write(data)
     os.replace(tmp.name, cache_dir / package.tarball)

@@ -1,4 +1,4 @@
-"""The README's quick start runs as written, in a fresh process and an empty directory."""
+"""The README's quick start runs as written, in a fresh process and a directory holding only the shipped checkpoint."""
 
 import re
 import subprocess
@@ -16,6 +16,7 @@ def readme_block(marker: str) -> str:
 
 
 def test_quick_start_runs_as_written(tmp_path):
+    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")  # as in a clone, without writing into it
     result = subprocess.run(
         [sys.executable, "-c", readme_block("quickstart")],
         cwd=tmp_path,
@@ -29,7 +30,6 @@ def test_quick_start_runs_as_written(tmp_path):
     assert "[BrandMatch(brand='Red Circle Co'" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "Blue Square Inc"
     assert {"gallery.json", "gallery.safetensors"} <= {p.name for p in (tmp_path / "my-gallery").iterdir()}
-    assert (tmp_path / "logo-model" / "model.safetensors").is_file()
 
 
 def test_ci_runs_the_readme_install_and_test_commands():

@@ -1,0 +1,285 @@
+"""PyTorch logo embedding model: a ResNet backbone and the metric-learning head of "Few-Shot Logo Recognition"."""
+
+import os
+from dataclasses import dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from huggingface_hub import constants as hub_constants
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_logo import BACKBONE_PRESETS, BACKBONE_STAGES, LogoEmbeddingConfig
+
+
+@dataclass
+class LogoEmbeddingOutput(ModelOutput):
+    r"""
+    Output of [`LogoEmbeddingModel`].
+
+    Args:
+        embeddings (`torch.FloatTensor` of shape `(batch_size, embedding_size)`):
+            The logo embeddings, L2-normalised when `config.normalize_embeddings` (the default): the dot product of
+            two embeddings is their cosine similarity. Always float32, also under bf16/fp16 autocast.
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, num_features)`):
+            The globally average-pooled backbone features (2048 for a ResNet-50) the head projects.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_features, height, width)`):
+            The backbone's last feature map, before pooling.
+    """
+
+    # `embeddings` comes first: pipelines and `output[0]` return the first field.
+    embeddings: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+def create_backbone(
+    config: LogoEmbeddingConfig, pretrained: bool = False, weights_file: str | None = None
+) -> nn.Module:
+    """Build the timm ResNet named by `config.backbone`, without its classifier (it returns pooled features).
+
+    timm rather than torchvision: any ResNet variant by name, constructor arguments for narrow CPU-sized ResNets, and
+    ImageNet weights from the Hugging Face Hub (honouring `HF_HUB_OFFLINE` and the local cache) or from a local file
+    through the same loader. Its ResNets use torchvision's parameter names, so torchvision checkpoints load too.
+    """
+    preset = dict(BACKBONE_PRESETS.get(config.backbone, {"architecture": config.backbone}))
+    architecture = preset.pop("architecture")
+    kwargs = {**preset, **(config.backbone_kwargs or {})}
+    if not timm.is_model(architecture):
+        raise ValueError(
+            f"Unknown backbone {config.backbone!r}. Use a timm ResNet name ({', '.join(timm.list_models('resnet[0-9]*')[:6])}, "
+            f"...) or one of the presets {sorted(BACKBONE_PRESETS)}."
+        )
+    overlay = {"file": os.fspath(weights_file)} if weights_file is not None else None
+    backbone = timm.create_model(
+        architecture, pretrained=pretrained, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
+    )
+    if not isinstance(backbone, timm.models.ResNet):
+        raise ValueError(
+            f"Backbone {config.backbone!r} is a {type(backbone).__name__}; the logo model needs a ResNet-family "
+            "backbone (resnet18/34/50/101, resnext, ...) so that its stages can be frozen by name."
+        )
+    return backbone
+
+
+class LogoEmbeddingHead(nn.Module):
+    """`Linear -> BatchNorm1d -> ReLU -> Dropout -> Linear`, the paper's projection from backbone features to embeddings."""
+
+    def __init__(self, in_features: int, config: LogoEmbeddingConfig):
+        super().__init__()
+        self.projection = nn.Linear(in_features, config.hidden_size)
+        self.norm = nn.BatchNorm1d(config.hidden_size)
+        self.activation = nn.ReLU()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.output = nn.Linear(config.hidden_size, config.embedding_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(self.activation(self.norm(self.projection(features)))))
+
+
+class LogoEmbeddingModel(PreTrainedModel):
+    r"""
+    A logo embedding network: ResNet backbone -> [`LogoEmbeddingHead`] -> L2 normalisation. Embeddings of two images
+    of the same brand are close (high cosine similarity), also for brands never seen in training, which is what the
+    few-shot [`~modeling_logo.LogoGallery`] builds on.
+
+    Args:
+        config ([`LogoEmbeddingConfig`]):
+            The model configuration. Building a model from it gives random weights; use `from_pretrained` to load a
+            trained model.
+        pretrained_backbone (`bool` or `str`, *optional*, defaults to `False`):
+            `True` to start the backbone from timm's ImageNet weights for `config.backbone` (downloaded from the Hub,
+            or taken from its cache), or the path of a local state dict (`.safetensors`, `.pth`, `.bin`) with timm or
+            torchvision ResNet parameter names. See [`~LogoEmbeddingModel.load_backbone_weights`].
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
+
+    >>> model = LogoEmbeddingModel(LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)).eval()
+    >>> model(torch.randn(2, 3, 64, 64)).embeddings.shape
+    torch.Size([2, 128])
+    ```
+    """
+
+    config: LogoEmbeddingConfig
+    config_class = LogoEmbeddingConfig
+    base_model_prefix = "logo"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+
+    def __init__(self, config: LogoEmbeddingConfig, pretrained_backbone: bool | str | os.PathLike = False):
+        super().__init__(config)
+        self.backbone = create_backbone(config)
+        self.head = LogoEmbeddingHead(self.backbone.num_features, config)
+        self.post_init()
+        # After post_init(), which (re)initialises weights: pretrained backbone weights must not be overwritten.
+        if pretrained_backbone:
+            self.load_backbone_weights(None if pretrained_backbone is True else pretrained_backbone)
+        self._apply_frozen_stages()
+
+    def _init_weights(self, module: nn.Module):
+        # Only the head: timm initialises the backbone itself (and it may hold pretrained weights by now).
+        if not any(module is head_module for head_module in self.head.modules()):
+            return
+        if isinstance(module, nn.Linear):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+            init.zeros_(module.num_batches_tracked)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> LogoEmbeddingOutput | tuple:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+                Images normalised by [`LogoImageProcessor`].
+            return_dict (`bool`, *optional*):
+                Return a [`LogoEmbeddingOutput`] (default) or a plain tuple.
+
+        Returns:
+            [`LogoEmbeddingOutput`] with `embeddings`, `pooler_output` and `last_hidden_state`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        feature_map = self.backbone.forward_features(pixel_values)
+        pooled = self.backbone.forward_head(feature_map, pre_logits=True)
+        # float32 for the normalisation and for every consumer (similarities, faiss), whatever the autocast dtype.
+        embeddings = self.head(pooled).float()
+        if self.config.normalize_embeddings:
+            embeddings = F.normalize(embeddings, dim=-1)
+        output = LogoEmbeddingOutput(embeddings=embeddings, pooler_output=pooled, last_hidden_state=feature_map)
+        return output if return_dict else output.to_tuple()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Backbone stages: progressive unfreezing (the paper unfreezes layer4 at epoch 15) works on these names.
+
+    def backbone_stage_modules(self, stage: str) -> list[nn.Module]:
+        """The backbone modules of one stage: `"stem"` (conv1, bn1) or `"layer1"` ... `"layer4"`."""
+        if stage not in BACKBONE_STAGES:
+            raise ValueError(f"Unknown backbone stage {stage!r}; valid stages are {BACKBONE_STAGES}.")
+        if stage != "stem":
+            return [getattr(self.backbone, stage)]
+        rest = set(BACKBONE_STAGES[1:]) | {"global_pool", "fc"}
+        return [module for name, module in self.backbone.named_children() if name not in rest]
+
+    def backbone_parameters(self, stages: list[str] | tuple[str, ...] | None = None) -> list[nn.Parameter]:
+        """Parameters of the given backbone stages (all stages when `None`), e.g. for an optimizer parameter group."""
+        stages = BACKBONE_STAGES if stages is None else stages
+        return [
+            param for stage in stages for module in self.backbone_stage_modules(stage) for param in module.parameters()
+        ]
+
+    def freeze_backbone_stages(self, stages: list[str] | tuple[str, ...] | None = None) -> None:
+        """Freeze backbone stages (all when `None`): no gradients, BatchNorm statistics kept, recorded in the config."""
+        stages = BACKBONE_STAGES if stages is None else stages
+        self.config.frozen_stages = [s for s in BACKBONE_STAGES if s in set(self.config.frozen_stages) | set(stages)]
+        self._apply_frozen_stages()
+
+    def unfreeze_backbone_stages(self, stages: list[str] | tuple[str, ...] | None = None) -> None:
+        """Unfreeze backbone stages (all when `None`) so that they train again."""
+        stages = set(BACKBONE_STAGES if stages is None else stages)
+        for stage in stages:
+            self.backbone_stage_modules(stage)  # validates the name
+        self.config.frozen_stages = [s for s in self.config.frozen_stages if s not in stages]
+        self._apply_frozen_stages()
+
+    def _apply_frozen_stages(self) -> None:
+        frozen = set(self.config.frozen_stages)
+        for stage in BACKBONE_STAGES:
+            for param in self.backbone_parameters([stage]):
+                param.requires_grad_(stage not in frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        """Set train/eval mode; the BatchNorm layers of frozen stages stay in eval mode (their statistics are kept)."""
+        super().train(mode)
+        if mode:
+            for stage in self.config.frozen_stages:
+                for module in self.backbone_stage_modules(stage):
+                    module.eval()
+        return self
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Pretrained backbone weights (ImageNet), the paper's starting point.
+
+    def load_backbone_weights(self, weights_file: str | os.PathLike | None = None) -> None:
+        """Load pretrained weights into the backbone; the head is left as it is.
+
+        Args:
+            weights_file (`str` or `os.PathLike`, *optional*):
+                A local state dict (`.safetensors`, `.pth`, `.bin`) for `config.backbone`, with timm or torchvision
+                ResNet parameter names (a classifier `fc.*` is dropped). When `None`, timm's default ImageNet weights
+                for `config.backbone` are downloaded from the Hugging Face Hub (or read from its local cache).
+
+        Raises:
+            `OSError`: the Hub cannot be reached and the weights are not cached (the message says what to do).
+            `ValueError`: the file does not fit the backbone.
+        """
+        if weights_file is not None and not os.path.isfile(weights_file):
+            raise FileNotFoundError(f"Backbone weights file {os.fspath(weights_file)!r} does not exist.")
+        try:
+            pretrained = create_backbone(self.config, pretrained=True, weights_file=weights_file)
+        except RuntimeError as error:  # torch's load_state_dict: missing/unexpected keys or shape mismatch
+            raise ValueError(
+                f"The weights in {os.fspath(weights_file) if weights_file else 'the timm checkpoint'} do not fit "
+                f"backbone {self.config.backbone!r}: {error}"
+            ) from error
+        except OSError as error:
+            raise OSError(
+                f"Could not get ImageNet weights for backbone {self.config.backbone!r} from the Hugging Face Hub "
+                f"({'HF_HUB_OFFLINE is set' if hub_constants.HF_HUB_OFFLINE else 'the Hub could not be reached'}: "
+                f"{type(error).__name__}). On a machine with internet, save them once with "
+                f"`timm.create_model({self.config.backbone!r}, pretrained=True, num_classes=0).state_dict()` "
+                "(or use a torchvision ResNet state dict), copy the file here and pass its path: "
+                "`model.load_backbone_weights('resnet50.pth')`."
+            ) from error
+        self.backbone.load_state_dict(pretrained.state_dict())
+        self.config.backbone_weights = (
+            os.fspath(weights_file) if weights_file is not None else pretrained.pretrained_cfg.get("hf_hub_id")
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved model (see `PreTrainedModel.from_pretrained`), with advice when a Hub id cannot be fetched."""
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except (OSError, ValueError) as error:
+            if os.path.isdir(pretrained_model_name_or_path):
+                raise
+            raise OSError(_not_found_advice(os.fspath(pretrained_model_name_or_path), error)) from error
+        # Loading replaces the parameters (and with them requires_grad): freeze the configured stages again.
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True returns a tuple
+        model._apply_frozen_stages()
+        return loaded
+
+
+def _not_found_advice(name: str, error: Exception) -> str:
+    # A Hub id is "name" or "owner/name"; anything else can only have been meant as a local path.
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        where = f"There is no directory {os.path.abspath(name)!r}."
+    elif hub_constants.HF_HUB_OFFLINE:
+        where = f"{name!r} is not a local directory, and the Hugging Face Hub is disabled (HF_HUB_OFFLINE=1)."
+    else:
+        where = f"{name!r} is not a local directory, and it could not be loaded from the Hugging Face Hub."
+    return (
+        f"{where} To load a model saved on this machine, pass the directory `save_pretrained` wrote (it holds "
+        "config.json and model.safetensors), e.g. `AutoModel.from_pretrained('./logo-model')`. To use a Hub model "
+        f"offline, download it once on a connected machine with `hf download {name} --local-dir ./logo-model` and "
+        f"copy the folder. (Original error: {type(error).__name__}: {error})"
+    )
+
+
+__all__ = ["LogoEmbeddingModel", "LogoEmbeddingOutput", "LogoEmbeddingHead", "create_backbone"]
