@@ -24,7 +24,7 @@ def test_logo_eval_compares_a_model_with_baselines_and_writes_the_report(tmp_pat
     data_dir = write_tree(tmp_path / "data")
     results = eval_cli.run(
         eval_cli.parse_args([
-            "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"),
+            "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"), "--split_scheme", "brands",
             "--shots", "1", "--ways", "2", "--episodes", "20", "--train_sample", "10",
             "--baselines", "untrained", "imagenet", "histogram", "--report", str(tmp_path / "report"),
         ])

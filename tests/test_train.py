@@ -31,7 +31,7 @@ def data_dir(tmp_path_factory):
 
 def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
     return [
-        "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir),
+        "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir), "--split_scheme", "brands",
         "--backbone", "resnet-tiny", "--image_size", "64", "--brands_per_batch", "2", "--images_per_brand", "2",
         "--num_workers", "0", "--train_sample", "8", "--report_to", "none", "--evaluate_on_test", "false", *extra,
     ]  # fmt: skip
