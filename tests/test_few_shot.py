@@ -213,3 +213,15 @@ def test_from_pretrained_builds_a_working_gallery(saved_model_dir, shot_images):
     gallery.add_brand("Globex", shot_images[2:4])
     assert gallery.predict(shot_images[2]) == "Globex"
     assert gallery.image_processor.size.height == 64
+
+
+def test_loaded_models_run_channels_last_with_the_same_embeddings(saved_model_dir, shot_images):
+    """load_model_and_processor picks the fastest correct CPU path (benchmarks/embedding_throughput.py)."""
+    from modeling_logo.few_shot import embed_images, load_model_and_processor
+
+    model, processor = load_model_and_processor(saved_model_dir)
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = LogoEmbeddingModel.from_pretrained(saved_model_dir).eval()
+    torch.testing.assert_close(
+        embed_images(model, processor, shot_images), embed_images(plain, processor, shot_images), atol=1e-5, rtol=0
+    )

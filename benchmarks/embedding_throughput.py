@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Embedding throughput against this machine's limit (issue 8, part 1), measured side by side in one run.
+
+    python benchmarks/embedding_throughput.py                       # the shipped checkpoint (resnet-small, 96 px)
+    python benchmarks/embedding_throughput.py --backbone resnet50 --image_size 224 --batch_sizes 1 16
+
+The limit: the CPU's fp32 GEMM rate (a large `torch.matmul`) divided by the model's forward FLOPs per image (counted
+by `torch.utils.flop_counter`). Every path is checked against eager fp32 before it is timed. Prints a table and writes
+`benchmarks/results/embedding_throughput.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
+
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "logo-embedding-resnet-small"
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """The fp32 matrix-multiply rate of this CPU with torch's threads, in GFLOP/s (best of `repeats`)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def forward_gflops(model: torch.nn.Module, image_size: int) -> float:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, image_size, image_size))
+    return counter.get_total_flops() / 1e9
+
+
+def images_per_second(run, pixels: torch.Tensor, min_seconds: float) -> float:
+    """Steady-state rate: one warm-up call, then repeat until `min_seconds` have passed (at least twice)."""
+    run(pixels)
+    calls, start = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < min_seconds:
+        run(pixels)
+        calls += 1
+    return calls * len(pixels) / (time.perf_counter() - start)
+
+
+def paths(model: LogoEmbeddingModel) -> dict:
+    """The inference paths, each a function pixels -> embeddings."""
+    channels_last = LogoEmbeddingModel(model.config).eval()
+    channels_last.load_state_dict(model.state_dict())
+    channels_last = channels_last.to(memory_format=torch.channels_last)
+
+    def eager(pixels):
+        return model(pixels).embeddings
+
+    def eager_channels_last(pixels):
+        return channels_last(pixels.contiguous(memory_format=torch.channels_last)).embeddings
+
+    def bf16_autocast(pixels):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(pixels).embeddings.float()
+
+    compiled = torch.compile(model)
+
+    def torch_compile(pixels):
+        return compiled(pixels).embeddings
+
+    return {
+        "eager fp32": eager,
+        "channels_last fp32": eager_channels_last,
+        "bf16 autocast": bf16_autocast,
+        "torch.compile fp32": torch_compile,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default=None, help="default: the shipped checkpoint's model")
+    parser.add_argument("--image_size", type=int, default=None)
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--min_seconds", type=float, default=3.0, help="timing per path and batch size")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "embedding_throughput.json"))
+    args = parser.parse_args(argv)
+
+    if args.backbone is None:
+        model = LogoEmbeddingModel.from_pretrained(CHECKPOINT)
+    else:
+        model = LogoEmbeddingModel(LogoEmbeddingConfig(backbone=args.backbone, image_size=args.image_size or 224))
+    model.eval()
+    size = model.config.image_size
+    gflops_per_image = forward_gflops(model, size)
+    gemm = gemm_gflops()
+    limit = gemm / gflops_per_image
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(f"fp32 GEMM: {gemm:.1f} GFLOP/s; {model.config.backbone} at {size} px: {gflops_per_image:.3f} GFLOP/image")
+    print(f"limit: {limit:.1f} images/s\n")
+
+    rows = []
+    with torch.inference_mode():
+        reference_pixels = torch.randn(4, 3, size, size)
+        reference = model(reference_pixels).embeddings
+        for name, run in paths(model).items():
+            error = float((run(reference_pixels).float() - reference).abs().max())
+            for batch_size in args.batch_sizes:
+                rate = images_per_second(run, torch.randn(batch_size, 3, size, size), args.min_seconds)
+                rows.append({"path": name, "batch_size": batch_size, "images_per_second": rate,
+                             "fraction_of_limit": rate / limit, "max_abs_error": error})  # fmt: skip
+
+    print("| path | batch | images/s | × eager | of the limit | max |Δ| vs eager |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    eager = {row["batch_size"]: row["images_per_second"] for row in rows if row["path"] == "eager fp32"}
+    for row in rows:
+        print(f"| {row['path']} | {row['batch_size']} | {row['images_per_second']:.1f} | "
+              f"{row['images_per_second'] / eager[row['batch_size']]:.2f} | {row['fraction_of_limit']:.0%} | "
+              f"{row['max_abs_error']:.1e} |")  # fmt: skip
+    result = {"backbone": model.config.backbone, "image_size": size, "gemm_gflops": gemm,
+              "gflops_per_image": gflops_per_image, "limit_images_per_second": limit, "rows": rows}  # fmt: skip
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
