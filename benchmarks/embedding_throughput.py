@@ -6,7 +6,7 @@
 
 The limit: the CPU's fp32 GEMM rate (a large `torch.matmul`) divided by the model's forward FLOPs per image (counted
 by `torch.utils.flop_counter`). Every path is checked against eager fp32 before it is timed. Prints a table and writes
-`benchmarks/results/embedding_throughput.json`.
+`benchmarks/results/embedding_throughput_<backbone>.json`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image_size", type=int, default=None)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--min_seconds", type=float, default=3.0, help="timing per path and batch size")
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "embedding_throughput.json"))
+    parser.add_argument("--output", default=None, help="default: results/embedding_throughput_<backbone>.json")
     args = parser.parse_args(argv)
 
     if args.backbone is None:
@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['max_abs_error']:.1e} |")  # fmt: skip
     result = {"backbone": model.config.backbone, "image_size": size, "gemm_gflops": gemm,
               "gflops_per_image": gflops_per_image, "limit_images_per_second": limit, "rows": rows}  # fmt: skip
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    output = Path(args.output or Path(__file__).parent / "results" / f"embedding_throughput_{model.config.backbone}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -83,7 +83,8 @@ def server(app_module):
 
 
 def _client(url: str) -> Client:
-    return Client(url, verbose=False)
+    # A generous timeout: on a loaded 2-core machine 20 concurrent queries can outlast httpx's 5 s default.
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 120})
 
 
 def _add(client: Client, name: str, paths: list[str]):
