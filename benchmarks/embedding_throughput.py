@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['max_abs_error']:.1e} |")  # fmt: skip
     result = {"backbone": model.config.backbone, "image_size": size, "gemm_gflops": gemm,
               "gflops_per_image": gflops_per_image, "limit_images_per_second": limit, "rows": rows}  # fmt: skip
-    output = Path(args.output or Path(__file__).parent / "results" / f"embedding_throughput_{model.config.backbone}.json")
+    output = Path(
+        args.output or Path(__file__).parent / "results" / f"embedding_throughput_{model.config.backbone}.json"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
     return result
