@@ -87,7 +87,7 @@ class TrainingArguments:
         default="hash",
         metadata={"help": "hash (brand-disjoint by name: any generated set agrees), brands (stratified) or paper."},
     )
-    train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (brands scheme)."})
+    train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (hash, brands)."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of brands for validation."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
     # model
@@ -564,7 +564,9 @@ def main(argv: list[str] | None = None) -> TrainingState:
                 state.step_in_epoch += 1
                 progress.update(1)
                 logs = {"train/loss": losses[-1], "train/lr": scheduler.get_last_lr()[0]}
-                logs.update({f"train/{k}": v for k, v in batch_statistics(embeddings, labels, indices_tuple).items()})
+                # A gathered miner's indices address every process's embeddings; the statistics see this batch only.
+                local_indices = indices_tuple if train_miner is miner else None
+                logs.update({f"train/{k}": v for k, v in batch_statistics(embeddings, labels, local_indices).items()})
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", dist=f"{logs['train/mean_distance']:.2f}")
                 accelerator.log(logs, step=state.global_step)
                 for callback in callbacks:

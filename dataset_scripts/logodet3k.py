@@ -210,30 +210,28 @@ def split_brands(
         n_test = max(1, round(count * (1 - train_fraction - validation_fraction))) if count >= 2 else 0
         n_train = count - n_validation - n_test
         for index, brand in enumerate(brands):
-            if index < n_train:
-                assignment[brand] = "train"
-            elif index < n_train + n_validation:
-                assignment[brand] = "validation"
-            else:
-                assignment[brand] = "test"
+            assignment[brand] = _split_at(index, n_train, n_train + n_validation)
     return assignment
+
+
+def _split_at(position: float, train_end: float, validation_end: float) -> str:
+    """The split of a brand at `position` of an ordering cut at `train_end` and `validation_end`."""
+    return "train" if position < train_end else "validation" if position < validation_end else "test"
+
+
+def hash_split_of(brand: str, train_fraction: float = 0.8, validation_fraction: float = 0.1, seed: int = 0) -> str:
+    """The split of `brand` in the `"hash"` scheme: from its (case-folded) name and `seed` alone. The defaults are
+    those of `train.py` and `logo-eval`, e.g. `hash_split_of(name) == "test"` for a brand no model here trains on."""
+    digest = hashlib.sha256(f"{seed}/{brand.casefold()}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+    return _split_at(position, train_fraction, train_fraction + validation_fraction)
 
 
 def hash_split_brands(
     brands: list[str], train_fraction: float, validation_fraction: float, seed: int
 ) -> dict[str, str]:
     """Brand-disjoint split in which a brand's split depends only on its (case-folded) name and `seed`."""
-    assignment = {}
-    for brand in brands:
-        digest = hashlib.sha256(f"{seed}/{brand.casefold()}".encode()).digest()
-        position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
-        if position < train_fraction:
-            assignment[brand] = "train"
-        elif position < train_fraction + validation_fraction:
-            assignment[brand] = "validation"
-        else:
-            assignment[brand] = "test"
-    return assignment
+    return {brand: hash_split_of(brand, train_fraction, validation_fraction, seed) for brand in brands}
 
 
 def paper_split(records: list[ImageRecord], brands: list[str]) -> dict[str, list[ImageRecord]]:

@@ -113,7 +113,7 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
     """
     try:
         from dataset_scripts.logo_sources import MarkSourceError, default_cache_dir
-        from dataset_scripts.logodet3k import hash_split_brands, scan_data_dir
+        from dataset_scripts.logodet3k import hash_split_of, scan_data_dir
         from dataset_scripts.synthesize import synthesize
     except ImportError as error:
         logger.info("No example brands: the data generator is not installed (%s).", error)
@@ -121,10 +121,9 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
     directory = Path(directory or default_cache_dir().parent / f"space-examples-{seed}")
     per_brand = EXAMPLE_SHOTS + EXAMPLE_QUERIES
     if not any(directory.glob("*/*/*.xml")):
-        is_test = lambda brand: hash_split_brands([brand.folder], 0.8, 0.1, seed=0)[brand.folder] == "test"  # noqa: E731
         try:
             synthesize(directory, EXAMPLE_BRANDS + 1, per_brand, seed=seed, workers=1, progress=False,
-                       brand_filter=is_test, overwrite=True)  # fmt: skip
+                       brand_filter=lambda brand: hash_split_of(brand.folder) == "test", overwrite=True)  # fmt: skip
         except (MarkSourceError, OSError, ValueError) as error:
             logger.warning("No example brands: %s", error)
             return None

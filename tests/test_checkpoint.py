@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dataset_scripts import load_logodet3k
-from dataset_scripts.logodet3k import hash_split_brands
+from dataset_scripts.logodet3k import hash_split_of
 from dataset_scripts.synthesize import synthesize
 from modeling_logo import LogoEmbeddingModel, LogoImageProcessor
 from modeling_logo.evaluation import embed_split, retrieval_protocol
@@ -23,10 +23,8 @@ def unseen_crops(tmp_path_factory):
     """Box crops of 12 test brands (never in any training split of this project), 6 scenes each."""
     root = tmp_path_factory.mktemp("unseen")
 
-    def is_test(brand) -> bool:
-        return hash_split_brands([brand.folder], 0.8, 0.1, seed=0)[brand.folder] == "test"
-
-    synthesize(root / "data", 12, 6, seed=123, workers=1, progress=False, brand_filter=is_test)
+    synthesize(root / "data", 12, 6, seed=123, workers=1, progress=False,
+               brand_filter=lambda brand: hash_split_of(brand.folder) == "test")  # fmt: skip
     splits = load_logodet3k(root / "data", "crops", cache_dir=str(root / "cache"), split_scheme="brands",
                             train_fraction=0.5, validation_fraction=0.25)  # fmt: skip
     return datasets.concatenate_datasets(list(splits.values()))
