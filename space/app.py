@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import argparse  # noqa: E402
 import base64  # noqa: E402
+import hashlib  # noqa: E402
 import io  # noqa: E402
 import logging  # noqa: E402
 import tempfile  # noqa: E402
@@ -152,6 +153,21 @@ def _thumbnail_data(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+_THUMBNAIL_DIR = Path(tempfile.gettempdir()) / "logo-space-thumbnails"
+
+
+def _thumbnail_file(data: str | None) -> str:
+    """A thumbnail as a PNG file, written once and atomically. Gradio rewrites its cache file for every returned PIL
+    image, so concurrent answers with the same thumbnail could serve it half-written; a file is copied only once."""
+    path = _THUMBNAIL_DIR / f"{hashlib.sha256((data or '').encode()).hexdigest()[:32]}.png"
+    if not path.exists():
+        _THUMBNAIL_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=_THUMBNAIL_DIR, suffix=".tmp", delete=False) as tmp:
+            _thumbnail_image(data).save(tmp, format="PNG")
+        os.replace(tmp.name, path)
+    return str(path)
+
+
 def _thumbnail_image(data: str | None) -> Image.Image:
     if data:
         try:
@@ -267,7 +283,7 @@ class GalleryApp:
         """The brand gallery (every shot), the brand dropdown and a summary line for a state."""
         brands = state["brands"]
         items = [
-            (_thumbnail_image(thumbnail), f"{brand} ({i + 1}/{len(entry['thumbnails'])})")
+            (_thumbnail_file(thumbnail), f"{brand} ({i + 1}/{len(entry['thumbnails'])})")
             for brand, entry in brands.items()
             for i, thumbnail in enumerate(entry["thumbnails"])
         ]
@@ -353,7 +369,7 @@ class GalleryApp:
         else:
             verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f})"
         best_shots = [
-            (_thumbnail_image(t), f"{best.brand} shot {i + 1}")
+            (_thumbnail_file(t), f"{best.brand} shot {i + 1}")
             for i, t in enumerate(state["brands"][best.brand]["thumbnails"])
         ]
         return {m.brand: round(m.score, 4) for m in matches}, verdict, best_shots
