@@ -175,8 +175,9 @@ class TrainingArguments:
 def parse_args(argv: list[str] | None = None) -> TrainingArguments:
     argv = sys.argv[1:] if argv is None else argv
     parser = HfArgumentParser(TrainingArguments)
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        argv = ["--config", argv[0]]
+    # `train.py recipe.yaml --flag value`: a leading config file, with flags that override it.
+    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
+        argv = ["--config", *argv]
     if "--config" in argv:
         position = argv.index("--config")
         path, rest = argv[position + 1], argv[:position] + argv[position + 2 :]

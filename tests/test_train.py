@@ -212,3 +212,13 @@ def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path):
             for name, value in expected.items():
                 torch.testing.assert_close(weights[name], value, rtol=1e-4, atol=1e-5, msg=f"{loss_name} {name}")
         assert reference[0] != reference[-1]  # the weights moved
+
+
+@pytest.mark.parametrize("lead", ["recipe.yaml", "--config recipe.yaml"])
+def test_a_config_file_with_flags_that_override_it(tmp_path, lead):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("backbone: resnet-small\nimage_size: 96\nnum_epochs: 8\n")
+    argv = [*lead.replace("recipe.yaml", str(recipe)).split(), "--num_epochs", "3", "--resume_from_checkpoint", "latest"]
+    args = train.parse_args(argv)
+    assert (args.backbone, args.image_size, args.num_epochs) == ("resnet-small", 96, 3)
+    assert args.resume_from_checkpoint == "latest"
