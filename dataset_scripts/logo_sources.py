@@ -41,6 +41,8 @@ import resvg_py
 from PIL import Image
 from scipy import ndimage
 
+from modeling_logo.cache import cache_root
+
 
 Source = Literal["simple-icons", "iconify", "both"]
 
@@ -119,10 +121,9 @@ class MarkSourceError(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """`$MODELING_LOGO_CACHE/marks` if set, else `$XDG_CACHE_HOME/modeling-logo/marks` (`~/.cache/...`)."""
-    if root := os.environ.get("MODELING_LOGO_CACHE"):
-        return Path(root).expanduser() / "marks"
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "modeling-logo" / "marks"
+    """`marks/` in the project's cache ([`modeling_logo.cache.cache_root`]: `$MODELING_LOGO_CACHE`, else
+    `~/.cache/modeling-logo`)."""
+    return cache_root() / "marks"
 
 
 def folder_name(title: str) -> str:

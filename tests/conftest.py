@@ -11,6 +11,22 @@ os.environ["HF_EVALUATE_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="hf-modules-"))
 
+
+def _throwaway_project_cache() -> str:
+    """A fresh project cache (the ONNX exports of the suite's random models go there), sharing the real cache's
+    brand marks and Space examples, which are slow to fetch and render."""
+    from modeling_logo.cache import cache_root
+
+    real, fresh = cache_root(), tempfile.mkdtemp(prefix="modeling-logo-cache-")
+    real.mkdir(parents=True, exist_ok=True)
+    (real / "marks").mkdir(exist_ok=True)
+    for entry in [real / "marks", *real.glob("space-examples-*")]:
+        os.symlink(entry, os.path.join(fresh, entry.name))
+    return fresh
+
+
+os.environ["MODELING_LOGO_CACHE"] = _throwaway_project_cache()
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
