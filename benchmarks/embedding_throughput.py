@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def images_per_second(run, pixels: torch.Tensor, min_seconds: float) -> float:
 
 
 def paths(model: LogoEmbeddingModel) -> dict:
-    """The inference paths, each a function pixels -> embeddings."""
+    """The inference paths, each a function pixels -> embeddings (ONNX Runtime when the `onnx` extra is installed)."""
     channels_last = LogoEmbeddingModel(model.config).eval()
     channels_last.load_state_dict(model.state_dict())
     channels_last = channels_last.to(memory_format=torch.channels_last)
@@ -75,12 +76,20 @@ def paths(model: LogoEmbeddingModel) -> dict:
     def torch_compile(pixels):
         return compiled(pixels).embeddings
 
-    return {
+    runs = {
         "eager fp32": eager,
         "channels_last fp32": eager_channels_last,
         "bf16 autocast": bf16_autocast,
         "torch.compile fp32": torch_compile,
     }
+    try:
+        from modeling_logo.onnx import OnnxLogoEmbedder, export_onnx
+
+        onnx_file = Path(tempfile.mkdtemp()) / "logo.onnx"
+        runs["onnxruntime fp32"] = OnnxLogoEmbedder(export_onnx(model, onnx_file))
+    except ImportError as error:
+        print(f"skipping ONNX Runtime: {error}")
+    return runs
 
 
 def main(argv: list[str] | None = None) -> dict:

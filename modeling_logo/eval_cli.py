@@ -20,7 +20,7 @@ from PIL import Image
 
 from .configuration_logo import LogoEmbeddingConfig
 from .evaluation import EmbeddedSplit, embed_split, honest_protocol, paper_protocol, retrieval_protocol
-from .few_shot import load_model_and_processor
+from .few_shot import RUNTIMES, Runtime, load_model_and_processor
 from .image_processing_logo import LogoImageProcessor, to_rgb
 from .modeling_logo import LogoEmbeddingModel
 from .report import honest_table, paper_table, retrieval_table, write_report
@@ -40,8 +40,10 @@ def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_colum
     return EmbeddedSplit(np.stack(vectors), np.asarray(dataset[label_column]))
 
 
-def model_embedder(model: LogoEmbeddingModel, image_processor: LogoImageProcessor, batch_size: int = 64) -> Embedder:
-    return lambda dataset: embed_split(model, image_processor, dataset, batch_size=batch_size)
+def model_embedder(
+    model: LogoEmbeddingModel, image_processor: LogoImageProcessor, batch_size: int = 64, runtime: Runtime = "auto"
+) -> Embedder:
+    return lambda dataset: embed_split(model, image_processor, dataset, batch_size=batch_size, runtime=runtime)
 
 
 def evaluate_embedder(
@@ -81,7 +83,7 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
     for name_or_path in args.model:
         model, processor = load_model_and_processor(name_or_path)
         config = config or model.config
-        embedders[str(name_or_path)] = model_embedder(model, processor, args.batch_size)
+        embedders[str(name_or_path)] = model_embedder(model, processor, args.batch_size, args.runtime)
     if config is None:
         config = LogoEmbeddingConfig(backbone=args.backbone, image_size=args.image_size)
         processor = LogoImageProcessor.from_model_config(config)
@@ -91,7 +93,7 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
         if baseline == "untrained":
             torch.manual_seed(args.seed)
             embedders["untrained (random init)"] = model_embedder(
-                LogoEmbeddingModel(baseline_config), processor, args.batch_size
+                LogoEmbeddingModel(baseline_config).eval(), processor, args.batch_size, args.runtime
             )
         elif baseline == "imagenet":
             torch.manual_seed(args.seed)
@@ -100,7 +102,9 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
             except OSError as error:
                 print(f"Skipping the ImageNet baseline: {error}")
                 continue
-            embedders["ImageNet backbone + random head"] = model_embedder(model, processor, args.batch_size)
+            embedders["ImageNet backbone + random head"] = model_embedder(
+                model, processor, args.batch_size, args.runtime
+            )
         elif baseline == "histogram":
             embedders["colour histogram"] = colour_histogram_split
     return embedders
@@ -129,6 +133,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image_size", type=int, default=224, help="baselines' image size when no --model is given")
     parser.add_argument("--train_sample", type=int, default=1000, help="training images for the memorisation mAP")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="what runs the models: auto = ONNX Runtime when installed (the fastest), else torch",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", default="report", help="output folder of the report ('' for none)")
     args = parser.parse_args(argv)

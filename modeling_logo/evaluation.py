@@ -52,14 +52,18 @@ class EmbeddedSplit:
         return [brand for brand, indices in self.indices_by_brand().items() if len(indices) >= shots + 1]
 
 
-def embed_split(model, image_processor, dataset, *, batch_size: int = 64, label_column: str = "brand"):
-    """Embed a `datasets.Dataset` with `image` and `brand` columns, batch by batch: an [`EmbeddedSplit`]."""
+def embed_split(
+    model, image_processor, dataset, *, batch_size: int = 64, label_column: str = "brand", runtime: str = "torch"
+):
+    """Embed a `datasets.Dataset` with `image` and `brand` columns, batch by batch: an [`EmbeddedSplit`].
+    `runtime`: see [`~modeling_logo.few_shot.embedding_function`]."""
     from .few_shot import embed_images
 
     images = (row["image"] for row in dataset.select_columns(["image"]))
     embeddings = embed_images(
-        model.eval(), image_processor, images, batch_size=batch_size, progress=len(dataset) > batch_size
-    )
+        model.eval(), image_processor, images, batch_size=batch_size, progress=len(dataset) > batch_size,
+        runtime=runtime,
+    )  # fmt: skip
     return EmbeddedSplit(embeddings.numpy(), np.asarray(dataset[label_column]))
 
 

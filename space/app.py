@@ -37,7 +37,13 @@ from modeling_logo import (  # noqa: E402
     open_image,
     to_rgb,
 )
-from modeling_logo.few_shot import GALLERY_CONFIG_NAME, GALLERY_WEIGHTS_NAME, load_model_and_processor  # noqa: E402
+from modeling_logo.cache import cache_root  # noqa: E402
+from modeling_logo.few_shot import (  # noqa: E402
+    GALLERY_CONFIG_NAME,
+    GALLERY_WEIGHTS_NAME,
+    embedding_function,
+    load_model_and_processor,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -82,10 +88,19 @@ def load_model(name: str | os.PathLike | None = None) -> tuple[LogoEmbeddingMode
     if name is None:
         name = next((str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()), None)
     if name is not None and name != UNTRAINED_CHOICE:
-        return (*load_model_and_processor(name), False)
-    logger.warning("No trained model found: using an UNTRAINED resnet-small model.")
-    config = LogoEmbeddingConfig(backbone="resnet-small", image_size=96)
-    return LogoEmbeddingModel(config).eval(), LogoImageProcessor.from_model_config(config), True
+        model, processor = load_model_and_processor(name)
+        untrained = False
+    else:
+        logger.warning("No trained model found: using an UNTRAINED resnet-small model.")
+        config = LogoEmbeddingConfig(backbone="resnet-small", image_size=96)
+        model, processor, untrained = (
+            LogoEmbeddingModel(config).eval(),
+            LogoImageProcessor.from_model_config(config),
+            True,
+        )
+    # Export it for ONNX Runtime now (cached on disk), rather than on the first visitor's first image.
+    embedding_function(model)
+    return model, processor, untrained
 
 
 def model_choices(current: str) -> list[str]:
@@ -113,13 +128,13 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
     Returns `None` (and logs why) when the generator or its marks are unavailable: the demo works without examples.
     """
     try:
-        from dataset_scripts.logo_sources import MarkSourceError, default_cache_dir
+        from dataset_scripts.logo_sources import MarkSourceError
         from dataset_scripts.logodet3k import hash_split_of, scan_data_dir
         from dataset_scripts.synthesize import synthesize
     except ImportError as error:
         logger.info("No example brands: the data generator is not installed (%s).", error)
         return None
-    directory = Path(directory or default_cache_dir().parent / f"space-examples-{seed}")
+    directory = Path(directory or cache_root() / f"space-examples-{seed}")
     per_brand = EXAMPLE_SHOTS + EXAMPLE_QUERIES
     if not any(directory.glob("*/*/*.xml")):
         try:

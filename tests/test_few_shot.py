@@ -225,3 +225,47 @@ def test_loaded_models_run_channels_last_with_the_same_embeddings(saved_model_di
     torch.testing.assert_close(
         embed_images(model, processor, shot_images), embed_images(plain, processor, shot_images), atol=1e-5, rtol=0
     )
+
+
+def test_galleries_embed_with_onnx_runtime_by_default_with_the_same_embeddings(saved_model_dir, shot_images):
+    """runtime="auto" picks ONNX Runtime when the onnx extra is installed: same embeddings, exported once."""
+    pytest.importorskip("onnxruntime")
+    from modeling_logo.few_shot import embed_images, embedding_function, load_model_and_processor
+    from modeling_logo.onnx import OnnxLogoEmbedder
+
+    model, processor = load_model_and_processor(saved_model_dir)
+    gallery = LogoGallery(model, processor)
+    onnx_embeddings = gallery.embed(shot_images)
+    assert isinstance(gallery._forward, OnnxLogoEmbedder)
+    torch.testing.assert_close(onnx_embeddings, embed_images(model, processor, shot_images), atol=1e-4, rtol=0)
+    # Another gallery of the same model shares the export; changed weights get a new one.
+    assert LogoGallery(model, processor, runtime="onnxruntime").embed(shot_images[:1]).shape == (1, 128)
+    assert embedding_function(model) is gallery._forward
+    with torch.no_grad():
+        model.head.output.weight.mul_(-1)
+        model.head.output.bias.mul_(-1)
+    assert embedding_function(model) is not gallery._forward
+    torch.testing.assert_close(
+        LogoGallery(model, processor).embed(shot_images[:2]), -onnx_embeddings[:2], atol=1e-4, rtol=0
+    )
+
+
+def test_runtime_choices_are_checked(tiny_model):
+    from modeling_logo.few_shot import embedding_function
+
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        LogoGallery(tiny_model, runtime="tensorrt")
+    with pytest.raises(ValueError, match="eval mode"):
+        embedding_function(LogoEmbeddingModel(tiny_model.config).train(), "onnxruntime")
+    # A model in training mode runs on torch under "auto": an export would freeze dropout and BatchNorm statistics.
+    assert not hasattr(embedding_function(LogoEmbeddingModel(tiny_model.config).train()), "session")
+
+
+def test_loading_normalises_only_shots_edited_off_the_unit_sphere(gallery, shot_images, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    gallery.add_brand("Acme", shot_images[:2])
+    gallery.save(tmp_path)
+    stored = load_file(tmp_path / "gallery.safetensors")
+    save_file({"shots": stored["shots"] * 3}, tmp_path / "gallery.safetensors")
+    torch.testing.assert_close(LogoGallery.load(tmp_path).shots("Acme"), gallery.shots("Acme"), atol=1e-6, rtol=0)
