@@ -40,8 +40,9 @@ from dataset_scripts import (
     collate_pk_batch,
     load_logodet3k,
 )
+from dataset_scripts.feature_cache import CachedFeatureDataset, compute_backbone_features
 from dataset_scripts.transforms import AugmentedDataset
-from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+from modeling_logo import BACKBONE_STAGES, LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
 from modeling_logo.callbacks import (
     CollapseDetector,
     EarlyStopping,
@@ -90,6 +91,11 @@ class TrainingArguments:
     train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (hash, brands)."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of brands for validation."})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
+    crop_max_size: int | None = field(
+        default=None,
+        metadata={"help": "Longest side of the stored crops (shrunk once when the data is prepared, so that loading "
+                  "keeps up with training). Default: 2 × image_size; 0 keeps crops at full size."},
+    )  # fmt: skip
     # model
     init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
     backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset (resnet-small)."})
@@ -134,6 +140,12 @@ class TrainingArguments:
     )
     seed: int = 0
     num_workers: int = 2
+    frozen_feature_views: int = field(
+        default=0,
+        metadata={"help": "While the whole backbone is frozen, train the head on backbone features of N cached "
+                  "augmentations per image instead of running the backbone every step (much faster epochs); "
+                  "switches off at unfreezing. 0: off."},
+    )  # fmt: skip
     # evaluation, checkpoints, outputs
     threshold_target: str = field(
         default="f1", metadata={"help": "How the saved open-set threshold is chosen: f1, precision@0.95, far@0.01."}
@@ -452,7 +464,9 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
     # ---- Data: brand-disjoint splits, P×K batches of augmented images
     data_dir = ensure_data(args, accelerator)
-    splits = load_logodet3k(data_dir, args.builder_config, **split_options(args))
+    crop_max_size = 2 * args.image_size if args.crop_max_size is None else args.crop_max_size or None
+    crop_size = {"crop_max_size": crop_max_size} if args.builder_config == "crops" else {}
+    splits = load_logodet3k(data_dir, args.builder_config, **split_options(args), **crop_size)
     train_split = splits["train"]
     model = build_model(args)
     processor = LogoImageProcessor.from_model_config(model.config)
@@ -531,13 +545,33 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
     # ---- Train
     start = time.perf_counter()
+    feature_loader = None
     while state.epoch < args.num_epochs and not state.should_stop:
         sampler.set_epoch(state.epoch)
         train_dataset.set_epoch(state.epoch)
         for callback in callbacks:
             callback.on_epoch_begin(state, unwrapped)
+        # Frozen phase: the head trains on cached backbone features (built once, dropped at unfreezing).
+        epoch_start, cache_seconds = time.perf_counter(), 0.0
+        if args.frozen_feature_views and set(unwrapped.config.frozen_stages) == set(BACKBONE_STAGES):
+            if feature_loader is None:
+                features = compute_backbone_features(
+                    unwrapped, train_dataset, args.frozen_feature_views, num_workers=args.num_workers,
+                    progress=accelerator.is_local_main_process,
+                )  # fmt: skip
+                feature_loader = accelerator.prepare(
+                    DataLoader(
+                        CachedFeatureDataset(features, train_split["brand"], seed=args.seed),
+                        batch_sampler=sampler,
+                        collate_fn=collate,
+                    )  # fmt: skip
+                )
+                cache_seconds = time.perf_counter() - epoch_start
+            epoch_loader = feature_loader
+        else:
+            epoch_loader, feature_loader = train_loader, None
         model.train()
-        loader = accelerator.skip_first_batches(train_loader, state.step_in_epoch * args.gradient_accumulation_steps)
+        loader = accelerator.skip_first_batches(epoch_loader, state.step_in_epoch * args.gradient_accumulation_steps)
         loader.set_epoch(state.epoch)  # Accelerate's loaders otherwise reset the epoch to their own iteration count
         losses = []
         progress = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
@@ -546,7 +580,8 @@ def main(argv: list[str] | None = None) -> TrainingState:
             if state.step_in_epoch >= steps_per_epoch:
                 break
             with accelerator.accumulate(model):
-                embeddings = model(batch["pixel_values"]).embeddings
+                inputs = {key: batch[key] for key in ("pixel_values", "pooled_features") if key in batch}
+                embeddings = model(**inputs).embeddings
                 labels = batch["labels"]
                 if train_miner is not None:
                     indices_tuple = train_miner(embeddings, labels)
@@ -575,11 +610,13 @@ def main(argv: list[str] | None = None) -> TrainingState:
                 if args.checkpointing_steps and state.global_step % args.checkpointing_steps == 0:
                     save_checkpoint(accelerator, state, args)
         progress.close()
+        train_seconds = time.perf_counter() - epoch_start - cache_seconds
 
         # ---- Validate on unseen brands; keep the best model
         model.eval()
         metrics = validate(unwrapped, processor, splits, train_sample, loss_fn, miner, args)
         metrics["train_loss"] = float(np.mean(losses)) if losses else float("nan")
+        metrics.update(train_seconds=train_seconds, feature_cache_seconds=cache_seconds)
         improved = state.record(
             metrics[args.metric_for_best_model], greater_is_better=args.metric_for_best_model != "loss"
         )

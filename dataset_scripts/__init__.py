@@ -21,6 +21,8 @@ _EXPORTS = {
     "TripletCollator": "collators",
     "collate_pk_batch": "collators",
     "AugmentedDataset": "transforms",
+    "CachedFeatureDataset": "feature_cache",
+    "compute_backbone_features": "feature_cache",
     "build_eval_transform": "transforms",
     "build_train_transform": "transforms",
     "with_image_transform": "transforms",

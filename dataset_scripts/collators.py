@@ -101,9 +101,11 @@ class PKBatchSampler(Sampler[list[int]]):
 
 
 def collate_pk_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
-    """Stack examples into `pixel_values` and `labels` (for losses that mine their own pairs or triplets)."""
+    """Stack examples into `pixel_values` (or `pooled_features`, cached by [`~dataset_scripts.feature_cache`]) and
+    `labels` (for losses that mine their own pairs or triplets)."""
+    key = "pooled_features" if "pooled_features" in examples[0] else "pixel_values"
     return {
-        "pixel_values": torch.stack([torch.as_tensor(example["pixel_values"]) for example in examples]),
+        key: torch.stack([torch.as_tensor(example[key]) for example in examples]),
         "labels": torch.tensor([int(example["labels"]) for example in examples]),
     }
 

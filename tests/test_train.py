@@ -218,7 +218,71 @@ def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path):
 def test_a_config_file_with_flags_that_override_it(tmp_path, lead):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("backbone: resnet-small\nimage_size: 96\nnum_epochs: 8\n")
-    argv = [*lead.replace("recipe.yaml", str(recipe)).split(), "--num_epochs", "3", "--resume_from_checkpoint", "latest"]
+    argv = [
+        *lead.replace("recipe.yaml", str(recipe)).split(),
+        "--num_epochs",
+        "3",
+        "--resume_from_checkpoint",
+        "latest",
+    ]
     args = train.parse_args(argv)
     assert (args.backbone, args.image_size, args.num_epochs) == ("resnet-small", 96, 3)
     assert args.resume_from_checkpoint == "latest"
+
+
+def test_cached_backbone_features_are_the_backbones_features_of_each_view(tiny_model):
+    from dataset_scripts.feature_cache import CachedFeatureDataset, compute_backbone_features
+
+    class Views(torch.utils.data.Dataset):  # an AugmentedDataset stand-in: view v of image i is pixels[i] + v
+        def __init__(self):
+            self.pixels, self.epoch = torch.randn(5, 3, 64, 64), 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return len(self.pixels)
+
+        def __getitem__(self, index):
+            return {"pixel_values": self.pixels[index] + self.epoch, "labels": index % 2}
+
+    views = Views()
+    features = compute_backbone_features(tiny_model, views, views=2, batch_size=2, progress=False)
+    assert features.shape == (5, 2, tiny_model.backbone.num_features) and views.epoch == 0
+    with torch.no_grad():
+        for view in range(2):
+            expected = tiny_model(views.pixels + view).pooler_output
+            torch.testing.assert_close(features[:, view].float(), expected, rtol=2e-3, atol=2e-3)  # stored as fp16
+            # The head on cached features gives the embeddings of the images.
+            torch.testing.assert_close(
+                tiny_model(pooled_features=features[:, view].float()).embeddings,
+                tiny_model(views.pixels + view).embeddings, rtol=0, atol=5e-3,
+            )  # fmt: skip
+    dataset = CachedFeatureDataset(features, [0, 1, 0, 1, 0], seed=3)
+    drawn = {epoch: [] for epoch in range(8)}
+    for epoch in drawn:
+        dataset.set_epoch(epoch)
+        drawn[epoch] = [dataset[i]["pooled_features"] for i in range(5)]
+    dataset.set_epoch(0)
+    assert all(torch.equal(a, b) for a, b in zip(drawn[0], [dataset[i]["pooled_features"] for i in range(5)]))
+    used = {(i, int(torch.equal(drawn[e][i], features[i, 1].float()))) for e in drawn for i in range(5)}
+    assert len(used) == 10  # over 8 epochs every image served both views
+    with pytest.raises(ValueError, match="pixel_values or pooled_features"):
+        tiny_model()
+
+
+def test_the_frozen_phase_trains_on_cached_features_until_unfreezing(data_dir, tmp_path, monkeypatch):
+    calls = {"backbone": 0, "cached": 0}
+    original = LogoEmbeddingModel.forward
+
+    def counting_forward(self, pixel_values=None, return_dict=None, pooled_features=None, **kwargs):
+        if self.training:
+            calls["cached" if pooled_features is not None else "backbone"] += 1
+        return original(self, pixel_values, return_dict, pooled_features, **kwargs)
+
+    monkeypatch.setattr(LogoEmbeddingModel, "forward", counting_forward)
+    args = quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--num_epochs", "3", "--max_steps_per_epoch", "2",
+                      "--unfreeze", "layer4:2", "--freeze_other_stages", "true", "--frozen_feature_views", "2")  # fmt: skip
+    state = train.main(args)
+    assert state.epoch == 3
+    assert calls == {"cached": 4, "backbone": 2}  # epochs 0-1 on the cache, epoch 2 (layer4 unfrozen) on images
