@@ -86,6 +86,10 @@ class LogoDet3KConfig(datasets.BuilderConfig):
         seed (`int`, defaults to 0): seed of the `"brands"` and `"hash"` schemes.
         crop_margin (`float`, defaults to 0.1): context added around a box on each side, as a fraction of its size
             (`crops` only).
+        crop_max_size (`int`, *optional*): the longest side of a stored crop; larger crops are shrunk (Lanczos) when
+            the data set is prepared, so that training decodes small JPEGs instead of photo-sized ones (`crops`
+            only; `None` keeps them as they are). `train.py` stores `2 × image_size`:
+            `benchmarks/data_pipeline.py` measures the gain.
         few_shot_k (`int`, defaults to 5): brands with at least `few_shot_k + 1` annotated images are flagged
             `few_shot_eligible` (K support shots plus at least one query).
         max_image_pixels (`int`): larger images are skipped as `too_large`.
@@ -96,6 +100,7 @@ class LogoDet3KConfig(datasets.BuilderConfig):
     validation_fraction: float = 0.1
     seed: int = 0
     crop_margin: float = 0.1
+    crop_max_size: int | None = None
     few_shot_k: int = 5
     max_image_pixels: int = 89_478_485  # PIL's own decompression-bomb limit
     crop_jpeg_quality: int = 95
@@ -113,6 +118,8 @@ class LogoDet3KConfig(datasets.BuilderConfig):
                 f"Need 0 < train_fraction < 1 and 0 <= validation_fraction < 1 - train_fraction, got "
                 f"{self.train_fraction} and {self.validation_fraction}."
             )
+        if self.crop_max_size is not None and self.crop_max_size < 16:
+            raise ValueError(f"crop_max_size must be at least 16 pixels (or None), got {self.crop_max_size}.")
 
 
 @dataclass(frozen=True)
@@ -441,7 +448,8 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         return record.brand
 
     def _crop_jpeg(self, image: Image.Image, box: list[float]) -> bytes:
-        """The box plus `crop_margin` of context on each side, as JPEG bytes (PNG would be ~5x larger for photos)."""
+        """The box plus `crop_margin` of context on each side, shrunk to `crop_max_size`, as JPEG bytes (PNG would be
+        ~5x larger for photos)."""
         xmin, ymin, xmax, ymax = box
         margin_x, margin_y = (xmax - xmin) * self.config.crop_margin, (ymax - ymin) * self.config.crop_margin
         crop = image.crop(
@@ -452,6 +460,8 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                 min(image.height, round(ymax + margin_y)),
             )
         )
+        if self.config.crop_max_size and max(crop.size) > self.config.crop_max_size:
+            crop.thumbnail((self.config.crop_max_size,) * 2, Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
         to_rgb(crop).save(buffer, format="JPEG", quality=self.config.crop_jpeg_quality)
         return buffer.getvalue()

@@ -302,3 +302,18 @@ def test_parquet_export_is_portable(tmp_path):
     assert np.array_equal(np.asarray(reloaded["test"][0]["image"]), np.asarray(first_test_image))
     card = (exported / "README.md").read_text(encoding="utf-8")
     assert "config_name: images" in card and "Pão de Açúcar" in card
+
+
+def test_crops_can_be_stored_shrunk_for_fast_loading(data_dir, cache_dir):
+    full = load_logodet3k(data_dir, "crops", cache_dir=cache_dir, max_image_pixels=MAX_PIXELS)
+    small = load_logodet3k(data_dir, "crops", cache_dir=cache_dir, max_image_pixels=MAX_PIXELS, crop_max_size=24)
+    for split in ("train", "validation", "test"):
+        assert small[split]["bbox"] == full[split]["bbox"]  # the same examples, only smaller pixels
+        for big, shrunk in zip(full[split]["image"], small[split]["image"]):
+            if max(big.size) <= 24:
+                assert shrunk.size == big.size
+            else:
+                assert max(shrunk.size) == 24
+                assert abs(shrunk.width / shrunk.height - big.width / big.height) < 0.15  # aspect ratio kept
+    with pytest.raises(ValueError, match="crop_max_size"):
+        load_logodet3k(data_dir, "crops", cache_dir=cache_dir, crop_max_size=4)
