@@ -20,6 +20,7 @@ import numpy as np
 from .metrics import (
     average_precision,
     distance_ratio,
+    f1_at_thresholds,
     fisher_separation,
     mean_confidence_interval,
     operating_curve,
@@ -126,10 +127,8 @@ def paper_protocol(
     episodes = verification_episodes(split, shots, repeats=repeats, seed=seed)
     grid = np.linspace(0.0, 2.0, 201) if threshold_grid is None else threshold_grid  # unit vectors: d in [0, 2]
 
-    def mean_f1(threshold: float) -> float:
-        return float(np.mean([threshold_metrics(-e.distances, e.is_positive, -threshold)["f1"] for e in episodes]))
-
-    threshold = float(max(grid, key=mean_f1))
+    mean_f1 = np.mean([f1_at_thresholds(-e.distances, e.is_positive, -grid) for e in episodes], axis=0)
+    threshold = float(grid[np.argmax(mean_f1)])  # the first best, smallest distance
     per_episode = [threshold_metrics(-e.distances, e.is_positive, -threshold) for e in episodes]
     results = {name: float(np.mean([m[name] for m in per_episode])) for name in per_episode[0]}
     results.update(

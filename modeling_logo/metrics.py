@@ -39,6 +39,19 @@ def threshold_metrics(scores, labels, threshold: float) -> dict[str, float]:
     }
 
 
+def f1_at_thresholds(scores, labels, thresholds) -> np.ndarray:
+    """F1 of accepting `score >= threshold` for every threshold at once: [`threshold_metrics`]'s F1, vectorised."""
+    scores, labels = _as_arrays(scores, labels)
+    accepted = scores[None, :] >= np.asarray(thresholds, dtype=np.float64)[:, None]
+    tp = (accepted & labels).sum(axis=1)
+    fp = accepted.sum(axis=1) - tp
+    positives = labels.sum()
+    precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=tp + fp > 0)
+    recall = tp / positives if positives else np.zeros(len(tp))
+    total = precision + recall
+    return np.divide(2 * precision * recall, total, out=np.zeros(len(tp)), where=total > 0)
+
+
 @dataclass(frozen=True)
 class Curve:
     """Operating points at every distinct score, from the highest threshold to the lowest."""
@@ -139,19 +152,42 @@ def fisher_separation(embeddings, labels) -> float:
     return float(between / within) if within > 0 else float("inf")
 
 
+# Rows of an N×N pairwise computation processed at once: temporaries stay at a few hundred MB whatever N is.
+CHUNK_ELEMENTS = 4_000_000
+
+
+def _row_chunks(num_rows: int, num_columns: int):
+    step = max(1, CHUNK_ELEMENTS // max(1, num_columns))
+    for start in range(0, num_rows, step):
+        yield slice(start, min(num_rows, start + step))
+
+
 def distance_ratio(embeddings, labels) -> float:
     """Mean Euclidean distance between images of different brands over the mean between images of the same brand
-    (the separation J as the paper's text defines it): larger is better, 1 means no separation."""
+    (the separation J as the paper's text defines it): larger is better, 1 means no separation.
+
+    Computed in row chunks: memory grows linearly with the number of images, time quadratically.
+    """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
     squared = np.sum(embeddings**2, axis=1)
-    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * embeddings @ embeddings.T, 0.0))
-    same = labels[:, None] == labels[None, :]
-    off_diagonal = ~np.eye(len(labels), dtype=bool)
-    positive, negative = distances[same & off_diagonal], distances[~same]
-    if positive.size == 0 or negative.size == 0:
+    positive_sum = negative_sum = 0.0
+    positive_count = negative_count = 0
+    for rows in _row_chunks(len(labels), len(labels)):
+        distances = np.sqrt(
+            np.maximum(squared[rows, None] + squared[None, :] - 2 * embeddings[rows] @ embeddings.T, 0)
+        )
+        same = labels[rows, None] == labels[None, :]
+        same[np.arange(same.shape[0]), np.arange(rows.start, rows.stop)] = False  # not an image with itself
+        different = labels[rows, None] != labels[None, :]
+        positive_sum += float(distances[same].sum())
+        positive_count += int(same.sum())
+        negative_sum += float(distances[different].sum())
+        negative_count += int(different.sum())
+    if positive_count == 0 or negative_count == 0:
         raise ValueError("The distance ratio needs at least two images of one brand and two brands.")
-    return float(negative.mean() / positive.mean()) if positive.mean() > 0 else float("inf")
+    positive_mean, negative_mean = positive_sum / positive_count, negative_sum / negative_count
+    return negative_mean / positive_mean if positive_mean > 0 else float("inf")
 
 
 def retrieval_metrics(
@@ -165,30 +201,38 @@ def retrieval_metrics(
 
     Returns `mAP` (average precision over the full ranking), `recall@k` (a relevant item in the top k) and FORB's
     `mAP@k` (precision at each relevant rank within the top k, summed and divided by the number of relevant items),
-    averaged over the queries that have at least one relevant item.
+    averaged over the queries that have at least one relevant item. Queries are ranked in chunks, so memory beyond
+    `similarity` itself stays bounded.
     """
-    similarity = np.asarray(similarity, dtype=np.float64).copy()
+    similarity = np.asarray(similarity)
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
-    relevant = query_labels[:, None] == gallery_labels[None, :]
-    if exclude_self:
-        np.fill_diagonal(similarity, -np.inf)
-        np.fill_diagonal(relevant, False)
-    order = np.argsort(-similarity, axis=1, kind="stable")
-    ranked = np.take_along_axis(relevant, order, axis=1)
-    if exclude_self:
-        ranked = ranked[:, :-1]  # the query itself, ranked last
-    num_relevant = ranked.sum(axis=1)
-    valid = num_relevant > 0
-    ranked, num_relevant = ranked[valid], num_relevant[valid]
-    if not len(ranked):
+    sums = {"mAP": 0.0, **{f"recall@{k}": 0.0 for k in ks}, **{f"mAP@{k}": 0.0 for k in ks}}
+    num_valid = 0
+    for rows in _row_chunks(len(query_labels), len(gallery_labels)):
+        scores = similarity[rows].astype(np.float64)  # a copy: the caller's matrix is left as it is
+        relevant = query_labels[rows, None] == gallery_labels[None, :]
+        if exclude_self:
+            own = (np.arange(scores.shape[0]), np.arange(rows.start, rows.stop))
+            scores[own], relevant[own] = -np.inf, False
+        order = np.argsort(-scores, axis=1, kind="stable")
+        ranked = np.take_along_axis(relevant, order, axis=1)
+        if exclude_self:
+            ranked = ranked[:, :-1]  # the query itself, ranked last
+        num_relevant = ranked.sum(axis=1)
+        valid = num_relevant > 0
+        ranked, num_relevant = ranked[valid], num_relevant[valid]
+        num_valid += len(ranked)
+        if not len(ranked):
+            continue
+        hits = np.cumsum(ranked, axis=1)
+        precise_hits = hits / np.arange(1, ranked.shape[1] + 1) * ranked  # precision at each relevant rank
+        sums["mAP"] += float(np.sum(precise_hits.sum(axis=1) / num_relevant))
+        for k in ks:
+            sums[f"recall@{k}"] += float(ranked[:, :k].any(axis=1).sum())
+            sums[f"mAP@{k}"] += float(np.sum(precise_hits[:, :k].sum(axis=1) / num_relevant))
+    if not num_valid:
         raise ValueError("No query has a relevant item in the gallery.")
-    hits = np.cumsum(ranked, axis=1)
-    precision_at = hits / np.arange(1, ranked.shape[1] + 1)
-    results = {"mAP": float(np.mean(np.sum(precision_at * ranked, axis=1) / num_relevant))}
-    for k in ks:
-        results[f"recall@{k}"] = float(np.mean(ranked[:, :k].any(axis=1)))
-        results[f"mAP@{k}"] = float(np.mean(np.sum((precision_at * ranked)[:, :k], axis=1) / num_relevant))
-    return results
+    return {name: total / num_valid for name, total in sums.items()}
 
 
 def thresholded_map_at_k(

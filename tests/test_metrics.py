@@ -130,3 +130,27 @@ def test_the_evaluate_module_reports_the_same_numbers():
     assert separation.compute(predictions=embeddings, references=brands)["separation_fisher"] == pytest.approx(
         fisher_separation(embeddings, brands), rel=1e-5
     )
+
+
+def test_chunked_pairwise_metrics_equal_the_whole_matrix(monkeypatch):
+    from modeling_logo import metrics
+
+    rng = np.random.default_rng(1)
+    embeddings, labels = rng.normal(size=(50, 8)), rng.integers(0, 6, 50)
+    similarity = embeddings @ embeddings.T
+    whole = metrics.retrieval_metrics(similarity, labels, labels, exclude_self=True)
+    whole_ratio = metrics.distance_ratio(embeddings, labels)
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 7 * 50)  # 7 rows at a time, the last chunk shorter
+    assert metrics.retrieval_metrics(similarity, labels, labels, exclude_self=True) == pytest.approx(whole)
+    assert metrics.distance_ratio(embeddings, labels) == pytest.approx(whole_ratio)
+
+
+def test_f1_at_thresholds_is_threshold_metrics_f1_vectorised():
+    from modeling_logo.metrics import f1_at_thresholds
+
+    rng = np.random.default_rng(2)
+    scores, labels = rng.normal(size=40), rng.random(40) < 0.3
+    thresholds = np.concatenate([np.linspace(-3, 3, 25), scores[:5], [10.0]])  # exact ties and nothing accepted
+    expected = [threshold_metrics(scores, labels, t)["f1"] for t in thresholds]
+    assert f1_at_thresholds(scores, labels, thresholds) == pytest.approx(expected)
+    assert f1_at_thresholds(scores, np.zeros(40, bool), thresholds) == pytest.approx(np.zeros(len(thresholds)))
