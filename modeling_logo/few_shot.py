@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -334,6 +334,55 @@ class LogoGallery:
         self._set_shots(brand, embeddings)
         self._metadata[brand] = dict(metadata or {})
 
+    def add_brands(
+        self,
+        shots: Mapping[str, np.ndarray | torch.Tensor | Sequence[Sequence[float]]],
+        *,
+        metadata: Mapping[str, dict[str, Any]] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Register many brands from their shot embeddings at once, e.g. `{"Acme": (n, D) array, ...}`.
+
+        All prototypes are computed in one pass: 10,000 brands take a fraction of a second, where as many
+        [`~LogoGallery.add_brand`] calls take seconds. Unit shots are kept bit for bit; others are normalised.
+
+        Raises:
+            `ValueError`: a brand exists (without `overwrite=True`) or is named twice, a name is empty, a brand has no
+            shots, or the embeddings have the wrong size or are not finite.
+        """
+        names = list(shots)
+        for brand in names:
+            if not isinstance(brand, str) or not brand.strip():
+                raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
+            if brand in self._shots and not overwrite:
+                raise ValueError(f"Brand {brand!r} is already in the gallery: pass overwrite=True to replace it.")
+        arrays = [torch.as_tensor(np.asarray(shots[brand], dtype=np.float32)) for brand in names]
+        arrays = [array[None] if array.ndim == 1 else array for array in arrays]  # one shot given as a vector
+        if any(array.ndim != 2 for array in arrays):
+            raise ValueError("Each brand's shots must be an (n, D) array of embeddings (or one D-vector).")
+        counts = [len(array) for array in arrays]
+        if any(count == 0 for count in counts):
+            raise ValueError(f"Brand {names[counts.index(0)]!r} has no shots.")
+        if not names:
+            return
+        stacked = torch.cat(arrays)
+        if self.embedding_size is not None and stacked.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"Embeddings have size {stacked.shape[1]}, this gallery holds size {self.embedding_size}."
+            )
+        if not torch.isfinite(stacked).all():
+            raise ValueError("Embeddings contain NaN or infinite values.")
+        self.embedding_size = stacked.shape[1]
+        norms = stacked.norm(dim=-1, keepdim=True)
+        stacked = torch.where((norms - 1).abs() > 1e-4, stacked / norms.clamp_min(1e-12), stacked)
+        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
+        sums = torch.zeros(len(counts), stacked.shape[1]).index_add_(0, owner, stacked)
+        prototypes = F.normalize(sums, dim=-1)  # the mean's direction is the sum's
+        for index, (brand, brand_shots) in enumerate(zip(names, torch.split(stacked, counts))):
+            self._shots[brand], self._prototypes[brand] = brand_shots, prototypes[index]
+            self._metadata[brand] = dict((metadata or {}).get(brand) or {})
+        self._invalidate()
+
     def add_shots(self, brand: str, shots: ImageLike | Sequence[ImageLike]) -> None:
         """Add example images (or embeddings) to an existing brand; its prototype is updated."""
         embeddings, _ = self._embeddings_of(shots)
@@ -548,17 +597,8 @@ class LogoGallery:
         kwargs.setdefault("threshold", manifest.get("threshold"))
         gallery = cls(model, image_processor, **kwargs)
         gallery.embedding_size = manifest.get("embedding_size") or (shots.shape[1] if len(shots) else None)
-        # All prototypes in one pass (a 10,000-brand gallery loads in a fraction of a second).
-        # Stored shots are unit vectors and load bit for bit; only rows edited off the unit sphere are normalised.
-        shots = shots.float()
-        norms = shots.norm(dim=-1, keepdim=True)
-        shots = torch.where((norms - 1).abs() > 1e-4, shots / norms.clamp_min(1e-12), shots)
-        owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
-        sums = torch.zeros(len(counts), shots.shape[1]).index_add_(0, owner, shots)
-        prototypes = F.normalize(sums, dim=-1)  # the mean's direction is the sum's
-        for index, ((brand, _, metadata), brand_shots) in enumerate(zip(brands, torch.split(shots, counts))):
-            gallery._shots[brand], gallery._prototypes[brand] = brand_shots, prototypes[index]
-            gallery._metadata[brand] = metadata
+        names = [brand for brand, _, _ in brands]
+        gallery.add_brands(dict(zip(names, torch.split(shots, counts))), metadata={b: m for b, _, m in brands})
         return gallery
 
 

@@ -25,7 +25,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from modeling_logo import (  # noqa: E402
@@ -278,8 +277,11 @@ class GalleryApp:
         """A `LogoGallery` rebuilt from a session's stored embeddings (cheap: nothing is re-embedded)."""
         model, processor, _ = self.model_of(state)
         gallery = LogoGallery(model, processor, search_backend="torch")
-        for brand, entry in (state or _empty_state())["brands"].items():
-            gallery.add_brand(brand, torch.as_tensor(entry["shots"]), metadata={"thumbnails": entry["thumbnails"]})
+        brands = (state or _empty_state())["brands"]
+        gallery.add_brands(
+            {brand: entry["shots"] for brand, entry in brands.items()},
+            metadata={brand: {"thumbnails": entry["thumbnails"]} for brand, entry in brands.items()},
+        )
         return gallery
 
     @staticmethod

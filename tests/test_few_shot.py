@@ -269,3 +269,29 @@ def test_loading_normalises_only_shots_edited_off_the_unit_sphere(gallery, shot_
     stored = load_file(tmp_path / "gallery.safetensors")
     save_file({"shots": stored["shots"] * 3}, tmp_path / "gallery.safetensors")
     torch.testing.assert_close(LogoGallery.load(tmp_path).shots("Acme"), gallery.shots("Acme"), atol=1e-6, rtol=0)
+
+
+def test_add_brands_registers_many_brands_at_once_like_add_brand(shot_images, gallery):
+    vectors = unit(torch.randn(12, 128))
+    one_by_one = LogoGallery()
+    for index, brand in enumerate(BRANDS):
+        one_by_one.add_brand(brand, vectors[index * 2 : index * 2 + 2], metadata={"n": index})
+    at_once = LogoGallery()
+    at_once.add_brands({brand: vectors[i * 2 : i * 2 + 2].numpy() for i, brand in enumerate(BRANDS)},
+                       metadata={brand: {"n": i} for i, brand in enumerate(BRANDS)})  # fmt: skip
+    assert at_once.brands == one_by_one.brands
+    for brand in BRANDS:
+        torch.testing.assert_close(at_once.prototype(brand), one_by_one.prototype(brand))
+        assert at_once.metadata(brand) == one_by_one.metadata(brand)
+    matches, expected = at_once.search(vectors[11], top_k=2), one_by_one.search(vectors[11], top_k=2)
+    assert [m.brand for m in matches] == [m.brand for m in expected]
+    assert [m.score for m in matches] == pytest.approx([m.score for m in expected], abs=1e-6)
+    at_once.add_brands({"Extra": vectors[10].tolist()})  # one shot as a plain list
+    assert len(at_once.shots("Extra")) == 1
+    with pytest.raises(ValueError, match="already in the gallery"):
+        at_once.add_brands({"Acme": vectors[:1]})
+    with pytest.raises(ValueError, match="size 128"):
+        at_once.add_brands({"Small": torch.randn(2, 64)})
+    with pytest.raises(ValueError, match="no shots"):
+        at_once.add_brands({"Empty": np.zeros((0, 128))})
+    assert "Small" not in at_once and "Empty" not in at_once  # a refused call adds nothing
