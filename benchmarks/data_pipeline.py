@@ -20,6 +20,7 @@ Writes `benchmarks/results/data_pipeline.json`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -79,8 +80,14 @@ def loading_rate(dataset: AugmentedDataset, count: int) -> float:
 def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers: int, steps: int) -> float:
     """Training images per second with a DataLoader of `workers` processes feeding the steps."""
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_pk_batch, num_workers=workers,
-                        persistent_workers=False)  # fmt: skip
-    batches, images, start = iter(loader), 0, None
+                        persistent_workers=workers > 0)  # fmt: skip
+
+    def forever():  # as many epochs as the steps need
+        for epoch in itertools.count():
+            sampler.set_epoch(epoch)
+            yield from loader
+
+    batches, images, start = forever(), 0, None
     for step in range(steps + 1):
         batch = next(batches)
         embeddings = model(batch["pixel_values"]).embeddings

@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Every performance benchmark in one run: prints the tables, writes JSON and plots to `benchmarks/results/`, and
+checks that the package's defaults are the fastest correct choices measured.
+
+    python benchmarks/run_all.py            # about 25 minutes on 2 CPU cores
+    python benchmarks/run_all.py --quick    # small sizes, a few minutes: a smoke run, not figures to quote
+    python benchmarks/run_all.py --only embedding_throughput gallery_search
+
+Run it on an otherwise idle machine: every figure is a ratio measured side by side, but a busy CPU still skews them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import data_pipeline  # noqa: E402
+import embedding_throughput  # noqa: E402
+import frozen_phase  # noqa: E402
+import gallery_search  # noqa: E402
+import memory  # noqa: E402
+import scaling  # noqa: E402
+
+
+RESULTS = HERE / "results"
+
+# name -> (module, arguments of the full run, arguments of the quick run)
+BENCHMARKS = {
+    "embedding_throughput": (embedding_throughput, [], ["--batch_sizes", "1", "16", "--min_seconds", "1"]),
+    "data_pipeline": (
+        data_pipeline,
+        [],
+        ["--brands", "12", "--images_per_brand", "4", "--brands_per_batch", "4", "--steps", "2"],
+    ),
+    "frozen_phase": (frozen_phase, [], ["--epochs", "2", "--views", "2"]),
+    "gallery_search": (gallery_search, [], ["--num_vectors", "100000", "--num_queries", "200", "--hnsw_m", "0"]),
+    "memory": (memory, [], None),
+    "scaling": (scaling, [], ["--brands", "100", "1000"]),
+}
+
+
+def plot_throughput(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch_sizes = sorted({row["batch_size"] for row in result["rows"]})
+    names = list(dict.fromkeys(row["path"] for row in result["rows"]))
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(names)
+    for offset, name in enumerate(names):
+        rates = {row["batch_size"]: row["images_per_second"] for row in result["rows"] if row["path"] == name}
+        axis.bar([i + offset * width for i in range(len(batch_sizes))], [rates[b] for b in batch_sizes], width,
+                 label=name)  # fmt: skip
+    axis.axhline(result["limit_images_per_second"], color="black", linestyle="--", label="GEMM limit")
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(batch_sizes))], [f"batch {b}" for b in batch_sizes])
+    axis.set(ylabel="images/s", title=f"{result['backbone']} at {result['image_size']} px")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def check_defaults(results: dict) -> list[tuple[str, str, str, bool]]:
+    """(setting, the default, what was measured fastest, whether they agree) for each measured default."""
+    checks = []
+    if "embedding_throughput" in results:
+        from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
+        from modeling_logo.few_shot import embedding_function
+        from modeling_logo.onnx import OnnxLogoEmbedder
+
+        rows = results["embedding_throughput"]["rows"]
+        config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)
+        default = embedding_function(LogoEmbeddingModel(config).eval(), "auto")
+        default_name = "onnxruntime fp32" if isinstance(default, OnnxLogoEmbedder) else "channels_last fp32"
+        for batch_size in sorted({row["batch_size"] for row in rows}):
+            correct = [row for row in rows if row["batch_size"] == batch_size and row["max_abs_error"] <= 1e-4]
+            fastest = max(correct, key=lambda row: row["images_per_second"])["path"]
+            checks.append((f"inference runtime, batch {batch_size}", default_name, fastest, fastest == default_name))
+    if "data_pipeline" in results:
+        rows = results["data_pipeline"]["rows"]
+        fastest = max(rows, key=lambda row: row["fed_training_images_per_second"])
+        default = next(r for r in rows if r["crops"] != "full size" and r["workers"] == 2)  # train.py's defaults
+        agree = default["fed_training_images_per_second"] >= 0.95 * fastest["fed_training_images_per_second"]
+        checks.append(("training crops and DataLoader workers", f"{default['crops']}, 2 workers",
+                       f"{fastest['crops']}, {fastest['workers']} workers", agree))  # fmt: skip
+    if "gallery_search" in results:
+        rows = results["gallery_search"]["rows"]
+        exact = [row for row in rows if row["recall"] == 1.0]
+        fastest = min(exact, key=lambda row: row["single_query_ms"])["index"]
+        checks.append(("exact search of a large gallery, one query", "faiss IndexFlatIP", fastest,
+                       fastest.startswith("faiss IndexFlatIP")))  # fmt: skip
+    return checks
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks that everything runs")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
+    args = parser.parse_args(argv)
+
+    results, seconds = {}, {}
+    for name in [name for name in BENCHMARKS if name in args.only]:
+        module, full, quick = BENCHMARKS[name]
+        if args.quick and quick is None:
+            print(f"\n=== {name}: skipped in --quick")
+            continue
+        print(f"\n=== {name} ({module.__file__})")
+        start = time.perf_counter()
+        output = ["--output", str(RESULTS / f"{name}{'_quick' if args.quick else ''}.json")]
+        results[name] = module.main([*(quick if args.quick else full), *output])
+        seconds[name] = time.perf_counter() - start
+    if "embedding_throughput" in results:
+        plot_throughput(results["embedding_throughput"], RESULTS / "embedding_throughput.png")
+
+    print("\n=== Defaults\n\n| setting | default | fastest correct, measured | agree |\n| --- | --- | --- | --- |")
+    checks = check_defaults(results)
+    for setting, default, fastest, agree in checks:
+        print(f"| {setting} | {default} | {fastest} | {'yes' if agree else '**no**'} |")
+    print("\n" + ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items()))
+    summary = {
+        "seconds": seconds,
+        "defaults": [dict(zip(("setting", "default", "fastest", "agree"), c)) for c in checks],
+    }
+    (RESULTS / f"run_all{'_quick' if args.quick else ''}.json").write_text(json.dumps(summary, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
