@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "data_pipeline.json"))
     args = parser.parse_args(argv)
 
-    data_dir = scenes(cache_root() / f"benchmark-scenes-{args.scene_size}px", args.brands, args.images_per_brand,
-                      args.scene_size)  # fmt: skip
+    # One folder per setting: the builder's Arrow cache is keyed by the folder, not by what is in it.
+    folder = f"benchmark-scenes-{args.brands}x{args.images_per_brand}-{args.scene_size}px"
+    data_dir = scenes(cache_root() / folder, args.brands, args.images_per_brand, args.scene_size)
     config = LogoEmbeddingConfig(backbone=args.backbone, image_size=args.image_size)
     processor = LogoImageProcessor.from_model_config(config)
     transform = build_train_transform(processor)

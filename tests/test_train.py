@@ -286,3 +286,11 @@ def test_the_frozen_phase_trains_on_cached_features_until_unfreezing(data_dir, t
     state = train.main(args)
     assert state.epoch == 3
     assert calls == {"cached": 4, "backbone": 2}  # epochs 0-1 on the cache, epoch 2 (layer4 unfrozen) on images
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_recipes_parse(recipe):
+    args = train.parse_args([str(recipe)])
+    assert args.output_dir.startswith("runs/")
+    if "paper" in recipe.name:  # the frozen phase runs on cached features
+        assert args.frozen_feature_views > 0 and args.freeze_other_stages and args.unfreeze == "layer4:15"
