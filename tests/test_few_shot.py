@@ -295,3 +295,20 @@ def test_add_brands_registers_many_brands_at_once_like_add_brand(shot_images, ga
     with pytest.raises(ValueError, match="no shots"):
         at_once.add_brands({"Empty": np.zeros((0, 128))})
     assert "Small" not in at_once and "Empty" not in at_once  # a refused call adds nothing
+
+
+def test_the_approximate_ivf_backend_finds_nearly_the_exact_top_10():
+    rng = np.random.default_rng(2)
+    centres = unit(rng.normal(size=(400, 128)))  # clustered like shots of brands, as real galleries are
+    prototypes = unit(centres[rng.integers(0, 400, 8000)] + 0.05 * torch.as_tensor(rng.normal(size=(8000, 128))))
+    queries = unit(prototypes[:100] + 0.05 * torch.as_tensor(rng.normal(size=(100, 128))))
+    names = {f"b{i}": vector for i, vector in enumerate(prototypes)}
+    exact, approximate = LogoGallery(search_backend="torch"), LogoGallery(search_backend="faiss-ivf", ivf_nprobe=8)
+    for gallery in (exact, approximate):
+        gallery.add_brands(names)
+    exact_top, ivf_top = exact.search(queries, top_k=10), approximate.search(queries, top_k=10)
+    recall = np.mean([len({m.brand for m in a} & {m.brand for m in e}) / 10 for a, e in zip(ivf_top, exact_top)])
+    assert recall > 0.9
+    assert [row[0].brand for row in ivf_top] == [row[0].brand for row in exact_top]
+    with pytest.raises(ValueError, match="search_backend must be one of"):
+        LogoGallery(search_backend="annoy")
