@@ -112,14 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
     model.eval()
     size = model.config.image_size
     gflops_per_image = forward_gflops(model, size)
-    gemm = gemm_gflops()
-    limit = gemm / gflops_per_image
     print(
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     )
-    print(f"fp32 GEMM: {gemm:.1f} GFLOP/s; {model.config.backbone} at {size} px: {gflops_per_image:.3f} GFLOP/image")
-    print(f"limit: {limit:.1f} images/s\n")
-
+    gemm_before = gemm_gflops()
     rows = []
     with torch.inference_mode():
         reference_pixels = torch.randn(4, 3, size, size)
@@ -129,7 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
             for batch_size in args.batch_sizes:
                 rate = images_per_second(run, torch.randn(batch_size, 3, size, size), args.min_seconds)
                 rows.append({"path": name, "batch_size": batch_size, "images_per_second": rate,
-                             "fraction_of_limit": rate / limit, "max_abs_error": error})  # fmt: skip
+                             "max_abs_error": error})  # fmt: skip
+    # The CPU's rate drifts on a shared machine: the limit is the best GEMM rate seen before or after the paths.
+    gemm = max(gemm_before, gemm_gflops())
+    limit = gemm / gflops_per_image
+    for row in rows:
+        row["fraction_of_limit"] = row["images_per_second"] / limit
+    print(f"fp32 GEMM: {gemm:.1f} GFLOP/s (before the paths {gemm_before:.1f}); {model.config.backbone} at {size} px: "
+          f"{gflops_per_image:.3f} GFLOP/image; limit: {limit:.1f} images/s\n")  # fmt: skip
 
     print("| path | batch | images/s | × eager | of the limit | max |Δ| vs eager |")
     print("| --- | --- | --- | --- | --- | --- |")
