@@ -139,8 +139,9 @@ class LogoEmbeddingModel(PreTrainedModel):
 
     def forward(
         self,
-        pixel_values: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        pooled_features: torch.Tensor | None = None,
         **kwargs,
     ) -> LogoEmbeddingOutput | tuple:
         r"""
@@ -149,13 +150,22 @@ class LogoEmbeddingModel(PreTrainedModel):
                 Images normalised by [`LogoImageProcessor`].
             return_dict (`bool`, *optional*):
                 Return a [`LogoEmbeddingOutput`] (default) or a plain tuple.
+            pooled_features (`torch.FloatTensor` of shape `(batch_size, num_features)`, *optional*):
+                Instead of `pixel_values`: pooled backbone features computed earlier (`pooler_output`). The backbone
+                is skipped; training uses this to run only the head while the whole backbone is frozen.
 
         Returns:
-            [`LogoEmbeddingOutput`] with `embeddings`, `pooler_output` and `last_hidden_state`.
+            [`LogoEmbeddingOutput`] with `embeddings`, `pooler_output` and `last_hidden_state` (`None` when
+            `pooled_features` were given).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        feature_map = self.backbone.forward_features(pixel_values)
-        pooled = self.backbone.forward_head(feature_map, pre_logits=True)
+        if (pixel_values is None) == (pooled_features is None):
+            raise ValueError("Pass either pixel_values or pooled_features.")
+        if pooled_features is None:
+            feature_map = self.backbone.forward_features(pixel_values)
+            pooled = self.backbone.forward_head(feature_map, pre_logits=True)
+        else:
+            feature_map, pooled = None, pooled_features
         # float32 for the normalisation and for every consumer (similarities, faiss), whatever the autocast dtype.
         embeddings = self.head(pooled).float()
         if self.config.normalize_embeddings:
