@@ -137,3 +137,24 @@ def test_from_model_config_and_save_load_round_trip(tmp_path, tiny_config):
     assert reloaded(Image.new("RGB", (8, 8), "white"), return_tensors="pt").pixel_values[0, 0, 0, 0] == pytest.approx(
         2.0
     )
+
+
+def test_augmentations_depend_only_on_seed_epoch_and_index(processor):
+    import datasets
+
+    from dataset_scripts.transforms import AugmentedDataset, build_train_transform
+
+    from .conftest import make_logo_images
+
+    rows = datasets.Dataset.from_dict({"image": make_logo_images(3), "brand": [0, 1, 2]})
+    rows = rows.cast_column("image", datasets.Image())
+    augmented = AugmentedDataset(rows, build_train_transform(processor), seed=5)
+    first = [augmented[i]["pixel_values"] for i in range(3)]
+    torch.manual_seed(123)
+    expected_next = torch.rand(4)
+    torch.manual_seed(123)
+    again = [augmented[i]["pixel_values"] for i in (2, 0, 1)]  # any order, any global random state
+    assert torch.equal(torch.rand(4), expected_next)  # the caller's random stream is left untouched
+    assert all(torch.equal(a, b) for a, b in zip(first, [again[1], again[2], again[0]]))
+    augmented.set_epoch(1)
+    assert not torch.equal(augmented[0]["pixel_values"], first[0])  # a new epoch draws new augmentations
