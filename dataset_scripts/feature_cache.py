@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .collators import collate_pk_batch
-from .transforms import AugmentedDataset
+from .transforms import AugmentedDataset, example_seed
 
 
 @torch.inference_mode()
@@ -77,7 +77,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return len(self.features)
 
     def __getitem__(self, index: int) -> dict:
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
+        generator = torch.Generator().manual_seed(example_seed(self.seed, self.epoch, index))
         view = int(torch.randint(self.features.shape[1], (1,), generator=generator))
         return {"pooled_features": self.features[int(index), view].float(), "labels": self.labels[int(index)]}
 
