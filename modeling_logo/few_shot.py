@@ -268,6 +268,11 @@ class LogoGallery:
                 vectors = torch.stack([torch.as_tensor(x, dtype=torch.float32).cpu() for x in images])
             else:
                 vectors = self.embed(images)
+        self._check_embeddings(vectors)
+        return F.normalize(vectors, dim=-1), single
+
+    def _check_embeddings(self, vectors: torch.Tensor) -> None:
+        """Finite, and of the gallery's size (which the first embeddings set)."""
         if not torch.isfinite(vectors).all():
             raise ValueError("Embeddings contain NaN or infinite values.")
         if self.embedding_size is None:
@@ -276,7 +281,12 @@ class LogoGallery:
             raise ValueError(
                 f"Embeddings have size {vectors.shape[-1]}, this gallery holds size {self.embedding_size}."
             )
-        return F.normalize(vectors, dim=-1), single
+
+    def _check_new_brand(self, brand: str, overwrite: bool) -> None:
+        if not isinstance(brand, str) or not brand.strip():
+            raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
+        if brand in self._shots and not overwrite:
+            raise ValueError(f"Brand {brand!r} is already in the gallery: use add_shots() or overwrite=True.")
 
     def _looks_like_embeddings(self, array: np.ndarray | torch.Tensor) -> bool:
         # Images are never 1-D; a 2-D float array is a grayscale image unless its rows have the embedding size.
@@ -334,10 +344,7 @@ class LogoGallery:
         Raises:
             `ValueError`: the brand exists (pass `overwrite=True` to replace it), the name is empty, or no shots.
         """
-        if not isinstance(brand, str) or not brand.strip():
-            raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
-        if brand in self._shots and not overwrite:
-            raise ValueError(f"Brand {brand!r} is already in the gallery: use add_shots() or overwrite=True.")
+        self._check_new_brand(brand, overwrite)
         embeddings, _ = self._embeddings_of(shots)
         self._set_shots(brand, embeddings)
         self._metadata[brand] = dict(metadata or {})
@@ -355,15 +362,12 @@ class LogoGallery:
         [`~LogoGallery.add_brand`] calls take seconds. Unit shots are kept bit for bit; others are normalised.
 
         Raises:
-            `ValueError`: a brand exists (without `overwrite=True`) or is named twice, a name is empty, a brand has no
-            shots, or the embeddings have the wrong size or are not finite.
+            `ValueError`: a brand exists (without `overwrite=True`), a name is empty, a brand has no shots, or the
+            embeddings have the wrong size or are not finite. Nothing is added then.
         """
         names = list(shots)
         for brand in names:
-            if not isinstance(brand, str) or not brand.strip():
-                raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
-            if brand in self._shots and not overwrite:
-                raise ValueError(f"Brand {brand!r} is already in the gallery: pass overwrite=True to replace it.")
+            self._check_new_brand(brand, overwrite)
         arrays = [torch.as_tensor(np.asarray(shots[brand], dtype=np.float32)) for brand in names]
         arrays = [array[None] if array.ndim == 1 else array for array in arrays]  # one shot given as a vector
         if any(array.ndim != 2 for array in arrays):
@@ -374,13 +378,7 @@ class LogoGallery:
         if not names:
             return
         stacked = torch.cat(arrays)
-        if self.embedding_size is not None and stacked.shape[1] != self.embedding_size:
-            raise ValueError(
-                f"Embeddings have size {stacked.shape[1]}, this gallery holds size {self.embedding_size}."
-            )
-        if not torch.isfinite(stacked).all():
-            raise ValueError("Embeddings contain NaN or infinite values.")
-        self.embedding_size = stacked.shape[1]
+        self._check_embeddings(stacked)
         norms = stacked.norm(dim=-1, keepdim=True)
         stacked = torch.where((norms - 1).abs() > 1e-4, stacked / norms.clamp_min(1e-12), stacked)
         owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
