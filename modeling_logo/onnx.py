@@ -36,14 +36,6 @@ INPUT_NAME, OUTPUT_NAME = "pixel_values", "embeddings"
 NORMALIZED_KEY = "normalize_embeddings"
 
 
-def _set_metadata(path: Path, properties: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(path)
-    onnx.helper.set_model_props(model, properties)
-    onnx.save(model, path)
-
-
 def _onnxruntime():
     try:
         import onnxruntime
@@ -104,9 +96,9 @@ def export_onnx(
                 verbose=False,
             )
         # One file (a few MB for resnet-small, ~100 MB for ResNet-50; under protobuf's 2 GB limit).
+        program.model.metadata_props.update({"model_type": model.config.model_type, "backbone": model.config.backbone,
+                                             NORMALIZED_KEY: str(bool(model.config.normalize_embeddings))})  # fmt: skip
         program.save(path, external_data=False)
-        _set_metadata(path, {"model_type": model.config.model_type, "backbone": model.config.backbone,
-                             NORMALIZED_KEY: str(bool(model.config.normalize_embeddings))})  # fmt: skip
         if verify:
             embedder = OnnxLogoEmbedder(path)
             for batch_size in (1, 3):
