@@ -46,20 +46,20 @@ def scenes(directory: Path, brands: int, images_per_brand: int, size: int) -> Pa
     return directory
 
 
+def training_step(model, batch: dict, loss_fn, miner, optimizer) -> None:
+    embeddings = model(batch["pixel_values"]).embeddings
+    loss = loss_fn(embeddings, batch["labels"], miner(embeddings, batch["labels"]) if miner else None)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def train_step_rate(model, batch: dict, loss_fn, miner, optimizer, steps: int) -> float:
     """Training images per second on a fixed batch (no data loading)."""
-
-    def step():
-        embeddings = model(batch["pixel_values"]).embeddings
-        loss = loss_fn(embeddings, batch["labels"], miner(embeddings, batch["labels"]) if miner else None)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    step()  # warm-up
+    training_step(model, batch, loss_fn, miner, optimizer)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        training_step(model, batch, loss_fn, miner, optimizer)
     return steps * len(batch["labels"]) / (time.perf_counter() - start)
 
 
@@ -90,11 +90,7 @@ def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers
     batches, images, start = forever(), 0, None
     for step in range(steps + 1):
         batch = next(batches)
-        embeddings = model(batch["pixel_values"]).embeddings
-        loss = loss_fn(embeddings, batch["labels"], miner(embeddings, batch["labels"]) if miner else None)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        training_step(model, batch, loss_fn, miner, optimizer)
         if step == 0:  # the first batch also pays for starting the workers
             start = time.perf_counter()
         else:
