@@ -307,6 +307,9 @@ def test_the_approximate_ivf_backend_finds_nearly_the_exact_top_10():
     for gallery in (exact, approximate):
         gallery.add_brands(names)
     exact_top, ivf_top = exact.search(queries, top_k=10), approximate.search(queries, top_k=10)
+    import faiss
+
+    assert isinstance(approximate._faiss_index, faiss.IndexIVFFlat) and approximate._faiss_index.nprobe == 8
     recall = np.mean([len({m.brand for m in a} & {m.brand for m in e}) / 10 for a, e in zip(ivf_top, exact_top)])
     assert recall > 0.9
     assert [row[0].brand for row in ivf_top] == [row[0].brand for row in exact_top]
