@@ -156,6 +156,12 @@ class TrainingArguments:
     )
     early_stopping_patience: int | None = None
     train_sample: int = field(default=500, metadata={"help": "Training images for the memorisation mAP each epoch."})
+    validation_sample: int | None = field(
+        default=None,
+        metadata={
+            "help": "Validate each epoch on a fixed seeded sample of this many validation images (default: all)."
+        },
+    )
     output_dir: str = "runs/logo-model"
     checkpointing_steps: int | None = field(default=None, metadata={"help": "Also checkpoint every N steps."})
     keep_last_checkpoints: int = 2
@@ -298,9 +304,9 @@ def lr_multiplier(
 
 
 @torch.no_grad()
-def validate(model, processor, splits, train_sample, loss_fn, miner, args) -> dict:
+def validate(model, processor, validation_split, train_sample, loss_fn, miner, args) -> dict:
     """Validation on unseen brands (loss, best-F1 threshold, mAP, J) and the training-brand mAP beside it."""
-    validation = embed_split(model, processor, splits["validation"], batch_size=64)
+    validation = embed_split(model, processor, validation_split, batch_size=64)
     paper = paper_protocol(validation, shots=1, seed=args.seed)
     metrics = {
         "f1": paper["f1"],
@@ -486,6 +492,12 @@ def main(argv: list[str] | None = None) -> TrainingState:
         generator=torch.Generator().manual_seed(args.seed),  # worker seeds do not consume the global RNG
     )  # fmt: skip
     train_sample = train_split.shuffle(seed=args.seed).select(range(min(args.train_sample, len(train_split))))
+    # A large scene pool has many validation images per brand; a fixed sample keeps epochs comparable and quick.
+    validation_split = splits["validation"]
+    if args.validation_sample:
+        validation_split = validation_split.shuffle(seed=args.seed).select(
+            range(min(args.validation_sample, len(validation_split)))
+        )
 
     # ---- Model, loss, optimizer: every parameter is in a group from the start; unfreezing turns gradients on
     unfreezing = ProgressiveUnfreezing.from_string(
@@ -614,7 +626,7 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
         # ---- Validate on unseen brands; keep the best model
         model.eval()
-        metrics = validate(unwrapped, processor, splits, train_sample, loss_fn, miner, args)
+        metrics = validate(unwrapped, processor, validation_split, train_sample, loss_fn, miner, args)
         metrics["train_loss"] = float(np.mean(losses)) if losses else float("nan")
         metrics.update(train_seconds=train_seconds, feature_cache_seconds=cache_seconds)
         improved = state.record(

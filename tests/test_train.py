@@ -288,6 +288,22 @@ def test_the_frozen_phase_trains_on_cached_features_until_unfreezing(data_dir, t
     assert calls == {"cached": 4, "backbone": 2}  # epochs 0-1 on the cache, epoch 2 (layer4 unfrozen) on images
 
 
+def test_validation_sample_validates_each_epoch_on_the_same_sample(data_dir, tmp_path, monkeypatch):
+    validated = []
+    original = train.embed_split
+
+    def recording_embed_split(model, processor, dataset, **kwargs):
+        validated.append([(source, tuple(box)) for source, box in zip(dataset["source"], dataset["bbox"])])
+        return original(model, processor, dataset, **kwargs)
+
+    monkeypatch.setattr(train, "embed_split", recording_embed_split)
+    args = quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--num_epochs", "2", "--max_steps_per_epoch", "1",
+                      "--validation_sample", "3", "--train_sample", "0")  # fmt: skip
+    train.main(args)
+    assert len(validated) == 2 and len(validated[0]) == 3  # of 5: per epoch the sample, no training sample
+    assert validated[0] == validated[1]
+
+
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
 def test_shipped_recipes_parse(recipe):
     args = train.parse_args([str(recipe)])
