@@ -500,8 +500,8 @@ class _Warp:
             folds = 1 + 2.5 * au * np.cos(phase_u)
             shade = folds if shade is None else shade * folds
         patch = _bilinear(layer, u * (w / 2) + (w / 2 - 0.5), v * (h / 2) + (h / 2 - 0.5))
-        if shade is not None:
-            patch[..., :3] *= shade[..., None]
+        if shade is not None:  # NaN behind the camera, where the patch is empty: 0 × NaN would poison the scene
+            patch[..., :3] *= np.nan_to_num(shade, nan=1.0)[..., None]
         return patch
 
 

@@ -30,6 +30,7 @@ from dataset_scripts.synthesize import (
     BACKGROUNDS,
     SceneObject,
     _background_images,
+    _Warp,
     category_of,
     compose_scene,
     main,
@@ -167,6 +168,16 @@ def test_boxes_are_the_visible_extent_of_the_pasted_logos(seed):
         logos |= obj.mask
     # ...and nothing else changed, up to blur and the soft edges just outside the masks.
     assert difference[~ndimage.binary_dilation(logos, iterations=6)].max(initial=0) < 16
+
+
+def test_a_warp_with_part_of_the_mark_behind_the_camera_leaves_that_part_empty_not_nan():
+    """A steep tilt puts scene pixels behind the camera (NaN coordinates); a cylinder's shading there must not turn the
+    empty patch into NaN, which would show as black pixels in the scene."""
+    tilt = np.array([[1, 0, 0], [0, 1, 0], [0.02, 0, 1]], np.float64)  # depth <= 0 from x = 50 on
+    warp = _Warp(tilt, (20, 20), cylinder=0.5, cylinder_axis=0, ripple=None)
+    patch = warp.apply(np.ones((20, 20, 5), np.float32), 1.0, np.zeros(2), (0, -10, 100, 10))
+    assert np.isfinite(patch).all()
+    assert patch[:, :5].any() and not patch[:, 50:].any()
 
 
 def test_voc_round_trip_keeps_unusual_names(tmp_path):
