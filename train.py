@@ -155,6 +155,9 @@ class TrainingArguments:
         metadata={"help": "Validation metric that picks the best model (retrieval_mAP uses every pair: least noisy)."},
     )
     early_stopping_patience: int | None = None
+    eval_on_start: bool = field(
+        default=False, metadata={"help": "Also validate before training (epoch -1): where --init_from starts."}
+    )
     train_sample: int = field(default=500, metadata={"help": "Training images for the memorisation mAP each epoch."})
     validation_sample: int | None = field(
         default=None,
@@ -554,6 +557,16 @@ def main(argv: list[str] | None = None) -> TrainingState:
         accelerator.init_trackers("logs", config={k: v for k, v in asdict(args).items() if v is not None})
     for callback in callbacks:
         callback.on_train_begin(state, unwrapped)
+
+    if args.eval_on_start and not state.history:
+        model.eval()
+        metrics = validate(unwrapped, processor, validation_split, train_sample, loss_fn, miner, args)
+        state.history.append({"epoch": -1, "step": 0, **metrics})
+        accelerator.log({f"validation/{k}": v for k, v in metrics.items()}, step=0)
+        accelerator.print(
+            f"before training: retrieval mAP: validation {metrics['retrieval_mAP']:.3f}, "
+            f"train brands {metrics.get('train_retrieval_mAP', float('nan')):.3f}"
+        )
 
     # ---- Train
     start = time.perf_counter()

@@ -304,6 +304,17 @@ def test_validation_sample_validates_each_epoch_on_the_same_sample(data_dir, tmp
     assert validated[0] == validated[1]
 
 
+def test_eval_on_start_records_the_starting_point_as_epoch_minus_one(data_dir, tmp_path):
+    output = tmp_path / "run"
+    args = quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "1", "--max_steps_per_epoch", "1",
+                      "--eval_on_start", "true")  # fmt: skip
+    state = train.main(args)
+    assert [row["epoch"] for row in state.history] == [-1, 0]
+    assert "retrieval_mAP" in state.history[0] and "train_loss" not in state.history[0]
+    assert state.best_epoch == 0  # the starting point is not a candidate for the saved model
+    assert (output / "metrics.csv").read_text().splitlines()[1].startswith("-1,0,")
+
+
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
 def test_shipped_recipes_parse(recipe):
     args = train.parse_args([str(recipe)])
