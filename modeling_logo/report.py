@@ -130,10 +130,17 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
 
     brands = np.unique(split.labels)[:max_brands]
     keep = np.isin(split.labels, brands)
-    points = TSNE(perplexity=min(30, max(2, keep.sum() // 4)), random_state=seed, init="pca").fit_transform(
-        split.embeddings[keep]
-    )
+    embeddings = split.embeddings[keep]
     figure, axis = plt.subplots(figsize=(7, 6))
+    if len(embeddings) < 3 or np.ptp(embeddings, axis=0).max() < 1e-6:
+        # t-SNE divides by the spread of its start, and its Barnes-Hut tree then crashes the whole process
+        axis.text(0.5, 0.5, "t-SNE skipped: every test embedding is the same point\n(a collapsed model)",
+                  ha="center", va="center")  # fmt: skip
+        axis.set(title="t-SNE of test-brand embeddings", xticks=[], yticks=[])
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return
+    points = TSNE(perplexity=min(30, max(2, keep.sum() // 4)), random_state=seed, init="pca").fit_transform(embeddings)
     colours = plt.get_cmap("tab20")
     for index, brand in enumerate(brands):
         members = split.labels[keep] == brand

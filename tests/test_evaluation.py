@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -135,3 +138,18 @@ def test_calibrated_thresholds_meet_their_targets():
     assert f1(best_f1) >= max(f1(precise), f1(strict))
     with pytest.raises(ValueError, match="precision@0.95"):
         calibrate_threshold(split, "accuracy")
+
+
+def test_the_tsne_plot_of_a_collapsed_model_is_a_note_not_a_crash(tmp_path):
+    """Identical embeddings made sklearn's Barnes-Hut t-SNE segfault, killing the run that writes the report: run the
+    plot in a child process so that a regression fails this test instead of the whole suite."""
+    script = (
+        "import numpy as np\n"
+        "from modeling_logo.evaluation import EmbeddedSplit\n"
+        "from modeling_logo.report import plot_tsne\n"
+        "split = EmbeddedSplit(np.tile(np.eye(1, 8, dtype=np.float32), (6, 1)), np.repeat(np.arange(3), 2))\n"
+        f"plot_tsne(split, ['a', 'b', 'c'], {str(tmp_path / 'tsne.png')!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "tsne.png").stat().st_size > 0
