@@ -56,6 +56,7 @@ from modeling_logo.evaluation import (
     embed_split,
     paper_protocol,
     retrieval_protocol,
+    seeded_sample,
 )
 from modeling_logo.losses import (
     CLASS_PROXY_LOSSES,
@@ -494,13 +495,11 @@ def main(argv: list[str] | None = None) -> TrainingState:
         train_dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),  # worker seeds do not consume the global RNG
     )  # fmt: skip
-    train_sample = train_split.shuffle(seed=args.seed).select(range(min(args.train_sample, len(train_split))))
+    train_sample = seeded_sample(train_split, args.train_sample, args.seed)
     # A large scene pool has many validation images per brand; a fixed sample keeps epochs comparable and quick.
     validation_split = splits["validation"]
     if args.validation_sample:
-        validation_split = validation_split.shuffle(seed=args.seed).select(
-            range(min(args.validation_sample, len(validation_split)))
-        )
+        validation_split = seeded_sample(validation_split, args.validation_sample, args.seed)
 
     # ---- Model, loss, optimizer: every parameter is in a group from the start; unfreezing turns gradients on
     unfreezing = ProgressiveUnfreezing.from_string(

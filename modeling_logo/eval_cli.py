@@ -19,7 +19,14 @@ import torch
 from PIL import Image
 
 from .configuration_logo import LogoEmbeddingConfig
-from .evaluation import EmbeddedSplit, embed_split, honest_protocol, paper_protocol, retrieval_protocol
+from .evaluation import (
+    EmbeddedSplit,
+    embed_split,
+    honest_protocol,
+    paper_protocol,
+    retrieval_protocol,
+    seeded_sample,
+)
 from .few_shot import RUNTIMES, Runtime, load_model_and_processor
 from .image_processing_logo import LogoImageProcessor, to_rgb
 from .modeling_logo import LogoEmbeddingModel
@@ -60,7 +67,7 @@ def evaluate_embedder(
     {...}}` and the test embeddings. Validation brands tune the honest threshold and serve as out-of-distribution
     queries for t-mAP; a sample of training brands measures memorisation."""
     test, validation = embed(splits["test"]), embed(splits["validation"])
-    train = splits["train"].shuffle(seed=seed).select(range(min(train_sample, len(splits["train"]))))
+    train = seeded_sample(splits["train"], train_sample, seed)
     result = {
         "paper": [_paper_or_skip(test, k, seed) for k in shots],
         "honest": honest_protocol(validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed),

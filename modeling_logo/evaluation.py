@@ -68,6 +68,12 @@ def embed_split(
     return EmbeddedSplit(embeddings.numpy(), np.asarray(dataset[label_column]))
 
 
+def seeded_sample(dataset, size: int, seed: int = 0):
+    """A fixed random sample of `size` rows of a `datasets.Dataset` (all of them if it has fewer), the same for the
+    same seed: the training-brand sample that measures memorisation, or a validation sample of a large pool."""
+    return dataset.shuffle(seed=seed).select(range(min(size, len(dataset))))
+
+
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
