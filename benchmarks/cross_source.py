@@ -26,15 +26,12 @@ import sys
 from pathlib import Path
 
 import datasets
-import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dataset_scripts import load_logodet3k, synthesize  # noqa: E402
-from modeling_logo import LogoEmbeddingModel  # noqa: E402
-from modeling_logo.eval_cli import evaluate_embedder, model_embedder  # noqa: E402
-from modeling_logo.few_shot import load_model_and_processor  # noqa: E402
+from modeling_logo.eval_cli import build_embedders, evaluate_embedder  # noqa: E402
 
 
 SOURCES = ("simple-icons", "iconify")
@@ -92,20 +89,18 @@ def main(argv: list[str] | None = None) -> dict:
     test_brands = len(brand_names(splits[SOURCES[0]]["test"]))
     print(f"{test_brands} test brands drawn by both sources; crops per split: {sizes}")
 
-    models = {name: load_model_and_processor(name) for name in args.model}
-    first_model, processor = next(iter(models.values()))
-    torch.manual_seed(0)
-    untrained = LogoEmbeddingModel(first_model.config).eval()
-    models["untrained (random init)"] = (untrained, processor)
+    # The models and the untrained baseline exactly as `logo-eval --baselines untrained` builds them.
+    embedders = build_embedders(argparse.Namespace(
+        model=args.model, baselines=["untrained"], batch_size=64, runtime="auto", seed=0, backbone=None, image_size=None,
+    ))  # fmt: skip
 
     results: dict[str, dict] = {}
-    for name, (model, model_processor) in models.items():
+    for name, embed in embedders.items():
         for source in SOURCES:
             print(f"Evaluating {name} on {source} designs ...")
             result, _ = evaluate_embedder(
-                model_embedder(model, model_processor), splits[source], shots=(1, 5), ways=(5,),
-                episodes=args.episodes, train_sample=0,
-            )  # fmt: skip
+                embed, splits[source], shots=(1, 5), ways=(5,), episodes=args.episodes, train_sample=0
+            )
             honest = {row["shots"]: row for row in result["honest"]}
             results.setdefault(name, {})[source] = {
                 "retrieval_mAP": result["retrieval"]["images/mAP"],
