@@ -132,21 +132,22 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
     keep = np.isin(split.labels, brands)
     embeddings = split.embeddings[keep]
     figure, axis = plt.subplots(figsize=(7, 6))
-    if len(embeddings) < 3 or np.ptp(embeddings, axis=0).max() < 1e-6:
-        # t-SNE divides by the spread of its start, and its Barnes-Hut tree then crashes the whole process
-        axis.text(0.5, 0.5, "t-SNE skipped: every test embedding is the same point\n(a collapsed model)",
-                  ha="center", va="center")  # fmt: skip
-        axis.set(title="t-SNE of test-brand embeddings", xticks=[], yticks=[])
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        return
-    points = TSNE(perplexity=min(30, max(2, keep.sum() // 4)), random_state=seed, init="pca").fit_transform(embeddings)
-    colours = plt.get_cmap("tab20")
-    for index, brand in enumerate(brands):
-        members = split.labels[keep] == brand
-        axis.scatter(*points[members].T, s=14, color=colours(index % 20), label=names[brand][:20])
+    too_few = len(embeddings) < 3  # t-SNE's perplexity must stay below the number of points
+    # All points the same (a collapsed model): t-SNE divides by the spread of its start, and its Barnes-Hut tree
+    # then crashes the whole process.
+    collapsed = not too_few and np.ptp(embeddings, axis=0).max() < 1e-6
+    if too_few or collapsed:
+        reason = "every test embedding is the same point\n(a collapsed model)" if collapsed else "fewer than 3 images"
+        axis.text(0.5, 0.5, f"t-SNE skipped: {reason}", ha="center", va="center")
+    else:
+        perplexity = min(30, max(2, len(embeddings) // 4))
+        points = TSNE(perplexity=perplexity, random_state=seed, init="pca").fit_transform(embeddings)
+        colours = plt.get_cmap("tab20")
+        for index, brand in enumerate(brands):
+            members = split.labels[keep] == brand
+            axis.scatter(*points[members].T, s=14, color=colours(index % 20), label=names[brand][:20])
+        axis.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     axis.set(title="t-SNE of test-brand embeddings", xticks=[], yticks=[])
-    axis.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
