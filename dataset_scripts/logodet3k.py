@@ -42,7 +42,7 @@ from PIL import Image
 
 from modeling_logo import to_rgb
 
-from .voc import CATEGORIES, read_voc
+from .voc import CATEGORIES, UNKNOWN_LOGO, read_voc
 
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,10 @@ SKIP_REASONS = {
     "invalid_box": "one box with zero area or lying outside the image (the image's other boxes are kept)",
     "no_valid_boxes": "an image none of whose boxes is valid",
     "box_of_other_split": "a box of a brand that belongs to another split (crops only), so that splits stay disjoint",
+    "unknown_logo": "a box of a logo of no brand of the data set (`UNKNOWN_LOGO`): kept in `detection` only",
 }
+# Skips that follow from the data's design rather than from damage: logged as information, not as a warning.
+EXPECTED_SKIPS = ("box_of_other_split", "unknown_logo")
 
 SPLIT_SCHEMES = ("brands", "hash", "paper")
 
@@ -365,13 +368,18 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
             (width, height), image = checked
             if image_size is not None and image_size != (width, height):
                 logger.debug("%s: XML size %s differs from the image's %s", record.source, image_size, (width, height))
-            labelled = []
+            labelled = []  # (brand, box); brand None for an unknown logo
             for name, box in objects:
                 clipped = clip_box(box, width, height)
                 if clipped is None:
                     skipped["invalid_box"] += 1
-                    continue
-                labelled.append((self._object_brand(name, record, known_brands, mismatches_logged), clipped))
+                elif name == UNKNOWN_LOGO:
+                    labelled.append((None, clipped))
+                else:
+                    labelled.append((self._object_brand(name, record, known_brands, mismatches_logged), clipped))
+            if self.config.name != "detection":
+                skipped["unknown_logo"] += sum(brand is None for brand, _ in labelled)
+                labelled = [(brand, box) for brand, box in labelled if brand is not None]
             if not labelled:
                 skipped["no_valid_boxes"] += 1
                 continue
@@ -409,7 +417,8 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                     },
                 )
             else:
-                objects = [{"bbox": box, "brand": brand} for brand, box in labelled]
+                # ClassLabel's -1 is "no label": a logo of no brand of the data set
+                objects = [{"bbox": box, "brand": -1 if brand is None else brand} for brand, box in labelled]
                 yield record.source, {**common, "image": str(record.image_path), "objects": objects}
 
     def _check_image(
@@ -475,11 +484,13 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         elif report_path.is_file():
             self.skipped = {k: Counter(v) for k, v in json.loads(report_path.read_text()).items()}
         totals = sum(self.skipped.values(), Counter())
-        if totals:
-            logger.warning(
-                "LogoDet-3K: skipped %s (the reasons are explained in dataset_scripts.logodet3k.SKIP_REASONS).",
-                ", ".join(f"{count} {reason}" for reason, count in sorted(totals.items())),
-            )
+        for expected in (False, True):
+            counts = {reason: n for reason, n in sorted(totals.items()) if (reason in EXPECTED_SKIPS) == expected}
+            if counts:
+                (logger.info if expected else logger.warning)(
+                    "LogoDet-3K: skipped %s (the reasons are explained in dataset_scripts.logodet3k.SKIP_REASONS).",
+                    ", ".join(f"{count} {reason}" for reason, count in counts.items()),
+                )
 
 
 def load_logodet3k(

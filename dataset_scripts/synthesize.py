@@ -14,8 +14,9 @@ LogoDet-3K cannot be downloaded everywhere, so this script builds a stand-in fro
   `Brand-1`, `Brand-2` for the others, as LogoDet-3K does; each folder only shows its own design.
 - Each `<n>.xml` is Pascal VOC (UTF-8): `folder`, `filename`, `size` and one `object` (`name`, `bndbox`) per
   labelled logo. Most images hold one logo of the folder's design; some add one or two logos of other brands of
-  the set (labelled with *their* folder names) or a second copy of the same logo, and some add an unlabelled
-  distractor mark from a brand outside the set.
+  the set (labelled with *their* folder names) or a second copy of the same logo, and some add a distractor mark
+  from a brand outside the set, boxed as [`~dataset_scripts.voc.UNKNOWN_LOGO`]: a logo of no brand of the set, which
+  a logo localiser must find and a gallery must call unknown.
 
 **Boxes** are 0-based pixel coordinates, `xmin`/`ymin` the first column/row of the logo and `xmax`/`ymax` the last
 column/row + 1 (so `xmax - xmin` is the width), clipped to the image. A box is the bounding box of the logo's
@@ -72,7 +73,7 @@ from dataset_scripts.logo_sources import (
     load_marks,
     render_brand,
 )
-from dataset_scripts.voc import CATEGORIES, read_voc, write_voc
+from dataset_scripts.voc import CATEGORIES, UNKNOWN_LOGO, read_voc, write_voc
 
 
 #: Background photos: `skimage.data` images that ship with scikit-image (no download), with their licences.
@@ -104,7 +105,7 @@ _VISIBLE = 0.5  # opacity from which a pixel counts as part of a logo
 
 @dataclass(frozen=True)
 class SceneObject:
-    """A labelled logo in a scene.
+    """A logo in a scene: a brand's (`name` is its folder) or a distractor's (`name` is `UNKNOWN_LOGO`).
 
     `box` is `(xmin, ymin, xmax, ymax)` as in the module doc: the bounding box of `mask`, the `(H, W)` boolean mask
     of the logo's visible pixels.
@@ -281,7 +282,8 @@ def compose_scene(
 ) -> Scene:
     """Paste `mark` (an `(H, W, 4)` uint8 RGBA array) labelled `label` into a random scene, plus `extras`.
 
-    `extras` are more labelled `(mark, label)` pairs, `distractor` an unlabelled mark. The image's long side is
+    `extras` are more labelled `(mark, label)` pairs, `distractor` a mark of no brand of the set (its object, if it
+    stays visible, is named `UNKNOWN_LOGO`). The image's long side is
     `image_size` pixels. Extra logos that find no free spot are left out. All randomness comes from `rng`, and
     none of it depends on pixel values, so recolouring a mark changes the pixels it covers and nothing else.
     """
@@ -307,13 +309,16 @@ def _compose(mark, label, rng, image_size, extras, distractor) -> Scene:
         pasted = _paste(canvas, logo, rng, area, occupied, objects, tries=1 if i == 0 else 12)
         if pasted is not None:
             objects.append((name, pasted))
+    unlabelled: list[tuple[str, np.ndarray]] = []
     if distractor is not None:
         area = math.exp(rng.uniform(math.log(_EXTRA_AREA[0]), math.log(_EXTRA_AREA[1]))) * image_area
-        _paste(canvas, distractor, rng, area, occupied, objects, tries=12)
+        pasted = _paste(canvas, distractor, rng, area, occupied, objects, tries=12)
+        if pasted is not None:
+            unlabelled.append((UNKNOWN_LOGO, pasted))
     if rng.random() < 0.15:
-        _occlude(canvas, rng, objects)
+        _occlude(canvas, rng, objects, also_hidden=[mask for _, mask in unlabelled])
     image = _finish(canvas, rng)
-    scene_objects = [SceneObject(name, _box(mask), mask) for name, mask in objects if mask.any()]
+    scene_objects = [SceneObject(name, _box(mask), mask) for name, mask in objects + unlabelled if mask.any()]
     return Scene(image, scene_objects, int(rng.integers(40, 96)))
 
 
@@ -569,8 +574,14 @@ def _light_patch(patch: np.ndarray, rng: np.random.Generator, surface: np.ndarra
         patch[:] = ndimage.gaussian_filter(patch, (sigma, sigma, 0), mode="constant")
 
 
-def _occlude(canvas: np.ndarray, rng: np.random.Generator, objects: list[tuple[str, np.ndarray]]) -> None:
-    """Cover part of the first logo with an ellipse of flat colour or photo texture, unless it would hide too much."""
+def _occlude(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    objects: list[tuple[str, np.ndarray]],
+    also_hidden: Sequence[np.ndarray] = (),
+) -> None:
+    """Cover part of the first logo with an ellipse of flat colour or photo texture, unless it would hide too much
+    of a labelled logo; the masks in `also_hidden` (the distractor's) lose the covered pixels too."""
     height, width = canvas.shape[:2]
     x0, y0, x1, y1 = _box(objects[0][1]) if objects[0][1].any() else (0, 0, width, height)
     side = rng.integers(4)
@@ -586,7 +597,7 @@ def _occlude(canvas: np.ndarray, rng: np.random.Generator, objects: list[tuple[s
     if any((mask & ~hidden).sum() < 0.6 * mask.sum() for _, mask in objects):
         return
     canvas[:] = canvas * (1 - cover[..., None]) + texture * cover[..., None]
-    for _, mask in objects:
+    for mask in [mask for _, mask in objects] + list(also_hidden):
         mask &= ~hidden
 
 
@@ -665,7 +676,7 @@ def _generate_image(job: _Job, design_index: int, n: int) -> int:
     folder = job.out_dir / plan.category / plan.folder
     scene.image.save(folder / f"{n}.jpg", quality=scene.jpeg_quality)
     write_voc(folder / f"{n}.xml", plan.folder, f"{n}.jpg", scene.image.size, [(o.name, o.box) for o in scene.objects])
-    return len(scene.objects)
+    return sum(o.name != UNKNOWN_LOGO for o in scene.objects)
 
 
 def _generate(task: tuple[int, int]) -> int:

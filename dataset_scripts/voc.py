@@ -23,6 +23,11 @@ CATEGORIES = (
     "Transportation",
 )
 
+#: The VOC object name of a logo of no brand of the data set (the generator's distractor marks): a localiser learns
+#: to find it, a gallery must call it unknown, and the embedder never trains on it. No brand folder can be named so
+#: without clashing, so the builder checks it before any brand name.
+UNKNOWN_LOGO = "unknown-logo"
+
 Box = tuple[float, float, float, float]
 
 
@@ -68,4 +73,4 @@ def write_voc(
     ElementTree.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
-__all__ = ["CATEGORIES", "read_voc", "write_voc"]
+__all__ = ["CATEGORIES", "UNKNOWN_LOGO", "read_voc", "write_voc"]
