@@ -38,7 +38,7 @@ from dataset_scripts.synthesize import (
     split_images,
     synthesize,
 )
-from dataset_scripts.voc import CATEGORIES, read_voc, write_voc
+from dataset_scripts.voc import CATEGORIES, UNKNOWN_LOGO, read_voc, write_voc
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,11 +151,17 @@ def test_boxes_are_the_visible_extent_of_the_pasted_logos(seed):
     scenes = []
     for colours in (((255, 255, 255), (255, 255, 0)), ((0, 0, 0), (0, 0, 255))):
         extras = [(ring_and_bar(colours[1]), "B")] if seed % 3 == 0 else []
+        distractor = ring_and_bar(colours[1]) if seed % 2 else None  # boxed as a logo of no brand
         rng = np.random.default_rng(seed)
-        scenes.append(compose_scene(ring_and_bar(colours[0]), "A", rng, image_size=160, extras=extras))
+        scenes.append(
+            compose_scene(ring_and_bar(colours[0]), "A", rng, image_size=160, extras=extras, distractor=distractor)
+        )
     light, dark = scenes
     assert [(o.name, o.box) for o in light.objects] == [(o.name, o.box) for o in dark.objects]
     assert light.objects[0].name == "A"
+    names = [o.name for o in light.objects]
+    # A placed distractor is the last object; the pixel check below fails if it changed pixels without a box.
+    assert UNKNOWN_LOGO not in names[:-1] and (seed % 2 or UNKNOWN_LOGO not in names)
     width, height = light.image.size
     difference = np.abs(np.asarray(light.image, float) - np.asarray(dark.image, float)).mean(-1)
     logos = np.zeros((height, width), bool)
@@ -337,7 +343,7 @@ def test_cli(tmp_path, capsys):
 
 
 def test_the_builder_reads_the_generated_set(small_set, tmp_path):
-    from dataset_scripts import load_logodet3k
+    from dataset_scripts import LogoDet3K, load_logodet3k
 
     root, summary = small_set
     out = root / "two-workers"
@@ -345,13 +351,21 @@ def test_the_builder_reads_the_generated_set(small_set, tmp_path):
     brands = builder_splits["train"].features["brand"].names
     assert len(brands) == summary.brands  # Brand-1 folders merged into their brand
     assert sum(len(split) for split in builder_splits.values()) == summary.images  # nothing skipped
-    boxes = 0
+    labelled = unknown = 0
     for split in builder_splits.values():
         for row in split:
             folder = Path(row["source"]).parent
             _, objects = read_voc(out / folder / Path(row["source"]).with_suffix(".xml").name)
             assert [tuple(obj["bbox"]) for obj in row["objects"]] == [box for _, box in objects]
-            boxes += len(objects)
-    assert boxes == summary.objects
+            # a distractor is a logo of no brand: ClassLabel's "no label"
+            assert [obj["brand"] == -1 for obj in row["objects"]] == [name == UNKNOWN_LOGO for name, _ in objects]
+            labelled += sum(obj["brand"] >= 0 for obj in row["objects"])
+            unknown += sum(obj["brand"] == -1 for obj in row["objects"])
+    assert labelled == summary.objects and unknown > 0
+    crops = load_logodet3k(out, "crops", cache_dir=tmp_path / "cache", few_shot_k=1)
+    assert sum(len(split) for split in crops.values()) <= summary.objects  # no crop of an unknown logo
+    builder = LogoDet3K(data_dir=str(out), config_name="crops", cache_dir=str(tmp_path / "cache"), few_shot_k=1)
+    builder.download_and_prepare()
+    assert sum(counts.get("unknown_logo", 0) for counts in builder.skipped.values()) == unknown
     split_brands = [set(split["brand"]) for split in builder_splits.values()]
     assert not split_brands[0] & split_brands[1] and not split_brands[0] & split_brands[2]
