@@ -9,9 +9,12 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from .configuration_localizer import LogoLocalizerConfig
 from .configuration_logo import BACKBONE_PRESETS, BACKBONE_STAGES, LogoEmbeddingConfig
 from .few_shot import BrandMatch, LogoGallery, model_fingerprint
+from .image_processing_localizer import LogoLocalizerImageProcessor
 from .image_processing_logo import InvalidImageError, LogoImageProcessor, open_image, to_rgb
+from .modeling_localizer import LogoLocalizerModel, LogoLocalizerOutput
 from .modeling_logo import LogoEmbeddingModel, LogoEmbeddingOutput
 
 
@@ -29,6 +32,15 @@ LogoEmbeddingConfig.register_for_auto_class()
 LogoEmbeddingModel.register_for_auto_class("AutoModel")
 LogoImageProcessor.register_for_auto_class("AutoImageProcessor")
 
+AutoConfig.register(LogoLocalizerConfig.model_type, LogoLocalizerConfig, exist_ok=True)
+AutoModel.register(LogoLocalizerConfig, LogoLocalizerModel, exist_ok=True)
+AutoImageProcessor.register(
+    LogoLocalizerConfig, image_processor_classes={"pil": LogoLocalizerImageProcessor}, exist_ok=True
+)
+LogoLocalizerConfig.register_for_auto_class()
+LogoLocalizerModel.register_for_auto_class("AutoModel")
+LogoLocalizerImageProcessor.register_for_auto_class("AutoImageProcessor")
+
 __all__ = [
     "EVALUATE_METRIC_PATH",
     "BACKBONE_PRESETS",
@@ -40,6 +52,10 @@ __all__ = [
     "LogoEmbeddingOutput",
     "LogoGallery",
     "LogoImageProcessor",
+    "LogoLocalizerConfig",
+    "LogoLocalizerImageProcessor",
+    "LogoLocalizerModel",
+    "LogoLocalizerOutput",
     "model_fingerprint",
     "open_image",
     "to_rgb",

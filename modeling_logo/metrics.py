@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 
 def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +111,57 @@ def average_precision(scores, labels) -> float:
         return 0.0
     recall = np.r_[0.0, curve.recall]
     return float(np.sum(np.diff(recall) * curve.precision))
+
+
+def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold: float = 0.5) -> np.ndarray:
+    """Which predicted boxes are true positives (PASCAL VOC's rule): in order of score, a prediction matches the
+    unmatched ground-truth box it overlaps most if their IoU is at least `iou_threshold`; each box matches once.
+
+    Boxes are `(xmin, ymin, xmax, ymax)`. Returns a boolean array in the predictions' given order.
+    """
+    pred_boxes = torch.as_tensor(np.asarray(pred_boxes, np.float32).reshape(-1, 4))
+    gt_boxes = torch.as_tensor(np.asarray(gt_boxes, np.float32).reshape(-1, 4))
+    hits = np.zeros(len(pred_boxes), bool)
+    if not len(pred_boxes) or not len(gt_boxes):
+        return hits
+    iou = box_iou(pred_boxes, gt_boxes).numpy()
+    taken = np.zeros(len(gt_boxes), bool)
+    for index in np.argsort(-np.asarray(pred_scores, np.float64).ravel(), kind="stable"):
+        overlaps = np.where(taken, -1.0, iou[index])
+        best = int(np.argmax(overlaps))
+        if overlaps[best] >= iou_threshold:
+            hits[index], taken[best] = True, True
+    return hits
+
+
+def detection_metrics(images, iou_threshold: float = 0.5) -> dict[str, float]:
+    """Class-agnostic detection quality over many images: `AP` (area under the step precision-recall curve, the same
+    rule as [`average_precision`], recall counted over *all* ground-truth boxes), `recall` (of every box found at any
+    score), and the best-F1 operating point (`f1`, `threshold`, `precision` and `recall_at_threshold` there).
+
+    Args:
+        images: an iterable of `(pred_boxes, pred_scores, gt_boxes)`, one per image.
+    """
+    scores, hits, num_boxes = [], [], 0
+    for pred_boxes, pred_scores, gt_boxes in images:
+        scores.append(np.asarray(pred_scores, np.float64).ravel())
+        hits.append(match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold))
+        num_boxes += len(np.asarray(gt_boxes).reshape(-1, 4))
+    scores, hits = np.concatenate(scores or [np.empty(0)]), np.concatenate(hits or [np.empty(0, bool)])
+    if not len(scores) or not num_boxes:
+        return {"AP": 0.0, "recall": 0.0, "f1": 0.0, "threshold": 1.0, "precision": 0.0, "recall_at_threshold": 0.0}
+    curve = operating_curve(scores, hits)
+    precision, recall = curve.precision, curve.true_positives / num_boxes
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.argmax(f1))
+    return {
+        "AP": float(np.sum(np.diff(np.r_[0.0, recall]) * precision)),
+        "recall": float(recall[-1]),
+        "f1": float(f1[best]),
+        "threshold": float(curve.thresholds[best]),
+        "precision": float(precision[best]),
+        "recall_at_threshold": float(recall[best]),
+    }
 
 
 def roc_auc(scores, labels) -> float:
@@ -287,9 +340,11 @@ __all__ = [
     "Curve",
     "average_precision",
     "best_f1_threshold",
+    "detection_metrics",
     "distance_ratio",
     "equal_error_rate",
     "fisher_separation",
+    "match_detections",
     "mean_confidence_interval",
     "operating_curve",
     "recall_at_precision",

@@ -78,27 +78,13 @@ def export_onnx(
         [`LogoImageProcessor`]; output `embeddings` `(batch, embedding_size)` float32.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
     size = model.config.image_size
-    example = torch.randn(2, 3, size, size)
+    metadata = {"model_type": model.config.model_type, "backbone": model.config.backbone,
+                NORMALIZED_KEY: str(bool(model.config.normalize_embeddings))}  # fmt: skip
     try:
-        with torch.no_grad():
-            program = torch.onnx.export(
-                _EmbeddingsOnly(model).eval(),
-                (example,),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
-                opset_version=opset_version,
-                dynamo=True,
-                verbose=False,
-            )
-        # One file (a few MB for resnet-small, ~100 MB for ResNet-50; under protobuf's 2 GB limit).
-        program.model.metadata_props.update({"model_type": model.config.model_type, "backbone": model.config.backbone,
-                                             NORMALIZED_KEY: str(bool(model.config.normalize_embeddings))})  # fmt: skip
-        program.save(path, external_data=False)
+        _export_program(_EmbeddingsOnly(model), size, [OUTPUT_NAME], path, metadata, opset_version)
         if verify:
             embedder = OnnxLogoEmbedder(path)
             for batch_size in (1, 3):
@@ -116,6 +102,45 @@ def export_onnx(
     return path
 
 
+def _export_program(
+    module: nn.Module, image_size: int, output_names: list[str], path: Path, metadata: dict, opset_version: int
+) -> None:
+    """torch.export `module` (pixels -> outputs, dynamic batch axis) into one self-contained ONNX file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, 3, image_size, image_size)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module.eval(),
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
+            opset_version=opset_version,
+            dynamo=True,
+            verbose=False,
+        )
+    # One file (a few MB for resnet-small, ~100 MB for ResNet-50; under protobuf's 2 GB limit).
+    program.model.metadata_props.update(metadata)
+    program.save(path, external_data=False)
+
+
+def _session(path: str | os.PathLike, num_threads: int | None):
+    ort = _onnxruntime()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No ONNX model at {os.fspath(path)!r}; export one first.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads or torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own InvalidProtobuf/Fail types
+        raise ValueError(f"{os.fspath(path)!r} is not a loadable ONNX model: {error}") from error
+    (model_input,) = session.get_inputs()
+    if model_input.name != INPUT_NAME:
+        raise ValueError(f"{os.fspath(path)!r} takes {model_input.name!r}, not {INPUT_NAME!r}: not a logo model.")
+    return session
+
+
 class OnnxLogoEmbedder:
     """Embeds normalised pixels with an exported model in ONNX Runtime; a drop-in for `model(pixels).embeddings`.
 
@@ -126,19 +151,8 @@ class OnnxLogoEmbedder:
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
-        ort = _onnxruntime()
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"No ONNX model at {os.fspath(path)!r}; write one with export_onnx(model, path).")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or torch.get_num_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own InvalidProtobuf/Fail types
-            raise ValueError(f"{os.fspath(path)!r} is not a loadable ONNX model: {error}") from error
+        self.session = _session(path, num_threads)
         (model_input,) = self.session.get_inputs()
-        if model_input.name != INPUT_NAME:
-            raise ValueError(f"{os.fspath(path)!r} takes {model_input.name!r}, not {INPUT_NAME!r}: not a logo model.")
         self.image_size = model_input.shape[-1]
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.normalized = metadata.get(NORMALIZED_KEY, "True") == "True"
@@ -202,15 +216,103 @@ def cached_embedder(model: LogoEmbeddingModel, cache_dir: str | os.PathLike | No
         return embedder
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# The logo localiser: the network (backbone, pyramid, head, box decoding) in ONNX; threshold and NMS stay in
+# torchvision, in `LogoLocalizerImageProcessor.post_process_object_detection`, for both runtimes.
+
+LOCALIZER_OUTPUTS = ("scores", "pred_boxes")
+
+
+class _LocalizerOutputs(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(pixel_values, return_dict=True)
+        return output.scores, output.pred_boxes
+
+
+def export_localizer_onnx(
+    model, path: str | os.PathLike, *, opset_version: int = 18, verify: bool = True, atol: float = 1e-3
+) -> Path:
+    """Export a [`~modeling_logo.LogoLocalizerModel`] to one ONNX file (input `pixel_values` `(batch, 3, S, S)`,
+    outputs `scores` `(batch, N)` and `pred_boxes` `(batch, N, 4)`), checked against PyTorch within `atol` pixels."""
+    path = Path(path)
+    was_training = model.training
+    model.eval()
+    size = model.config.image_size
+    try:
+        _export_program(_LocalizerOutputs(model), size, list(LOCALIZER_OUTPUTS), path,
+                        {"model_type": model.config.model_type, "backbone": model.config.backbone}, opset_version)  # fmt: skip
+        if verify:
+            runner = OnnxLogoLocalizer(path)
+            for batch_size in (1, 3):
+                pixels = torch.randn(batch_size, 3, size, size)
+                with torch.no_grad():
+                    expected = model(pixels)
+                got = runner(pixels)
+                error = max(float((got[key] - expected[key]).abs().max()) for key in LOCALIZER_OUTPUTS)
+                if error > atol:
+                    raise RuntimeError(
+                        f"The ONNX export of the localiser differs from PyTorch by {error:.2e} (> {atol:g}) at batch "
+                        f"size {batch_size}; do not use {path}."
+                    )
+    finally:
+        model.train(was_training)
+    return path
+
+
+class OnnxLogoLocalizer:
+    """Runs an exported localiser in ONNX Runtime; a drop-in for `model(pixel_values)` in
+    `post_process_object_detection` (a dict with `scores` and `pred_boxes` tensors)."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
+        self.session = _session(path, num_threads)
+        self.image_size = self.session.get_inputs()[0].shape[-1]
+
+    def __call__(self, pixel_values: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
+        pixels = pixel_values.numpy(force=True) if isinstance(pixel_values, torch.Tensor) else pixel_values
+        outputs = self.session.run(list(LOCALIZER_OUTPUTS), {INPUT_NAME: np.ascontiguousarray(pixels, np.float32)})
+        return {name: torch.from_numpy(value) for name, value in zip(LOCALIZER_OUTPUTS, outputs)}
+
+
+def cached_localizer(model, cache_dir: str | os.PathLike | None = None) -> OnnxLogoLocalizer:
+    """The ONNX Runtime runner of a localiser, exported (and checked) once per set of weights, cached on disk like
+    [`cached_embedder`]'s exports."""
+    digest = weights_digest(model)
+    with _EXPORT_LOCK:
+        cached = _EMBEDDERS.get(model)
+        if cached is not None and cached[0] == digest:
+            return cached[1]
+        path = Path(cache_dir or cache_root() / "onnx") / f"localizer-{model.config.backbone}-{digest}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+                os.replace(export_localizer_onnx(model, Path(scratch) / path.name), path)
+        runner = OnnxLogoLocalizer(path)
+        _EMBEDDERS[model] = (digest, runner)
+        return runner
+
+
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description="Export a saved logo model to ONNX (checked against PyTorch).")
+    parser = argparse.ArgumentParser(
+        description="Export a saved logo embedder or logo localiser to ONNX (checked against PyTorch)."
+    )
     parser.add_argument("model", help="a directory written by save_pretrained, or a Hub id")
     parser.add_argument("output", help="the .onnx file to write")
     parser.add_argument("--opset_version", type=int, default=18)
     args = parser.parse_args(argv)
-    model = LogoEmbeddingModel.from_pretrained(args.model)
-    path = export_onnx(model, args.output, opset_version=args.opset_version)
-    print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch within 1e-4.")
+    from transformers import AutoConfig
+
+    if AutoConfig.from_pretrained(args.model).model_type == "logo-localizer":
+        from .modeling_localizer import LogoLocalizerModel
+
+        path = export_localizer_onnx(LogoLocalizerModel.from_pretrained(args.model), args.output,
+                                     opset_version=args.opset_version)  # fmt: skip
+    else:
+        path = export_onnx(LogoEmbeddingModel.from_pretrained(args.model), args.output, opset_version=args.opset_version)
+    print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
     return path
 
 
