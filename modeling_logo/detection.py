@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .image_processing_localizer import LogoLocalizerImageProcessor
 from .image_processing_logo import open_image, to_rgb
@@ -23,6 +23,9 @@ from .modeling_localizer import LogoLocalizerModel
 #: Context kept around a logo box when it is cropped for the embedder, as a fraction of the box's width and height
 #: on each side: the crops the embedder trains on (`dataset_scripts.logodet3k`) and the crops of found logos agree.
 CROP_MARGIN = 0.1
+
+#: Where this repository ships its trained localiser; the Space and `logo-detect` use it when nothing else is given.
+DEFAULT_LOCALIZER = "checkpoints/logo-localizer-resnet-small"
 
 Box = tuple[float, float, float, float]
 
@@ -65,6 +68,45 @@ def as_photo(image) -> Image.Image:
     elif isinstance(image, torch.Tensor):
         raise TypeError("Give photos as PIL images, arrays, paths or bytes; tensors are ambiguous (normalised?).")
     return to_rgb(image)
+
+
+KNOWN_COLOUR, UNKNOWN_COLOUR = (22, 163, 74), (220, 38, 38)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, OSError, ImportError):  # no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def detection_label(detection: LogoDetection) -> str:
+    """A found logo's caption on the annotated photo: `"Acme 0.83"`, or `"unknown 0.41"` under the threshold."""
+    return f"{detection.brand or 'unknown'} {detection.score:.2f}"
+
+
+def draw_detections(photo: Image.Image, detections: Sequence[LogoDetection], max_side: int = 1280) -> Image.Image:
+    """A copy of the photo (at most `max_side` pixels) with every detection boxed and captioned: green for
+    a registered brand, red for an unknown logo; the best is drawn last, on top."""
+    scale = min(1.0, max_side / max(photo.size))
+    image = to_rgb(photo).copy()
+    if scale < 1.0:
+        image = image.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))))
+    draw = ImageDraw.Draw(image)
+    side = max(image.size)
+    width, font, pad = max(2, round(side / 300)), _font(max(11, round(side / 40))), max(2, round(side / 300))
+    for detection in reversed(detections):
+        colour = KNOWN_COLOUR if detection.brand is not None else UNKNOWN_COLOUR
+        xmin, ymin, xmax, ymax = (value * scale for value in detection.box)
+        draw.rectangle((xmin, ymin, max(xmax, xmin + 1), max(ymax, ymin + 1)), outline=colour, width=width)
+        text = detection_label(detection)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        label_w, label_h = right - left + 2 * pad, bottom - top + 2 * pad
+        x = min(max(0.0, xmin), max(0.0, image.width - label_w))
+        y = ymin - label_h if ymin - label_h >= 0 else min(ymin, max(0.0, image.height - label_h))  # above, else in
+        draw.rectangle((x, y, x + label_w, y + label_h), fill=colour)
+        draw.text((x + pad - left, y + pad - top), text, fill="white", font=font)
+    return image
 
 
 class LogoLocalizer:
@@ -164,4 +206,6 @@ class LogoLocalizer:
         return results
 
 
-__all__ = ["CROP_MARGIN", "LogoDetection", "LogoLocalizer", "as_photo", "crop_box"]
+__all__ = [
+    "CROP_MARGIN",
+    "DEFAULT_LOCALIZER", "LogoDetection", "LogoLocalizer", "as_photo", "crop_box", "draw_detections"]

@@ -19,18 +19,22 @@ import torch
 from PIL import Image
 
 from .configuration_logo import LogoEmbeddingConfig
+from .detection import LogoLocalizer, crop_box
 from .evaluation import (
     EmbeddedSplit,
+    embed_photos,
     embed_split,
     honest_protocol,
+    localization_protocol,
     paper_protocol,
+    photo_protocol,
     retrieval_protocol,
     seeded_sample,
 )
-from .few_shot import RUNTIMES, Runtime, load_model_and_processor
+from .few_shot import RUNTIMES, LogoGallery, Runtime, load_model_and_processor, window_boxes
 from .image_processing_logo import LogoImageProcessor, to_rgb
 from .modeling_logo import LogoEmbeddingModel
-from .report import honest_table, paper_table, retrieval_table, write_report
+from .report import honest_table, paper_table, photo_table, retrieval_table, write_report
 
 
 Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
@@ -117,6 +121,67 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
     return embedders
 
 
+PHOTO_METHODS = {
+    "localizer": "localiser boxes, each embedded",
+    "windows": "multi-scale window search (no localiser)",
+    "whole-image": "the whole photo embedded as one crop",
+}
+
+
+def photo_finders(localizer: LogoLocalizer | None, methods) -> dict[str, Callable]:
+    """`photo -> boxes` for each whole-photo method."""
+    finders = {}
+    for method in methods:
+        if method == "localizer":
+            if localizer is None:
+                continue
+            finders[method] = lambda photo: localizer([photo])[0]["boxes"].numpy()
+        elif method == "windows":
+            finders[method] = lambda photo: np.asarray(window_boxes(photo.width, photo.height), np.float32)
+        else:
+            finders[method] = lambda photo: np.asarray([[0, 0, photo.width, photo.height]], np.float32)
+    return finders
+
+
+def _crop_embedder(gallery: LogoGallery) -> Callable:
+    """`(photo, boxes) -> embeddings` of the boxes' crops, cropped and embedded as `LogoGallery.detect` does."""
+    return lambda photo, boxes: gallery.embed([crop_box(to_rgb(photo), box) for box in boxes], progress=False)
+
+
+def evaluate_photos(args: argparse.Namespace, crop_splits: datasets.DatasetDict, split_options: dict) -> dict:
+    """Localisation (class-agnostic AP50, recall) on test-brand scenes, and whole-photo open-set recognition for
+    each `--model` and photo method: `{"localization": {...}, model: {method: [rows]}}`."""
+    from dataset_scripts import load_logodet3k
+    from dataset_scripts.scenes import split_scenes
+
+    scenes = load_logodet3k(args.data_dir, "detection", **split_options)
+    scenes = {
+        name: seeded_sample(split_scenes(scenes[name]), args.photo_scenes, args.seed)
+        for name in ("validation", "test")
+    }
+    localizer = LogoLocalizer.from_pretrained(args.localizer, runtime=args.runtime) if args.localizer else None
+    results = {}
+    if localizer is not None:
+        results["localization"] = localization_protocol(localizer, scenes["test"])
+    for name_or_path in args.model:
+        model, processor = load_model_and_processor(name_or_path)
+        embed_crops = _crop_embedder(LogoGallery(model, processor, batch_size=args.batch_size, runtime=args.runtime))
+        crops = {
+            name: (model_embedder(model, processor, args.batch_size, args.runtime)(crop_splits[name]),
+                   np.asarray(crop_splits[name]["source"]))
+            for name in ("validation", "test")
+        }  # fmt: skip
+        results[str(name_or_path)] = {}
+        for method, find_boxes in photo_finders(localizer, args.photo_methods).items():
+            print(f"Whole photos: {name_or_path} with {PHOTO_METHODS[method]} ...")
+            photos = {name: embed_photos(scenes[name], find_boxes, embed_crops) for name in scenes}
+            results[str(name_or_path)][method] = photo_protocol(
+                (photos["validation"], *crops["validation"]), (photos["test"], *crops["test"]),
+                shots=tuple(args.shots), episodes=args.photo_episodes, seed=args.seed,
+            )  # fmt: skip
+    return results
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="logo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,6 +211,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=RUNTIMES,
         help="what runs the models: auto = ONNX Runtime when installed (the fastest), else torch",
     )
+    parser.add_argument(
+        "--localizer", default=None, help="a saved logo localiser: also evaluate localisation and whole photos"
+    )
+    parser.add_argument("--photo_methods", nargs="*", default=["localizer", "windows", "whole-image"],
+                        choices=list(PHOTO_METHODS),
+                        help="how whole photos are searched (localizer needs --localizer)")  # fmt: skip
+    parser.add_argument("--photo_scenes", type=int, default=150, help="scenes per split for the photo protocol")
+    parser.add_argument("--photo_episodes", type=int, default=200, help="whole-photo open-set episodes per setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", default="report", help="output folder of the report ('' for none)")
     args = parser.parse_args(argv)
@@ -184,6 +257,13 @@ def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
     print(honest_table(results))
     print("\n## Retrieval\n")
     print(retrieval_table(results))
+    if args.localizer or (args.model and set(args.photo_methods) - {"localizer"}):
+        photo_results = evaluate_photos(args, splits, options)
+        print("\n## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)\n")
+        print(photo_table(photo_results))
+        for name in args.model:
+            results[str(name)]["photos"] = photo_results[str(name)]
+            results[str(name)]["localization"] = photo_results.get("localization")
     if args.report:
         test = splits["test"]
         directory = write_report(

@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from .metrics import (
     average_precision,
+    detection_metrics,
     distance_ratio,
     f1_at_thresholds,
     fisher_separation,
@@ -390,3 +393,200 @@ __all__ = [
     "retrieval_protocol",
     "verification_episodes",
 ]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole photos: where the logos are (class-agnostic), then which brand each one is.
+
+
+def localization_protocol(localizer, scenes, *, iou_threshold: float = 0.5, min_score: float = 0.05) -> dict:
+    """Class-agnostic localisation quality on scenes: `AP50`, `recall50` (every box found at any score above
+    `min_score`), the best-F1 score threshold (`threshold`, `f1`, `precision`, `recall_at_threshold`) and the mean
+    `ms_per_photo` of the localiser.
+
+    Args:
+        localizer: a [`~modeling_logo.detection.LogoLocalizer`] (or any `photos -> [{"boxes", "scores"}]` callable).
+        scenes: a `datasets.Dataset` (or list of rows) with `image` and `objects` (`[{"bbox": xyxy}, ...]`), the
+            builder's `detection` config: every box is a logo, whatever its brand (-1: of no brand).
+    """
+    import time
+
+    images, seconds = [], 0.0
+    for row in scenes:
+        start = time.perf_counter()
+        (found,) = localizer([row["image"]], threshold=min_score)
+        seconds += time.perf_counter() - start
+        images.append((found["boxes"].numpy(), found["scores"].numpy(), [obj["bbox"] for obj in row["objects"]]))
+    metrics = detection_metrics(images, iou_threshold)
+    return {
+        "AP50": metrics["AP"],
+        "recall50": metrics["recall"],
+        "f1": metrics["f1"],
+        "threshold": metrics["threshold"],
+        "precision": metrics["precision"],
+        "recall_at_threshold": metrics["recall_at_threshold"],
+        "ms_per_photo": 1000 * seconds / max(1, len(images)),
+    }
+
+
+@dataclass
+class PhotoSplit:
+    """Whole scenes of a split with the logos a method found in them, embedded.
+
+    Per scene: its folder brand (`labels`), its `sources` path, the found `boxes` `(m, 4)` and their unit
+    `embeddings` `(m, D)`, and its labelled ground truth `truth` (`[(brand, box), ...]`, unknown logos left out).
+    `seconds_per_photo` is the method's mean time for finding and embedding.
+    """
+
+    labels: np.ndarray
+    sources: np.ndarray
+    boxes: list[np.ndarray]
+    embeddings: list[np.ndarray]
+    truth: list[list[tuple[int, np.ndarray]]]
+    seconds_per_photo: float = float("nan")
+
+
+def embed_photos(scenes, find_boxes, embed_crops) -> PhotoSplit:
+    """Run a whole-photo method over the scenes of a `detection` split.
+
+    Args:
+        scenes: rows with `image`, `brand`, `source` and `objects` (`[{"bbox", "brand"}]`, brand -1 = unknown logo).
+        find_boxes: `photo -> (m, 4)` boxes (a localiser, the window grid, or the whole image).
+        embed_crops: `(photo, boxes) -> (m, D)` unit embeddings of those boxes' crops.
+    """
+    import time
+
+    labels, sources, boxes, embeddings, truth, seconds = [], [], [], [], [], 0.0
+    for row in scenes:
+        photo = row["image"]
+        start = time.perf_counter()
+        found = np.asarray(find_boxes(photo), np.float32).reshape(-1, 4)
+        vectors = np.asarray(embed_crops(photo, found), np.float32) if len(found) else np.empty((0, 0), np.float32)
+        seconds += time.perf_counter() - start
+        labels.append(row["brand"])
+        sources.append(row["source"])
+        boxes.append(found)
+        embeddings.append(vectors)
+        truth.append(
+            [(obj["brand"], np.asarray(obj["bbox"], np.float32)) for obj in row["objects"] if obj["brand"] >= 0]
+        )
+    return PhotoSplit(np.asarray(labels), np.asarray(sources), boxes, embeddings, truth, seconds / max(1, len(labels)))
+
+
+def photo_episodes(
+    photos: PhotoSplit,
+    crops: EmbeddedSplit,
+    crop_sources,
+    ways: int,
+    shots: int,
+    *,
+    episodes: int = 200,
+    queries_per_brand: int = 2,
+    iou_threshold: float = 0.5,
+    seed: int = 0,
+) -> Iterator[tuple[OpenSetEpisode, float]]:
+    """Open-set N-way K-shot episodes on whole photos: brands are registered from K box crops (`crops`, the same
+    split's `crops` config), queries are whole scenes, as many of unregistered brands as of registered ones.
+
+    A query's answer is its best-scoring found logo: its best brand and cosine similarity. It is right only when
+    that brand is in the scene *and* the found box overlaps one of that brand's boxes at IoU >= `iou_threshold`;
+    an unknown-brand scene (no registered brand in it) is right when it is rejected. Scenes that gave a shot are
+    never queries. Yields each episode (for [`open_set_metrics`]) with the closed-set accuracy of the same known
+    queries' ground-truth crops against the same prototypes (the crop-level recall@1 to compare with).
+    """
+    rng = np.random.default_rng(seed)
+    crop_sources = np.asarray(crop_sources)
+    crop_of_scene = {}  # the scene's own-brand crop, for the crop-level comparison
+    for index, (source, label) in enumerate(zip(crop_sources, crops.labels)):
+        crop_of_scene.setdefault((source, int(label)), index)
+    crops_by_brand = crops.indices_by_brand()
+    scenes_by_brand = {int(b): np.flatnonzero(photos.labels == b) for b in np.unique(photos.labels)}
+    eligible = [b for b in scenes_by_brand if len(crops_by_brand.get(b, ())) >= shots + 1]
+    if ways < 2 or ways > len(eligible) or ways >= len(scenes_by_brand):
+        raise ValueError(f"A {ways}-way photo episode needs more brands than the split has ({len(eligible)} usable).")
+    present = [{brand for brand, _ in truth} for truth in photos.truth]
+    for _ in range(episodes):
+        known = [int(b) for b in rng.choice(eligible, ways, replace=False)]
+        position = {brand: i for i, brand in enumerate(known)}
+        supports, queries = [], []
+        for brand in known:
+            support = rng.choice(crops_by_brand[brand], shots, replace=False)
+            supports.append(support)
+            used = set(crop_sources[support])
+            candidates = [s for s in scenes_by_brand[brand] if photos.sources[s] not in used]
+            queries += list(rng.permutation(candidates)[:queries_per_brand])
+        unknown_pool = [
+            s for s in range(len(photos.labels)) if not present[s] & set(known) and photos.labels[s] not in position
+        ]
+        unknown = list(rng.permutation(unknown_pool)[: len(queries)]) if unknown_pool else []
+        prototypes = _normalise(np.stack([crops.embeddings[s].mean(axis=0) for s in supports]))
+        best, best_score, target = [], [], []
+        for number, scene in enumerate(queries + unknown):
+            is_known = number < len(queries)
+            folder_target = position[int(photos.labels[scene])] if is_known else -1
+            if not len(photos.boxes[scene]):
+                best.append(-2), best_score.append(-1.0), target.append(folder_target)  # nothing found
+                continue
+            similarity = photos.embeddings[scene] @ prototypes.T
+            detection, brand_position = np.unravel_index(np.argmax(similarity), similarity.shape)
+            brand = known[brand_position]
+            gt = [box for b, box in photos.truth[scene] if b == brand]
+            found_box = torch.as_tensor(photos.boxes[scene][detection : detection + 1])
+            hit = bool(gt) and float(box_iou(found_box, torch.as_tensor(np.stack(gt))).max()) >= iou_threshold
+            best.append(int(brand_position) if hit else -2)
+            best_score.append(float(similarity[detection, brand_position]))
+            target.append(int(brand_position) if hit else folder_target)
+        known_crops = [crop_of_scene.get((photos.sources[s], int(photos.labels[s]))) for s in queries]
+        known_crops = [index for index in known_crops if index is not None]
+        crop_best = (crops.embeddings[known_crops] @ prototypes.T).argmax(axis=1)
+        crop_truth = np.asarray([position[int(crops.labels[i])] for i in known_crops])
+        episode = OpenSetEpisode(
+            np.concatenate(supports), np.asarray(queries + unknown), np.asarray(best), np.asarray(best_score),
+            np.asarray(target),
+        )  # fmt: skip
+        yield episode, float(np.mean(crop_best == crop_truth)) if len(known_crops) else float("nan")
+
+
+def photo_protocol(
+    validation: tuple[PhotoSplit, EmbeddedSplit, np.ndarray],
+    test: tuple[PhotoSplit, EmbeddedSplit, np.ndarray],
+    *,
+    ways: tuple[int, ...] = (5,),
+    shots: tuple[int, ...] = (1, 5),
+    episodes: int = 200,
+    seed: int = 0,
+) -> list[dict]:
+    """Whole-photo open-set recognition ([`photo_episodes`]) on test brands, the threshold chosen on validation
+    brands' photos (best F1, as [`honest_protocol`]). Each of `validation` and `test` is `(photos, crops,
+    crop_sources)`. Rows hold the metrics of [`open_set_metrics`] (`closed_set_accuracy` is the photo recall@1,
+    box required) with 95% CIs, `crop_recall_at_1` on the same queries and gallery, and `ms_per_photo`.
+    """
+    rows = []
+    for n_ways in ways:
+        for k_shots in shots:
+            try:
+                tuning = [e for e, _ in photo_episodes(*validation, n_ways, k_shots, episodes=episodes, seed=seed)]
+                testing = list(photo_episodes(*test, n_ways, k_shots, episodes=episodes, seed=seed + 1))
+            except ValueError as error:
+                rows.append({"ways": n_ways, "shots": k_shots, "skipped": str(error)})
+                continue
+            threshold, validation_f1 = open_set_threshold(tuning)
+            per_episode = [open_set_metrics(episode, threshold) for episode, _ in testing]
+            metrics = {
+                name: mean_confidence_interval([m[name] for m in per_episode if not np.isnan(m[name])])
+                for name in per_episode[0]
+            }
+            rows.append(
+                {
+                    "ways": n_ways,
+                    "shots": k_shots,
+                    "episodes": len(testing),
+                    "threshold": threshold,
+                    "threshold_tuned_on": "validation brands' photos",
+                    "validation_f1": validation_f1,
+                    **metrics,
+                    "crop_recall_at_1": mean_confidence_interval([c for _, c in testing if not np.isnan(c)]),
+                    "ms_per_photo": 1000 * test[0].seconds_per_photo,
+                }
+            )
+    return rows

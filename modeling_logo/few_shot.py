@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .detection import LogoDetection, LogoLocalizer, as_photo, crop_box
 from .image_processing_logo import LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
 
@@ -32,6 +33,7 @@ GALLERY_WEIGHTS_NAME = "gallery.safetensors"
 # From this many brands on, "auto" search uses faiss; below it a matmul is as fast and needs no index.
 FAISS_MIN_BRANDS = 10_000
 SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-ivf")
+DETECTION_METHODS = ("auto", "localizer", "windows")
 
 ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 
@@ -174,6 +176,9 @@ class LogoGallery:
             What runs the model when images are embedded (see [`embedding_function`]): `"auto"` uses ONNX Runtime,
             the fastest correct CPU path, when the `onnx` extra is installed. The model is exported once, on the
             first image embedded; the gallery's embeddings belong to the weights the model had then.
+        localizer ([`~modeling_logo.detection.LogoLocalizer`], *optional*):
+            Finds the logos of a whole photo for [`~LogoGallery.detect`] (and for shots registered with
+            `locate=True`). Without one, `detect` falls back to a multi-scale window search with the embedder.
 
     Example:
 
@@ -184,6 +189,8 @@ class LogoGallery:
     [BrandMatch(brand='Acme', score=0.91), ...]
     >>> gallery.predict("photo.jpg", threshold=0.6)
     'Acme'
+    >>> gallery.detect("shelf.jpg")  # every logo of a whole photo, with its brand or None (unknown)
+    [LogoDetection(box=(12.0, 40.5, 96.2, 80.0), brand='Acme', score=0.83, box_score=0.91, best_brand='Acme'), ...]
     ```
     """
 
@@ -197,6 +204,7 @@ class LogoGallery:
         search_backend: Literal["auto", "faiss", "torch", "faiss-ivf"] = "auto",
         runtime: Runtime = "auto",
         ivf_nprobe: int = 128,
+        localizer: LogoLocalizer | None = None,
     ):
         if search_backend not in SEARCH_BACKENDS:
             raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {search_backend!r}.")
@@ -218,11 +226,17 @@ class LogoGallery:
         self._metadata: dict[str, dict[str, Any]] = {}
         self._prototype_matrix: torch.Tensor | None = None
         self._faiss_index = None
+        self.localizer = localizer
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str | os.PathLike, **kwargs) -> LogoGallery:
-        """An empty gallery with the model (and its image processor, when saved) from a directory or Hub id."""
-        return cls(*load_model_and_processor(model_name_or_path), **kwargs)
+    def from_pretrained(
+        cls, model_name_or_path: str | os.PathLike, *, localizer: str | os.PathLike | None = None, **kwargs
+    ) -> LogoGallery:
+        """An empty gallery with the model (and its image processor, when saved) from a directory or Hub id, and
+        optionally the logo localiser saved at `localizer` for whole photos."""
+        if localizer is not None and not isinstance(localizer, LogoLocalizer):
+            localizer = LogoLocalizer.from_pretrained(localizer)
+        return cls(*load_model_and_processor(model_name_or_path), localizer=localizer, **kwargs)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Embedding
@@ -338,16 +352,42 @@ class LogoGallery:
         *,
         overwrite: bool = False,
         metadata: dict[str, Any] | None = None,
+        boxes: Sequence[Sequence[float] | None] | None = None,
+        locate: bool = False,
     ) -> None:
         """Register a brand from example images (or their embeddings); one image is a 1-shot brand.
 
+        Args:
+            boxes (*optional*): one `(xmin, ymin, xmax, ymax)` box (or `None`) per shot: the shot is cropped to it,
+                with the embedder's margin of context, so a whole photo can be a shot.
+            locate (`bool`, *optional*, defaults to `False`): crop each shot without a box to its most confident
+                logo, found by the gallery's localiser (for shots that are whole photos; a tight logo image or an
+                SVG render is used as it is when `False`).
+
         Raises:
-            `ValueError`: the brand exists (pass `overwrite=True` to replace it), the name is empty, or no shots.
+            `ValueError`: the brand exists (pass `overwrite=True` to replace it), the name is empty, or no shots;
+            with `locate=True`, a shot in which no logo is found.
         """
         self._check_new_brand(brand, overwrite)
+        if boxes is not None or locate:
+            shots = self._crop_shots(shots, boxes, locate)
         embeddings, _ = self._embeddings_of(shots)
         self._set_shots(brand, embeddings)
         self._metadata[brand] = dict(metadata or {})
+
+    def _crop_shots(self, shots, boxes, locate: bool) -> list[Image.Image]:
+        photos = [as_photo(shot) for shot in ([shots] if _is_single_image(shots) else list(shots))]
+        boxes = [None] * len(photos) if boxes is None else list(boxes)
+        if len(boxes) != len(photos):
+            raise ValueError(f"{len(boxes)} boxes for {len(photos)} shots: give one box (or None) per shot.")
+        crops = []
+        for index, (photo, box) in enumerate(zip(photos, boxes)):
+            if box is None and locate:
+                box = self.locate(photo)
+                if box is None:
+                    raise ValueError(f"No logo was found in shot {index}: pass its box, or a tighter image.")
+            crops.append(photo if box is None else crop_box(photo, box))
+        return crops
 
     def add_brands(
         self,
@@ -528,6 +568,94 @@ class LogoGallery:
         return torch.from_numpy(scores), torch.from_numpy(indices)
 
     # ----------------------------------------------------------------------------------------------------------------
+    # Whole photos: find every logo, then name its brand.
+
+    def locate(self, photo: ImageLike) -> tuple[float, float, float, float] | None:
+        """The box of the most confident logo of a photo (by the localiser), or `None` when none is found."""
+        if self.localizer is None:
+            raise ValueError("This gallery has no localiser: pass LogoGallery(..., localizer=...) or give boxes.")
+        (found,) = self.localizer([as_photo(photo)])
+        return tuple(found["boxes"][0].tolist()) if len(found["boxes"]) else None
+
+    def detect(
+        self,
+        photo: ImageLike,
+        threshold: float | None = None,
+        *,
+        box_threshold: float | None = None,
+        method: Literal["auto", "localizer", "windows"] = "auto",
+    ) -> list[LogoDetection]:
+        """Every logo found in a whole photo, with its brand (`None`: a logo of no registered brand), best first.
+
+        Args:
+            photo: a PIL image, array, path or bytes.
+            threshold (`float`, *optional*): cosine similarity needed to name a brand (as in [`~LogoGallery.predict`]).
+            box_threshold (`float`, *optional*): localiser score needed for a box (default: its calibrated one).
+            method (`"auto"`, `"localizer"` or `"windows"`): `"localizer"` finds boxes with the gallery's localiser
+                and names each one; `"windows"` is the localiser-free baseline: square and 2:1 windows at four scales
+                are embedded and matched, and the accepted ones, non-maximum suppressed, are the detections (it finds
+                only logos of registered brands). `"auto"`: the localiser when the gallery has one.
+
+        Returns:
+            [`LogoDetection`]s sorted by `score`. An empty gallery names no brand (`score` 0.0).
+        """
+        if method not in DETECTION_METHODS:
+            raise ValueError(f"method must be one of {DETECTION_METHODS}, got {method!r}.")
+        photo = as_photo(photo)
+        if method == "windows" or (method == "auto" and self.localizer is None):
+            return self._detect_by_windows(photo, self._resolve_threshold(threshold))
+        if self.localizer is None:
+            raise ValueError('method="localizer" needs a gallery with a localiser (LogoGallery(..., localizer=...)).')
+        (found,) = self.localizer([photo], threshold=box_threshold)
+        return self.name_boxes(photo, found["boxes"].tolist(), found["scores"].tolist(), threshold)
+
+    def name_boxes(
+        self,
+        photo: ImageLike,
+        boxes: Sequence[Sequence[float]],
+        box_scores: Sequence[float] | None = None,
+        threshold: float | None = None,
+    ) -> list[LogoDetection]:
+        """Name the brand of each given box of a photo (cropped with the embedder's margin), best first."""
+        if not len(boxes):
+            return []
+        photo = as_photo(photo)
+        box_scores = [1.0] * len(boxes) if box_scores is None else list(box_scores)
+        if not self._shots:
+            matches = [None] * len(boxes)
+        else:
+            threshold = self._resolve_threshold(threshold)
+            vectors = F.normalize(self.embed([crop_box(photo, box) for box in boxes], progress=False), dim=-1)
+            matches = [best for (best,) in self._rank(vectors, 1)]
+        detections = [
+            LogoDetection(
+                box=tuple(float(v) for v in box),
+                brand=match.brand if match is not None and match.score >= threshold else None,
+                score=match.score if match is not None else 0.0,
+                box_score=float(box_score),
+                best_brand=match.brand if match is not None else None,
+            )
+            for box, box_score, match in zip(boxes, box_scores, matches)
+        ]
+        return sorted(detections, key=lambda detection: -detection.score)
+
+    def _detect_by_windows(self, photo: Image.Image, threshold: float) -> list[LogoDetection]:
+        from torchvision.ops import nms
+
+        self._check_searchable(top_k=1)
+        windows = window_boxes(photo.width, photo.height)
+        named = self.name_boxes(photo, windows, threshold=threshold)
+        accepted = [detection for detection in named if detection.brand is not None]
+        if not accepted:
+            return []
+        keep = nms(
+            torch.tensor([detection.box for detection in accepted]),
+            torch.tensor([detection.score for detection in accepted]),
+            iou_threshold=0.3,
+        )
+        return [accepted[i] for i in keep[:20].tolist()]
+
+    # ----------------------------------------------------------------------------------------------------------------
     # Persistence: safetensors + JSON, no pickle.
 
     def save(self, directory: str | os.PathLike) -> None:
@@ -543,6 +671,7 @@ class LogoGallery:
             "threshold": self.threshold,
             "model": self.model.config.name_or_path if self.model is not None else None,
             "model_fingerprint": model_fingerprint(self.model) if self.model is not None else None,
+            "localizer": self.localizer.config.name_or_path if self.localizer is not None else None,
             "brands": [
                 {"name": brand, "num_shots": len(shots), "metadata": self._metadata[brand]}
                 for brand, shots in self._shots.items()
@@ -619,6 +748,22 @@ class LogoGallery:
         return gallery
 
 
+def window_boxes(
+    width: int, height: int, scales: Sequence[float] = (0.9, 0.6, 0.4, 0.25), overlap: float = 0.5
+) -> list[tuple[float, float, float, float]]:
+    """The windows of the localiser-free baseline: squares and 2:1 (wide) rectangles whose long side is each scale
+    times the photo's short side, on a grid overlapping by `overlap`."""
+    boxes = []
+    for scale in scales:
+        side = scale * min(width, height)
+        for window_w, window_h in ((side, side), (side, side / 2)):
+            step_x, step_y = max(1.0, window_w * (1 - overlap)), max(1.0, window_h * (1 - overlap))
+            xs = np.arange(0, max(width - window_w, 0) + 1, step_x)
+            ys = np.arange(0, max(height - window_h, 0) + 1, step_y)
+            boxes += [(float(x), float(y), float(x + window_w), float(y + window_h)) for y in ys for x in xs]
+    return boxes
+
+
 def _is_single_image(items: Any) -> bool:
     if isinstance(items, (Image.Image, str, os.PathLike, bytes, bytearray)):
         return True
@@ -638,4 +783,5 @@ __all__ = [
     "load_model_and_processor",
     "model_fingerprint",
     "FAISS_MIN_BRANDS",
+    "window_boxes",
 ]

@@ -70,6 +70,37 @@ def honest_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def photo_table(results: dict[str, dict]) -> str:
+    """Localisation on test-brand scenes, then whole-photo open-set recognition per model and photo method (a
+    query is right only with the right brand and its box at IoU >= 0.5), mean ± 95% CI over episodes."""
+    lines = []
+    localization = results.get("localization")
+    if localization:
+        lines += [
+            "| localiser on test-brand scenes | AP50 | recall50 | best F1 | at score | ms per photo |",
+            "| --- | --- | --- | --- | --- | --- |",
+            "| class-agnostic | " + " | ".join(
+                _fmt(localization[k]) for k in ("AP50", "recall50", "f1", "threshold", "ms_per_photo")
+            ) + " |",
+            "",
+        ]  # fmt: skip
+    columns = ("closed_set_accuracy", "crop_recall_at_1", "f1", "accuracy", "recall", "ms_per_photo")
+    header = ["model", "photo method", "ways", "shots", "threshold", "photo recall@1", "crop recall@1", "f1",
+              "accuracy", "recall", "ms per photo"]  # fmt: skip
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, methods in results.items():
+        if name == "localization":
+            continue
+        for method, rows in methods.items():
+            for row in rows:
+                if "skipped" in row:
+                    lines.append(f"| {name} | {method} | {row['ways']} | {row['shots']} | skipped: {row['skipped']} |")
+                    continue
+                cells = [row["ways"], row["shots"], row["threshold"], *(row[c] for c in columns)]
+                lines.append("| " + " | ".join([name, method, *map(_fmt, cells)]) + " |")
+    return "\n".join(lines)
+
+
 def retrieval_table(results: dict[str, dict]) -> str:
     """Retrieval mAP on training brands (memorisation) beside unseen test brands (generalisation)."""
     columns = (
