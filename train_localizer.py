@@ -1,0 +1,317 @@
+#!/usr/bin/env python
+"""Train the class-agnostic logo localiser (torchvision FCOS, one "logo" class) on generated scenes, with Accelerate.
+
+    python train_localizer.py                                        # the generated benchmark, a CPU-sized model
+    python train_localizer.py --data_dir data/localizer-scenes --num_epochs 8   # a larger scene pool
+    python train_localizer.py --resume_from_checkpoint latest        # continue a run exactly where it stopped
+    python train_localizer.py --init_from checkpoints/logo-localizer-resnet-small   # go on from the shipped model
+
+The loop reads top to bottom like `train.py`: scenes of training brands only (every logo boxed, distractors of no
+brand included), box-aware augmentation, the localiser (its backbone started from the shipped embedder's by default),
+AdamW with warm-up and cosine decay, then epochs of training, validation on scenes of unseen validation brands
+(class-agnostic AP and recall at IoU 0.5), atomic checkpoints and the best model saved with `save_pretrained`, its
+score threshold calibrated on those validation scenes (best F1).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+
+from dataset_scripts import load_logodet3k
+from dataset_scripts.scenes import SceneDataset, build_localizer_train_transform, collate_scenes, split_scenes
+from modeling_logo import (
+    LogoEmbeddingModel,
+    LogoLocalizerConfig,
+    LogoLocalizerImageProcessor,
+    LogoLocalizerModel,
+)
+from modeling_logo.callbacks import TrainingState
+from modeling_logo.detection import LogoLocalizer
+from modeling_logo.evaluation import localization_protocol, seeded_sample
+from train import DEFAULT_DATA_DIR, ensure_data, latest_checkpoint, resolve_mixed_precision, save_checkpoint
+
+
+logger = logging.getLogger("train_localizer")
+
+SHIPPED_EMBEDDER = "checkpoints/logo-embedding-resnet-small"
+
+
+@dataclass
+class LocalizerTrainingArguments:
+    """Arguments of `train_localizer.py`; also readable from a YAML or JSON file given as the first argument."""
+
+    data_dir: str | None = field(
+        default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
+    )
+    generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
+    generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
+    split_scheme: str = field(default="hash", metadata={"help": "How brands are split (as train.py): hash or brands."})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
+    init_from: str | None = field(default=None, metadata={"help": "Start from a saved localiser (a new schedule)."})
+    backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset."})
+    image_size: int = field(default=320, metadata={"help": "Side of the letterboxed square (a multiple of 32)."})
+    fpn_channels: int = field(default=64, metadata={"help": "Feature-pyramid and head width (a multiple of 32)."})
+    backbone_from_embedder: str | None = field(
+        default=SHIPPED_EMBEDDER,
+        metadata={"help": "Start the backbone from this embedder's (same backbone); '' for random weights."},
+    )
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    num_epochs: int = field(default=6, metadata={"help": "Epochs (each one pass over the training scenes)."})
+    max_steps_per_epoch: int | None = field(default=None, metadata={"help": "Cap steps per epoch (quick runs)."})
+    batch_size: int = 16
+    max_grad_norm: float | None = 10.0
+    zoom_out: float = field(default=3.0, metadata={"help": "Largest zoom-out of the augmentation (small logos)."})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 where native), no, bf16, fp16."})
+    seed: int = 0
+    num_workers: int = 1
+    validation_scenes: int = field(default=400, metadata={"help": "Validation scenes (a fixed seeded sample)."})
+    output_dir: str = "runs/logo-localizer"
+    checkpointing_steps: int | None = field(default=200, metadata={"help": "Also checkpoint every N steps."})
+    keep_last_checkpoints: int = 2
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"--mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}.")
+        if self.num_epochs < 1 or self.batch_size < 1:
+            raise ValueError("Need --num_epochs >= 1 and --batch_size >= 1.")
+
+
+def parse_args(argv: list[str] | None = None) -> LocalizerTrainingArguments:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser(LocalizerTrainingArguments)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        config = argv[0]
+        parsed = (
+            parser.parse_yaml_file(config) if config.endswith((".yaml", ".yml")) else parser.parse_json_file(config)
+        )
+        defaults = asdict(parsed[0])
+        parser.set_defaults(**defaults)
+        argv = argv[1:]
+    (args,) = parser.parse_args_into_dataclasses(argv)
+    return args
+
+
+def build_model(args: LocalizerTrainingArguments) -> LogoLocalizerModel:
+    if args.init_from:
+        return LogoLocalizerModel.from_pretrained(args.init_from)
+    config = LogoLocalizerConfig(backbone=args.backbone, image_size=args.image_size, fpn_channels=args.fpn_channels)
+    model = LogoLocalizerModel(config)
+    if args.backbone_from_embedder:
+        model.load_backbone_from(LogoEmbeddingModel.from_pretrained(args.backbone_from_embedder))
+    return model
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def write_history(history: list[dict], output_dir: Path) -> None:
+    """`metrics.csv` and `curves.png` (training loss, validation AP50 and recall per epoch)."""
+    if not history:
+        return
+    with open(output_dir / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
+        writer.writeheader()
+        writer.writerows(history)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    axes[0].plot(epochs, [row["train_loss"] for row in history], marker="o", label="training loss")
+    for key in ("AP50", "recall50", "f1"):
+        axes[1].plot(epochs, [row[key] for row in history], marker="o", label=f"validation {key}")
+    for axis, title in zip(axes, ("loss", "validation scenes (unseen brands)")):
+        axis.set(title=title, xlabel="epoch")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(output_dir / "curves.png", dpi=100)
+    plt.close(figure)
+
+
+def model_card(model: LogoLocalizerModel, metrics: dict, state: TrainingState, args) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
+    return f"""---
+library_name: transformers
+pipeline_tag: object-detection
+license: mit
+tags:
+- logo-detection
+- class-agnostic
+- fcos
+---
+# Logo localiser ({model.config.backbone} + FPN, FCOS, {model.config.image_size} px)
+
+Finds every logo in a photo, of any brand (one class: "logo"); `modeling_logo.LogoGallery.detect` then names each
+box's brand with the logo embedder, or calls it unknown. Trained from random weights (backbone started from the
+logo embedder's) on generated scenes of training brands only; validated on scenes of unseen validation brands.
+The box score threshold `config.score_threshold = {model.config.score_threshold:.3f}` is the best-F1 one on those
+validation scenes.
+
+```python
+from modeling_logo import LogoLocalizer
+localizer = LogoLocalizer.from_pretrained("{args.output_dir}")
+localizer("photo.jpg")  # [{{"boxes": (n, 4), "scores": (n,)}}]
+```
+
+## Validation (scenes of unseen brands, epoch {state.best_epoch}, IoU 0.5)
+
+| metric | value |
+| --- | --- |
+{rows}
+
+## Training configuration
+
+```json
+{json.dumps(asdict(args), indent=2)}
+```
+"""
+
+
+def main(argv: list[str] | None = None) -> TrainingState:
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, PartialState().device.type)
+    )
+    set_seed(args.seed)
+
+    # ---- Model first: the data is prepared at its size
+    model = build_model(args)
+    processor = LogoLocalizerImageProcessor.from_model_config(model.config)
+
+    # ---- Data: scenes whose every logo is of the split's own brands (or of none), box-aware augmentation
+    data_dir = ensure_data(args, accelerator)
+    splits = load_logodet3k(data_dir, "detection", split_scheme=args.split_scheme, cache_dir=args.dataset_cache_dir)
+    train_scenes = split_scenes(splits["train"])
+    validation_scenes = seeded_sample(split_scenes(splits["validation"]), args.validation_scenes, args.seed)
+    train_dataset = SceneDataset(
+        train_scenes, processor, build_localizer_train_transform(zoom_out=args.zoom_out), seed=args.seed
+    )
+    train_loader = DataLoader(
+        train_dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=collate_scenes,
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    steps_per_epoch = len(train_loader) // accelerator.num_processes
+    if args.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(train_scenes)} training scenes make no batch of --batch_size {args.batch_size}.")
+    accelerator.print(
+        f"{len(train_scenes)} training scenes, {len(validation_scenes)} validation scenes (unseen brands); "
+        f"{steps_per_epoch} steps per epoch."
+    )
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    total_steps = steps_per_epoch * args.num_epochs * accelerator.num_processes
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total_steps, args.warmup_steps * accelerator.num_processes)
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+
+    # ---- Resume
+    state = TrainingState()
+    checkpoint = latest_checkpoint(args)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = TrainingState(**json.loads((checkpoint / "training_state.json").read_text()))
+        accelerator.print(f"Resumed from {checkpoint} (epoch {state.epoch}, step {state.global_step}).")
+
+    # ---- Train
+    start = time.perf_counter()
+    while state.epoch < args.num_epochs:
+        train_dataset.set_epoch(state.epoch)
+        model.train()
+        loader = accelerator.skip_first_batches(train_loader, state.step_in_epoch)
+        loader.set_epoch(state.epoch)
+        losses = []
+        progress = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
+                        disable=not accelerator.is_local_main_process)  # fmt: skip
+        epoch_start = time.perf_counter()
+        for batch in loader:
+            if state.step_in_epoch >= steps_per_epoch:
+                break
+            outputs = model(pixel_values=batch["pixel_values"], labels=batch["labels"])
+            accelerator.backward(outputs.loss)
+            if args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(outputs.loss.item())
+            state.global_step += 1
+            state.step_in_epoch += 1
+            progress.update(1)
+            progress.set_postfix(
+                loss=f"{np.mean(losses[-20:]):.3f}",
+                **{name[:5]: f"{value.item():.3f}" for name, value in outputs.loss_dict.items()},
+            )
+            if args.checkpointing_steps and state.global_step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, state, args)
+        progress.close()
+        train_seconds = time.perf_counter() - epoch_start
+
+        # ---- Validate on scenes of unseen brands; keep the best model with its calibrated score threshold
+        model.eval()
+        metrics = localization_protocol(LogoLocalizer(unwrapped, processor), validation_scenes)
+        metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"), train_seconds=train_seconds)
+        improved = state.record(metrics["AP50"])
+        state.history.append({"epoch": state.epoch, "step": state.global_step, **metrics})
+        accelerator.print(
+            f"epoch {state.epoch}: loss {metrics['train_loss']:.3f} | validation scenes (unseen brands): "
+            f"AP50 {metrics['AP50']:.3f}, recall {metrics['recall50']:.3f}, best F1 {metrics['f1']:.3f} at score "
+            f"{metrics['threshold']:.2f} | {train_seconds:.0f} s"
+        )
+        if improved and accelerator.is_main_process:
+            unwrapped.config.score_threshold = metrics["threshold"]
+            unwrapped.save_pretrained(output_dir)
+            processor.save_pretrained(output_dir)
+            (output_dir / "README.md").write_text(model_card(unwrapped, metrics, state, args), encoding="utf-8")
+        state.epoch += 1
+        state.step_in_epoch = 0
+        save_checkpoint(accelerator, state, args)
+        if accelerator.is_main_process:
+            write_history(state.history, output_dir)
+
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        (output_dir / "training_state.json").write_text(json.dumps(state.to_dict(), indent=2))
+        print(
+            f"Done in {time.perf_counter() - start:.0f} s: best validation AP50 {state.best_metric:.3f} at epoch "
+            f"{state.best_epoch}. Model saved in {output_dir}."
+        )
+    return state
+
+
+if __name__ == "__main__":
+    main()
