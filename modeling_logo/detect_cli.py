@@ -2,10 +2,11 @@
 
     logo-detect --gallery my-gallery photos/ shelf.jpg --out results.jsonl --draw annotated/
 
-Folders are searched recursively for images. A file that is not a readable image is reported on stderr, written as
-`{"photo": ..., "error": ...}` and skipped; the run goes on. Each other line is `{"photo", "width", "height",
-"detections": [{"box", "brand", "score", "box_score", "best_brand"}], "seconds"}`, with `brand` null for a logo of
-no registered brand.
+Folders are searched recursively for images (and videos). A file that is not a readable image is reported on
+stderr, written as `{"photo": ..., "error": ...}` and skipped; the run goes on. Each other line is `{"photo",
+"width", "height", "detections": [{"box", "brand", "score", "box_score", "best_brand"}], "seconds"}`, with `brand`
+null for a logo of no registered brand. A video file (with the `video` extra, PyAV) gives one line per sampled frame
+(`--video_fps` frames per second of video), with its `frame` number and `time` in seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,35 @@ from pathlib import Path
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+def video_frames(path: Path, fps: float):
+    """`(frame number, time in seconds, PIL image)` of a video, about `fps` frames per second of video (PyAV)."""
+    try:
+        import av
+    except ImportError as error:
+        raise ImportError('Reading videos needs PyAV: pip install "modeling-logo[video]".') from error
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        next_time = 0.0
+        for number, frame in enumerate(container.decode(stream)):
+            time_s = float(frame.time) if frame.time is not None else number / float(stream.average_rate or 1)
+            if time_s + 1e-6 >= next_time:
+                next_time = time_s + 1 / fps
+                yield number, time_s, frame.to_image()
+
+
+def _inputs(path: Path, fps: float):
+    """What one input file holds: `(extra JSON fields, PIL image)` for each photo or sampled video frame."""
+    from .detection import as_photo
+    from .image_processing_logo import open_image
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        for number, time_s, frame in video_frames(path, fps):
+            yield {"frame": number, "time": round(time_s, 3)}, as_photo(frame)
+    else:
+        yield {}, as_photo(open_image(path))  # upright (EXIF), RGB
 
 
 def photo_paths(inputs: list[str]) -> list[Path]:
@@ -28,7 +58,8 @@ def photo_paths(inputs: list[str]) -> list[Path]:
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
         else:
             paths.append(path)
     return paths
@@ -54,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--runtime", default="auto", choices=["auto", "torch", "onnxruntime"], help="what runs the networks"
     )
     parser.add_argument("--threshold", type=float, default=None, help="cosine similarity to name a brand")
+    parser.add_argument("--video_fps", type=float, default=1.0, help="frames searched per second of a video")
     parser.add_argument("--box_threshold", type=float, default=None, help="localiser score to keep a box")
     args = parser.parse_args(argv)
     if not Path(args.gallery).is_dir():
@@ -66,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tqdm.auto import tqdm
 
-    from .detection import DEFAULT_LOCALIZER, as_photo, draw_detections
+    from .detection import DEFAULT_LOCALIZER, draw_detections
     from .few_shot import GALLERY_CONFIG_NAME, LogoGallery, load_model_and_processor
-    from .image_processing_logo import InvalidImageError, open_image
+    from .image_processing_logo import InvalidImageError
 
     manifest = json.loads((Path(args.gallery) / GALLERY_CONFIG_NAME).read_text(encoding="utf-8"))
     model_name = args.model or manifest.get("model")
@@ -89,32 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
     found = failed = 0
     try:
-        for number, path in enumerate(tqdm(paths, desc="Photos", unit="photo", file=sys.stderr)):
-            start = time.perf_counter()
+        for number, path in enumerate(tqdm(paths, desc="Photos", unit="file", file=sys.stderr)):
             try:
-                photo = as_photo(open_image(path))  # upright (EXIF), RGB
-                detections = gallery.detect(photo, args.threshold, box_threshold=args.box_threshold)
-            except (InvalidImageError, FileNotFoundError, IsADirectoryError) as error:
+                for extra, photo in _inputs(path, args.video_fps):
+                    start = time.perf_counter()
+                    detections = gallery.detect(photo, args.threshold, box_threshold=args.box_threshold)
+                    found += len(detections)
+                    record = {
+                        "photo": str(path),
+                        **extra,
+                        "width": photo.width,
+                        "height": photo.height,
+                        "detections": [asdict(detection) for detection in detections],
+                        "seconds": round(time.perf_counter() - start, 4),
+                    }
+                    if args.draw:  # numbered: photos of one name in two folders do not overwrite each other
+                        suffix = f"_{extra['frame']:06d}" if extra else ""
+                        record["drawn"] = str(Path(args.draw) / f"{number:05d}_{path.stem}{suffix}.jpg")
+                        draw_detections(photo, detections).save(record["drawn"], quality=92)
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            except (InvalidImageError, FileNotFoundError, IsADirectoryError, ImportError, OSError) as error:
                 failed += 1
                 print(f"Skipped {path}: {error}", file=sys.stderr)
                 out.write(json.dumps({"photo": str(path), "error": str(error)}, ensure_ascii=False) + "\n")
-                continue
-            found += len(detections)
-            record = {
-                "photo": str(path),
-                "width": photo.width,
-                "height": photo.height,
-                "detections": [asdict(detection) for detection in detections],
-                "seconds": round(time.perf_counter() - start, 4),
-            }
-            if args.draw:  # numbered: photos of one name in two folders do not overwrite each other
-                record["drawn"] = str(Path(args.draw) / f"{number:05d}_{path.stem}.jpg")
-                draw_detections(photo, detections).save(record["drawn"], quality=92)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()
-    print(f"{len(paths) - failed} photos, {found} logos found; {failed} files skipped.", file=sys.stderr)
+    print(f"{len(paths) - failed} files searched, {found} logos found; {failed} files skipped.", file=sys.stderr)
     return 1 if paths and failed == len(paths) else 0
 
 

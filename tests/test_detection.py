@@ -236,3 +236,26 @@ def test_scene_augmentation_is_seeded_by_epoch_and_index_and_keeps_boxes_on_the_
     for row in first + other:
         boxes = row["boxes"]
         assert ((boxes >= 0) & (boxes <= 128)).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+
+
+def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos, tmp_path):
+    av = pytest.importorskip("av")
+    from modeling_logo import detect_cli
+
+    saved = LogoGallery(*shipped_embedder, runtime="torch")
+    saved.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
+    saved.save(tmp_path / "gallery")
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), "w") as container:  # 3 s at 2 frames per second
+        stream = container.add_stream("mpeg4", rate=2)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for index in range(6):
+            frame = av.VideoFrame.from_image(photo_with(logos[0], seed=index))
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    out = tmp_path / "results.jsonl"
+    assert detect_cli.main([str(video), "--gallery", str(tmp_path / "gallery"), "--out", str(out),
+                            "--localizer", "none", "--runtime", "torch", "--video_fps", "1"]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["frame"], line["time"]) for line in lines] == [(0, 0.0), (2, 1.0), (4, 2.0)]
+    assert all(line["detections"] and line["detections"][0]["brand"] == "Acme" for line in lines)
