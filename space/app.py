@@ -1,7 +1,10 @@
-"""Gradio demo of few-shot logo recognition: register brands from 1-5 images, then recognise them in new photos.
+"""Gradio demo of few-shot logo recognition: register brands from 1-5 images, then find and name every logo of a
+whole photo.
 
-Run locally with `python space/app.py [--model DIR_OR_HUB_ID]` (or `LOGO_MODEL=...`). Each visitor has their own
-gallery of brands and their own choice of model (kept in `gr.State`); loaded models are shared and only read.
+Run locally with `python space/app.py [--model DIR_OR_HUB_ID] [--localizer DIR_OR_HUB_ID]` (or `LOGO_MODEL=...`,
+`LOGO_LOCALIZER=...`). Each visitor has their own gallery of brands and their own choice of model (kept in
+`gr.State`); loaded models, and the logo localiser, are shared and only read. Without a localiser, logos are found by
+a window search with the embedding model (it only finds logos of registered brands).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import zipfile  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -37,6 +40,12 @@ from modeling_logo import (  # noqa: E402
     to_rgb,
 )
 from modeling_logo.cache import cache_root  # noqa: E402
+from modeling_logo.detection import (  # noqa: E402
+    LogoDetection,
+    LogoLocalizer,
+    crop_box,
+    draw_detections,
+)
 from modeling_logo.few_shot import (  # noqa: E402
     GALLERY_CONFIG_NAME,
     GALLERY_WEIGHTS_NAME,
@@ -63,6 +72,13 @@ DEFAULT_MODEL_DIRS = (
     Path("runs/logo-model"),
     _HERE.parent / "runs" / "logo-model",
 )
+#: Logo localisers tried in order when none is named: one copied next to app.py (a Space), then the one shipped with
+#: the repository. `--localizer none` (or `LOGO_LOCALIZER=none`) runs without one.
+DEFAULT_LOCALIZER_DIRS = (
+    _HERE / "logo-localizer",
+    _HERE.parent / "checkpoints" / "logo-localizer-resnet-small",
+)
+NO_LOCALIZER = "none"
 UNTRAINED_CHOICE = "untrained resnet-small (random weights)"
 # Example brands: generated at start-up from real CC0 marks, among the *test* brands of the hash split that every
 # model of this project holds out, so the demo shows brands the model never saw.
@@ -72,6 +88,15 @@ UNTRAINED_WARNING = (
     "create `runs/logo-model`), so this demo uses a randomly initialised network: its similarities are meaningless "
     "except for near-identical images."
 )
+WINDOW_SEARCH_NOTE = (
+    "ℹ️ **No logo localiser: window search.** No localiser was found (set `LOGO_LOCALIZER` or `--localizer`, or "
+    "train `checkpoints/logo-localizer-resnet-small` with `python train_localizer.py`), so logos are found by "
+    "embedding windows of the photo at four scales: slower, and it only finds logos of *registered* brands (no "
+    "*unknown* boxes)."
+)
+WHOLE_PHOTOS_LABEL = "Shots are whole photos (crop the most confident logo)"
+#: Columns of the table of logos found in a query photo (one row per logo, best first).
+DETECTION_HEADERS = ["#", "Brand", "Cosine", "Box score", "Closest brand", "Box (xmin, ymin, xmax, ymax)"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -108,16 +133,48 @@ def model_choices(current: str) -> list[str]:
     return list(dict.fromkeys([current, *found, UNTRAINED_CHOICE]))
 
 
+def default_localizer() -> str | None:
+    """The first of `DEFAULT_LOCALIZER_DIRS` that holds a saved localiser, else `None`."""
+    return next((str(d) for d in DEFAULT_LOCALIZER_DIRS if (d / "config.json").is_file()), None)
+
+
+def load_localizer(name: str | os.PathLike | None = None) -> LogoLocalizer | None:
+    """The logo localiser saved at `name` (a directory or Hub id), else the first of `DEFAULT_LOCALIZER_DIRS` that
+    holds one, else `None` (logos are then found by the window search). `name="none"` gives `None`."""
+    name = name if name is not None else default_localizer()
+    if name is None:
+        logger.warning("No logo localiser found: whole photos are searched with windows of the embedding model.")
+    if name is None or str(name).strip().lower() == NO_LOCALIZER:
+        return None
+    localizer = LogoLocalizer.from_pretrained(name)
+    localizer(Image.new("RGB", (64, 64), "white"))  # warm up now, rather than on the first visitor's photo
+    return localizer
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Example brands
 
 
 @dataclass
 class ExampleSet:
-    """Generated example scenes: `shots` of the brands to register, and `queries` as (image path, true brand)."""
+    """Generated example scenes: `shots` of the brands to register, `queries` as (image path, true brand), and the
+    annotated box of each shot's logo (`None` where it has none: the whole shot is used)."""
 
     shots: dict[str, list[str]]
     queries: list[tuple[str, str]]
+    boxes: dict[str, list[tuple[float, float, float, float] | None]] = field(default_factory=dict)
+
+
+def _logo_box(record) -> tuple[float, float, float, float] | None:
+    """The largest annotated logo of a generated scene's own brand folder (a scene may hold other brands' logos)."""
+    from dataset_scripts.voc import read_voc
+
+    try:
+        _size, objects = read_voc(record.xml_path)
+    except (OSError, ValueError, TypeError, SyntaxError):  # ElementTree's ParseError is a SyntaxError
+        return None
+    own = [box for name, box in objects if name == record.image_path.parent.name]
+    return max(own, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
 
 
 def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) -> ExampleSet | None:
@@ -142,13 +199,14 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
         except (MarkSourceError, OSError, ValueError) as error:
             logger.warning("No example brands: %s", error)
             return None
-    images = defaultdict(list)
+    records = defaultdict(list)
     for record in sorted(scan_data_dir(directory).records, key=lambda r: (r.brand, r.design, int(r.image_path.stem))):
-        images[record.brand].append(str(record.image_path))
-    brands = sorted(images)
-    shots = {brand: images[brand][:EXAMPLE_SHOTS] for brand in brands[:EXAMPLE_BRANDS]}
-    queries = [(path, brand) for brand in brands for path in images[brand][-EXAMPLE_QUERIES:]]
-    return ExampleSet(shots, queries)
+        records[record.brand].append(record)
+    brands = sorted(records)
+    shots = {brand: [str(r.image_path) for r in records[brand][:EXAMPLE_SHOTS]] for brand in brands[:EXAMPLE_BRANDS]}
+    boxes = {brand: [_logo_box(r) for r in records[brand][:EXAMPLE_SHOTS]] for brand in shots}
+    queries = [(str(r.image_path), brand) for brand in brands for r in records[brand][-EXAMPLE_QUERIES:]]
+    return ExampleSet(shots, queries, boxes)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -168,18 +226,27 @@ def _thumbnail_data(image: Image.Image) -> str:
 
 
 _THUMBNAIL_DIR = Path(tempfile.gettempdir()) / "logo-space-thumbnails"
+_ANNOTATED_DIR = Path(tempfile.gettempdir()) / "logo-space-annotated"
+
+
+def _write_once(directory: Path, key: bytes, suffix: str, write) -> str:
+    """The file `directory/<hash of key><suffix>`, written once (by `write(file)`) and atomically. Gradio rewrites
+    its cache file for every returned PIL image, so concurrent answers with the same image could serve it
+    half-written; a file is copied only once."""
+    path = directory / f"{hashlib.sha256(key).hexdigest()[:32]}{suffix}"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+            write(tmp)
+        os.replace(tmp.name, path)
+    return str(path)
 
 
 def _thumbnail_file(data: str | None) -> str:
-    """A thumbnail as a PNG file, written once and atomically. Gradio rewrites its cache file for every returned PIL
-    image, so concurrent answers with the same thumbnail could serve it half-written; a file is copied only once."""
-    path = _THUMBNAIL_DIR / f"{hashlib.sha256((data or '').encode()).hexdigest()[:32]}.png"
-    if not path.exists():
-        _THUMBNAIL_DIR.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=_THUMBNAIL_DIR, suffix=".tmp", delete=False) as tmp:
-            _thumbnail_image(data).save(tmp, format="PNG")
-        os.replace(tmp.name, path)
-    return str(path)
+    """A thumbnail as a PNG file, written once and atomically (see `_write_once`)."""
+    return _write_once(
+        _THUMBNAIL_DIR, (data or "").encode(), ".png", lambda f: _thumbnail_image(data).save(f, format="PNG")
+    )
 
 
 def _thumbnail_image(data: str | None) -> Image.Image:
@@ -189,6 +256,29 @@ def _thumbnail_image(data: str | None) -> Image.Image:
         except (InvalidImageError, ValueError):
             pass
     return Image.new("RGB", THUMBNAIL_SIZE, "lightgrey")
+
+
+def _annotated_file(image: Image.Image) -> str:
+    """The annotated photo as a JPEG file, written once and atomically (see `_write_once`)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, subsampling=0)  # 4:4:4: thin boxes keep their colour
+    data = buffer.getvalue()
+    return _write_once(_ANNOTATED_DIR, data, ".jpg", lambda f: f.write(data))
+
+
+def detection_rows(detections: list[LogoDetection]) -> list[list[Any]]:
+    """The table of logos found: one row per detection (`DETECTION_HEADERS`), best first."""
+    return [
+        [
+            i + 1,
+            detection.brand or "unknown",
+            round(detection.score, 3),
+            round(detection.box_score, 3),
+            detection.best_brand or "",
+            ", ".join(str(round(value)) for value in detection.box),
+        ]
+        for i, detection in enumerate(detections)
+    ]
 
 
 def _file_path(item: Any) -> str:
@@ -221,7 +311,9 @@ def _open_upload(item: Any) -> Image.Image:
 
 class GalleryApp:
     """The demo's callbacks. Loaded models are shared and read-only (cached by name); a session's state names the
-    model it uses and holds its brands' shot embeddings, which belong to that model."""
+    model it uses and holds its brands' shot embeddings, which belong to that model. The logo localiser (class-
+    agnostic, so the same for every model) is loaded once and attached to every session's gallery; without one,
+    whole photos are searched with windows of the embedding model."""
 
     def __init__(
         self,
@@ -231,6 +323,8 @@ class GalleryApp:
         untrained: bool = False,
         model_name: str | None = None,
         examples: ExampleSet | None = None,
+        localizer: LogoLocalizer | None = None,
+        localizer_name: str | None = None,
     ):
         self.default_model = model_name or (
             UNTRAINED_CHOICE if untrained else getattr(model, "name_or_path", "") or "model"
@@ -238,6 +332,20 @@ class GalleryApp:
         self._models = {self.default_model: (model.eval(), processor, untrained)}
         self._loading = threading.Lock()
         self.examples = examples
+        self.localizer = localizer
+        self.localizer_name = localizer_name or (
+            getattr(getattr(localizer, "model", None), "name_or_path", "") or "logo localiser"
+            if localizer is not None
+            else None
+        )
+
+    def localizer_note(self) -> str:
+        """What finds the logos of a query photo: the localiser, or the window search (`WINDOW_SEARCH_NOTE`)."""
+        if self.localizer is None:
+            return WINDOW_SEARCH_NOTE
+        threshold = getattr(getattr(self.localizer, "config", None), "score_threshold", None)
+        at = f" (box threshold {threshold:.2f})" if threshold is not None else ""
+        return f"**Logo localiser:** `{self.localizer_name}`{at}: every logo of the photo is boxed, then named."
 
     # -- models ---------------------------------------------------------------------------------------------------
 
@@ -273,10 +381,14 @@ class GalleryApp:
             gr.Info("The gallery was emptied: its embeddings belonged to the previous model.")
         return (state, *self.views(state), self.threshold_of(state), self.model_note(state))
 
+    def new_gallery(self, state: dict[str, Any] | None) -> LogoGallery:
+        """An empty `LogoGallery` of a session's model, with the shared localiser."""
+        model, processor, _ = self.model_of(state)
+        return LogoGallery(model, processor, search_backend="torch", localizer=self.localizer)
+
     def gallery_of(self, state: dict[str, Any] | None) -> LogoGallery:
         """A `LogoGallery` rebuilt from a session's stored embeddings (cheap: nothing is re-embedded)."""
-        model, processor, _ = self.model_of(state)
-        gallery = LogoGallery(model, processor, search_backend="torch")
+        gallery = self.new_gallery(state)
         brands = (state or _empty_state())["brands"]
         gallery.add_brands(
             {brand: entry["shots"] for brand, entry in brands.items()},
@@ -311,7 +423,16 @@ class GalleryApp:
 
     # -- callbacks ------------------------------------------------------------------------------------------------
 
-    def add_brand(self, name: str | None, files: list[Any] | None, state: dict[str, Any] | None, webcam: Any = None):
+    def add_brand(
+        self,
+        name: str | None,
+        files: list[Any] | None,
+        state: dict[str, Any] | None,
+        webcam: Any = None,
+        whole_photos: bool = False,
+    ):
+        """Register a brand from its shots; with `whole_photos`, each shot is cropped to its most confident logo (as
+        `LogoGallery.add_brand(..., locate=True)`, the crop shown as its thumbnail)."""
         state = state or _empty_state(self.default_model)
         name = (name or "").strip()
         if not name:
@@ -323,17 +444,52 @@ class GalleryApp:
             raise gr.Error(f"Upload 1 to {MAX_SHOTS} example images of {name!r} (or take a webcam snapshot).")
         if len(files) > MAX_SHOTS:
             raise gr.Error(f"Upload at most {MAX_SHOTS} example images per brand ({len(files)} given).")
-        return self._register(state, {name: [_open_upload(item) for item in files]})
+        images = [_open_upload(item) for item in files]
+        boxes = (
+            self._locate_logos(state, images, [Path(_file_path(item)).name for item in files])
+            if whole_photos
+            else None
+        )
+        return self._register(state, {name: images}, {name: boxes})
 
-    def _register(self, state: dict[str, Any], brands: dict[str, list[Image.Image]]):
-        model, processor, _ = self.model_of(state)
-        gallery = LogoGallery(model, processor, search_backend="torch")
+    def _locate_logos(self, state: dict[str, Any], images: list[Image.Image], names: list[str]) -> list[Any]:
+        """The most confident logo box of each whole-photo shot, or a `gr.Error` (nothing registered) naming the
+        shot where none is found."""
+        if self.localizer is None:
+            raise gr.Error(
+                f"“{WHOLE_PHOTOS_LABEL}” needs a logo localiser, and this demo runs without one: upload crops of the "
+                "logo and untick it (or start the demo with --localizer). The gallery is unchanged."
+            )
+        gallery, boxes = self.new_gallery(state), []
+        for image, name in zip(images, names):
+            box = gallery.locate(image)
+            if box is None:
+                raise gr.Error(
+                    f"No logo was found in {name}: upload a crop of the logo (and untick “{WHOLE_PHOTOS_LABEL}”) or "
+                    "a photo where it is clearer. The gallery is unchanged."
+                )
+            boxes.append(box)
+        return boxes
+
+    def _register(
+        self,
+        state: dict[str, Any],
+        brands: dict[str, list[Image.Image]],
+        boxes: dict[str, list[Any] | None] | None = None,
+    ):
+        """Embed and add brands (each shot cropped to its box, where `boxes` gives one) to a copy of the state."""
+        gallery = self.new_gallery(state)
         state = {"model": state.get("model") or self.default_model, "brands": dict(state["brands"])}
         for name, images in brands.items():
-            gallery.add_brand(name, images)
+            shot_boxes = (boxes or {}).get(name)
+            gallery.add_brand(name, images, boxes=shot_boxes)
+            crops = [
+                image if box is None else crop_box(image, box)
+                for image, box in zip(images, shot_boxes or [None] * len(images))
+            ]
             state["brands"][name] = {
                 "shots": gallery.shots(name).tolist(),
-                "thumbnails": [_thumbnail_data(image) for image in images],
+                "thumbnails": [_thumbnail_data(crop) for crop in crops],
             }
         return (state, *self.views(state))
 
@@ -366,9 +522,15 @@ class GalleryApp:
             b: [open_image(p) for p in paths] for b, paths in self.examples.shots.items() if b not in state["brands"]
         }
         gr.Info(f"Registered {len(missing)} example brand(s) from {EXAMPLE_SHOTS} shots each.")
-        return self._register(state, missing)
+        return self._register(state, missing, {b: self.examples.boxes.get(b) for b in missing})
 
     def search(self, image: Any, threshold: float | None, state: dict[str, Any] | None):
+        """Find every logo of a query photo and name its brand.
+
+        Returns the top-`TOP_K` brands and the verdict for the best logo's crop (or for the whole photo, when no
+        logo is found or when it matches better: a query that is itself a logo), the best brand's shots, the photo
+        annotated with every logo's box and label, and the table of logos found (`DETECTION_HEADERS`).
+        """
         state = state or _empty_state(self.default_model)
         if not state["brands"]:
             raise gr.Error("The gallery is empty: add at least one brand (1-5 example images) before searching.")
@@ -379,17 +541,33 @@ class GalleryApp:
             query = _open_upload(image)
         except gr.Error as error:
             raise gr.Error(f"The query is not a usable image: {error.message}") from None
-        matches = self.gallery_of(state).search(query, top_k=TOP_K)
+        gallery = self.gallery_of(state)
+        try:
+            detections = gallery.detect(query, threshold)
+        except ValueError as error:
+            raise gr.Error(f"Could not search the photo: {error}") from None
+        # Rank the brands for the best logo's crop and for the whole photo; the better of the two is the verdict.
+        candidates = [query, *([crop_box(query, detections[0].box)] if detections else [])]
+        rankings = gallery.search(candidates, top_k=TOP_K)
+        use_crop = len(rankings) > 1 and rankings[1][0].score >= rankings[0][0].score
+        matches = rankings[1] if use_crop else rankings[0]
+        found = f"{len(detections)} logo{'s' if len(detections) != 1 else ''} found"
+        if use_crop:
+            source = f"the best of {found}"
+        else:
+            source = f"the whole photo ({found if detections else 'no logo found'})"
         best = matches[0]
         if best.score >= threshold:
-            verdict = f"{best.brand} (cosine {best.score:.3f} ≥ threshold {threshold:.2f})"
+            verdict = f"{best.brand} (cosine {best.score:.3f} ≥ threshold {threshold:.2f}) · {source}"
         else:
-            verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f})"
+            verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f}) · {source}"
         best_shots = [
             (_thumbnail_file(t), f"{best.brand} shot {i + 1}")
             for i, t in enumerate(state["brands"][best.brand]["thumbnails"])
         ]
-        return {m.brand: round(m.score, 4) for m in matches}, verdict, best_shots
+        annotated = _annotated_file(draw_detections(query, detections))
+        ranking = {m.brand: round(m.score, 4) for m in matches}
+        return ranking, verdict, best_shots, annotated, detection_rows(detections)
 
     def download_gallery(self, state: dict[str, Any] | None) -> str:
         state = state or _empty_state(self.default_model)
@@ -440,29 +618,43 @@ def build_demo(
     untrained: bool = False,
     model_name: str | None = None,
     examples: bool | ExampleSet | None = True,
+    localizer: LogoLocalizer | str | os.PathLike | bool | None = True,
 ) -> gr.Blocks:
     """The demo's `gr.Blocks` for a model and processor (by default: `load_model()`). Launch it with `.launch()`.
 
     `examples=True` generates the example brands and queries ([`prepare_examples`]; skipped where the generator is
-    unavailable), `False` leaves them out, an `ExampleSet` uses it. API endpoints: `/add_brand`, `/remove_brand`,
-    `/rename_brand`, `/search`, `/select_model`, `/load_examples`, `/download_gallery`, `/upload_gallery`.
+    unavailable), `False` leaves them out, an `ExampleSet` uses it. `localizer=True` loads the logo localiser named
+    by `LOGO_LOCALIZER`, else the first of `DEFAULT_LOCALIZER_DIRS` ([`load_localizer`]); a path or Hub id loads
+    that one, a `LogoLocalizer` is used as it is, `None`/`False` runs without one (window search, with a note).
+    API endpoints: `/add_brand`, `/remove_brand`, `/rename_brand`, `/search`, `/select_model`, `/load_examples`,
+    `/download_gallery`, `/upload_gallery`.
     """
     if model is None:
         model_name = model_name or os.environ.get("LOGO_MODEL") or None
         model, processor, untrained = load_model(model_name)
     if processor is None:
         processor = LogoImageProcessor.from_model_config(model.config)
+    localizer_name = None
+    if localizer is True:
+        localizer = os.environ.get("LOGO_LOCALIZER") or default_localizer()
+        if localizer is None:
+            logger.warning("No logo localiser found: whole photos are searched with windows of the embedding model.")
+    if isinstance(localizer, (str, os.PathLike)):
+        localizer_name, localizer = str(localizer), load_localizer(localizer)
     example_set = prepare_examples() if examples is True else (examples or None)
-    app = GalleryApp(model, processor, untrained=untrained, model_name=model_name, examples=example_set)
+    app = GalleryApp(
+        model, processor, untrained=untrained, model_name=model_name, examples=example_set,
+        localizer=localizer or None, localizer_name=localizer_name,
+    )  # fmt: skip
     initial = _empty_state(app.default_model)
 
     with gr.Blocks(title="Few-shot logo recognition") as demo:
         gr.Markdown(
             "# Few-shot logo recognition\n"
-            f"Register a brand from 1 to {MAX_SHOTS} example images, then upload a photo: the demo ranks your brands "
-            "by cosine similarity to their prototype (the mean embedding of their shots) and answers "
-            f"*{UNKNOWN}* when the best similarity is under the threshold. Your brands are private to this browser "
-            "session; download the gallery to keep them."
+            f"Register a brand from 1 to {MAX_SHOTS} example images (crops of its logo, or whole photos), then upload "
+            "a photo: the demo finds every logo in it, boxes each one and names its brand by cosine similarity to "
+            "the brands' prototypes (the mean embedding of their shots), or *unknown* when the similarity is under "
+            "the threshold. Your brands are private to this browser session; download the gallery to keep them."
         )
         if untrained:
             gr.Markdown(UNTRAINED_WARNING, elem_id="untrained-warning")
@@ -487,6 +679,11 @@ def build_demo(
                     elem_id="shot-files",
                 )
                 webcam_shot = gr.Image(label="… or a webcam snapshot", sources=["webcam"], type="filepath", height=160)
+                whole_photos = gr.Checkbox(
+                    value=False, label=WHOLE_PHOTOS_LABEL, elem_id="whole-photos",
+                    info="Each shot is cropped to the logo the localiser is most confident of"
+                    + ("." if app.localizer is not None else " (needs a logo localiser: none is loaded)."),
+                )  # fmt: skip
                 add_button = gr.Button("Add brand", variant="primary", elem_id="add-brand")
                 if app.examples is not None:
                     examples_button = gr.Button(
@@ -507,9 +704,10 @@ def build_demo(
                     upload_file = gr.File(label="Upload a gallery .zip", file_types=[".zip"])
                     upload_button = gr.Button("Load uploaded gallery")
             with gr.Column():
-                gr.Markdown("## 2. Recognise a logo")
+                gr.Markdown("## 2. Recognise the logos of a photo")
+                gr.Markdown(app.localizer_note(), elem_id="localizer-note")
                 query = gr.Image(
-                    label="Query image",
+                    label="Query photo",
                     type="filepath",
                     sources=["upload", "webcam", "clipboard"],
                     elem_id="query-image",
@@ -518,25 +716,39 @@ def build_demo(
                     gr.Examples(
                         [[path] for path, _ in app.examples.queries], inputs=[query],
                         example_labels=[f"{brand} (query)" for _, brand in app.examples.queries],
-                        label="Example queries (click one; the last brand is not registered: it should be unknown)",
+                        label="Example scenes (click one; the last brand is unregistered: its logo should be unknown)",
                     )  # fmt: skip
                 threshold = gr.Slider(
                     -1.0, 1.0, value=app.threshold_of(initial), step=0.01, label="Threshold (cosine similarity)"
                 )
                 search_button = gr.Button("Recognise", variant="primary", elem_id="search")
-                verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verdict")
+                annotated = gr.Image(
+                    label="Logos found (brand and cosine, or unknown)", type="filepath", interactive=False,
+                    elem_id="annotated",
+                )  # fmt: skip
+                verdict = gr.Textbox(label="Verdict (best logo)", interactive=False, elem_id="verdict")
                 ranking = gr.Label(
-                    label=f"Top-{TOP_K} brands (cosine similarity)", num_top_classes=TOP_K, show_heading=False
-                )
+                    label=f"Top-{TOP_K} brands of the best logo (cosine similarity)", num_top_classes=TOP_K,
+                    show_heading=False,
+                )  # fmt: skip
+                detections = gr.Dataframe(
+                    headers=DETECTION_HEADERS, label="Logos found, best first", interactive=False,
+                    elem_id="detections", wrap=True,
+                )  # fmt: skip
                 best_shots = gr.Gallery(
                     label="Shots of the best match", columns=5, height="auto", elem_id="best-shots"
                 )
 
         views = [state, brand_gallery, brand_choice, summary]
-        add_button.click(app.add_brand, [brand_name, shot_files, state, webcam_shot], views, api_name="add_brand")
+        add_button.click(
+            app.add_brand, [brand_name, shot_files, state, webcam_shot, whole_photos], views, api_name="add_brand"
+        )
         remove_button.click(app.remove_brand, [brand_choice, state], views, api_name="remove_brand")
         rename_button.click(app.rename_brand, [brand_choice, new_name, state], views, api_name="rename_brand")
-        search_button.click(app.search, [query, threshold, state], [ranking, verdict, best_shots], api_name="search")
+        search_button.click(
+            app.search, [query, threshold, state], [ranking, verdict, best_shots, annotated, detections],
+            api_name="search",
+        )  # fmt: skip
         model_button.click(
             app.select_model, [model_choice, state], [*views, threshold, model_note], api_name="select_model"
         )
@@ -552,10 +764,16 @@ def build_demo(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("LOGO_MODEL") or None, help="model directory or Hub id")
+    parser.add_argument(
+        "--localizer",
+        default=os.environ.get("LOGO_LOCALIZER") or None,
+        help="logo localiser directory or Hub id (default: the first of space/logo-localizer and "
+        f"checkpoints/logo-localizer-resnet-small that exists; '{NO_LOCALIZER}': the window search)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     model, processor, untrained = load_model(args.model)
-    demo = build_demo(model, processor, untrained=untrained, model_name=args.model)
+    demo = build_demo(model, processor, untrained=untrained, model_name=args.model, localizer=args.localizer or True)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

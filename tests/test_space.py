@@ -1,4 +1,10 @@
-"""The Gradio demo in space/app.py, launched in-process with a tiny random model and driven by gradio_client."""
+"""The Gradio demo in space/app.py, launched in-process with a tiny random model and driven by gradio_client.
+
+Whole photos are searched either by the window fallback (no localiser: the `server` fixture) or, where a test
+depends on where the logo is, by `ForegroundLocalizer`, a stand-in that boxes exactly the logo pasted on a plain
+background (the `located_server` fixture): the assertions never depend on an untrained localiser's luck. A tiny
+random `LogoLocalizerModel` is only used to check that a saved localiser loads and drives the same pipeline.
+"""
 
 import importlib.util
 import re
@@ -8,11 +14,21 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+from modeling_logo import (
+    LogoEmbeddingConfig,
+    LogoEmbeddingModel,
+    LogoImageProcessor,
+    LogoLocalizerConfig,
+    LogoLocalizerImageProcessor,
+    LogoLocalizerModel,
+)
+from modeling_logo.detection import KNOWN_COLOUR, UNKNOWN_COLOUR, LogoLocalizer, as_photo
 
 from .conftest import make_logo_images
 
@@ -30,6 +46,8 @@ pytestmark = [
 APP_PATH = Path(__file__).resolve().parent.parent / "space" / "app.py"
 ORIENTATION_TAG = 0x0112
 ACCEPT = 0.99  # a shot image is ~1.0 from its own 1-shot prototype
+SCENE_SIZE = (320, 240)
+SCENE_BACKGROUND = (128, 128, 128)
 
 
 def _load_app_module():
@@ -63,23 +81,93 @@ def images(tmp_path_factory):
     return paths
 
 
+class ForegroundLocalizer:
+    """A stand-in logo localiser with the `LogoLocalizer` call: one box around the pixels that differ from the
+    photo's top-left corner (a logo pasted on a plain background, exactly), none in a plain photo."""
+
+    def __call__(self, photos, threshold=None, **kwargs):
+        results = []
+        for photo in photos if isinstance(photos, (list, tuple)) else [photos]:
+            pixels = np.asarray(as_photo(photo), dtype=np.int32)
+            ys, xs = np.nonzero(np.abs(pixels - pixels[0, 0]).sum(axis=-1) > 24)
+            if len(xs):
+                boxes = torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+                results.append({"boxes": boxes, "scores": torch.tensor([0.9])})
+            else:
+                results.append({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0)})
+        return results
+
+
+def _scene(logo_path: str, at: tuple[int, int], path: Path) -> tuple[str, tuple[int, int, int, int]]:
+    """A whole photo: the logo image pasted on a plain background at `at`; returns its path and the logo's box."""
+    logo = Image.open(logo_path).convert("RGB")
+    scene = Image.new("RGB", SCENE_SIZE, SCENE_BACKGROUND)
+    scene.paste(logo, at)
+    scene.save(path)
+    return str(path), (at[0], at[1], at[0] + logo.width, at[1] + logo.height)
+
+
+@pytest.fixture(scope="module")
+def scenes(images, tmp_path_factory):
+    """Whole photos: logo A at two places, logo C (never registered), and a plain photo with no logo."""
+    directory = tmp_path_factory.mktemp("space-scenes")
+    plain = directory / "plain.png"
+    Image.new("RGB", SCENE_SIZE, SCENE_BACKGROUND).save(plain)
+    return {
+        "A-left": _scene(images["A"][0], (20, 30), directory / "A-left.png"),
+        "A-right": _scene(images["A"][0], (200, 150), directory / "A-right.png"),
+        "C": _scene(images["C"][0], (110, 80), directory / "C.png"),
+        "plain": str(plain),
+    }
+
+
 @pytest.fixture(scope="module")
 def app_module():
     return _load_app_module()
 
 
-@pytest.fixture(scope="module")
-def server(app_module):
-    torch.manual_seed(0)
+def _tiny_model(seed: int = 0) -> tuple[LogoEmbeddingModel, LogoImageProcessor]:
+    torch.manual_seed(seed)
     config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)
-    model = LogoEmbeddingModel(config).eval()
-    demo = app_module.build_demo(model, LogoImageProcessor.from_model_config(config))
+    return LogoEmbeddingModel(config).eval(), LogoImageProcessor.from_model_config(config)
+
+
+def _launch(demo):
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def server(app_module):
+    """The demo without a logo localiser: whole photos are searched with windows (the fallback)."""
+    demo = app_module.build_demo(*_tiny_model(), localizer=None)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield _launch(demo)
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def located_server(app_module):
+    """The demo with `ForegroundLocalizer`, which boxes exactly the logo of a `scenes` photo."""
+    demo = app_module.build_demo(*_tiny_model(), examples=False, localizer=ForegroundLocalizer())
+    try:
+        yield _launch(demo)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_localizer_dir(tmp_path_factory):
+    """A tiny random localiser saved as the Space loads one (only for checks that do not depend on its boxes)."""
+    directory = tmp_path_factory.mktemp("tiny-localizer")
+    torch.manual_seed(0)
+    # A low box threshold, so that even random weights give boxes (up to max_detections) for the table to list.
+    config = LogoLocalizerConfig(backbone="resnet-tiny", image_size=128, score_threshold=0.02, max_detections=5)
+    LogoLocalizerModel(config).save_pretrained(directory)
+    LogoLocalizerImageProcessor(size=128).save_pretrained(directory)
+    return directory
 
 
 def _client(url: str) -> Client:
@@ -87,13 +175,28 @@ def _client(url: str) -> Client:
     return Client(url, verbose=False, httpx_kwargs={"timeout": 120})
 
 
-def _add(client: Client, name: str, paths: list[str]):
-    return client.predict(name, [handle_file(p) for p in paths], api_name="/add_brand")
+def _add(client: Client, name: str, paths: list[str], whole_photos: bool = False):
+    return client.predict(
+        name=name, files=[handle_file(p) for p in paths], whole_photos=whole_photos, api_name="/add_brand"
+    )
 
 
 def _search(client: Client, path: str, threshold: float = ACCEPT, with_shots: bool = False):
-    label, verdict, best_shots = client.predict(handle_file(path), threshold, api_name="/search")
+    label, verdict, best_shots, _annotated, _detections = client.predict(
+        handle_file(path), threshold, api_name="/search"
+    )
     return (label, verdict, best_shots) if with_shots else (label, verdict)
+
+
+def _recognise(client: Client, path: str, threshold: float = ACCEPT):
+    """`/search` on a whole photo: `(verdict, annotated image path, detection rows as dicts, label)`."""
+    label, verdict, _best_shots, annotated, table = client.predict(handle_file(path), threshold, api_name="/search")
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    return verdict, annotated, rows, label
+
+
+def _box_of(row: dict) -> list[int]:
+    return [int(value) for value in row["Box (xmin, ymin, xmax, ymax)"].split(",")]
 
 
 @pytest.fixture
@@ -265,6 +368,127 @@ def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
     assert untrained and model.config.backbone == "resnet-small"
     demo = app_module.build_demo(model, processor, untrained=untrained)
     assert "Untrained model" in str(demo.config)
+
+
+def _grey_fraction(image: Image.Image) -> float:
+    pixels = np.asarray(image.convert("RGB"), dtype=np.int32)
+    return float((np.abs(pixels - np.array(SCENE_BACKGROUND)).sum(axis=-1) < 24).mean())
+
+
+def _colour_near(image: Image.Image, xy: tuple[int, int], colour: tuple[int, int, int]) -> bool:
+    return bool(np.abs(np.array(image.convert("RGB").getpixel(xy)) - np.array(colour)).max() < 48)  # JPEG
+
+
+def test_whole_scene_logos_are_boxed_and_named(located_server, app_module, images, scenes):
+    client = _client(located_server)
+    gallery, _dropdown, _summary = _add(client, "A", [scenes["A-left"][0]], whole_photos=True)
+    (item,) = gallery
+    thumbnail = Image.open(item["image"]["path"] if isinstance(item["image"], dict) else item["image"])
+    assert _grey_fraction(thumbnail) < 0.5  # the shot is the logo's crop (a 10% margin), not the mostly grey scene
+    _add(client, "B", images["B"][:1])
+
+    path, box = scenes["A-right"]  # the same logo elsewhere in another whole photo
+    verdict, annotated, rows, label = _recognise(client, path)
+    assert verdict.startswith("A (cosine") and "best of 1 logo found" in verdict
+    assert label["confidences"][0]["label"] == "A"  # the top-3 of the logo's crop, not of the whole photo
+    assert len(rows) == 1 and rows[0]["Brand"] == "A" and rows[0]["Cosine"] > ACCEPT
+    assert rows[0]["Box score"] == pytest.approx(0.9) and _box_of(rows[0]) == list(box)
+    image = Image.open(annotated)
+    assert image.size == SCENE_SIZE
+    assert _colour_near(image, ((box[0] + box[2]) // 2, box[3] - 1), KNOWN_COLOUR)  # its box, drawn
+    assert _colour_near(image, (box[0] + 1, box[1] - 1), KNOWN_COLOUR)  # its caption, above the box
+    assert not _colour_near(image, (5, 5), KNOWN_COLOUR)  # the rest of the photo is left as it was
+
+    path, box = scenes["C"]  # a logo of an unregistered brand: boxed, called unknown
+    verdict, annotated, rows, label = _recognise(client, path, threshold=0.999)
+    assert verdict.startswith("unknown brand")
+    assert len(rows) == 1 and rows[0]["Brand"] == "unknown" and rows[0]["Closest brand"] in {"A", "B"}
+    assert _box_of(rows[0]) == list(box)
+    image = Image.open(annotated)
+    assert _colour_near(image, ((box[0] + box[2]) // 2, box[3] - 1), UNKNOWN_COLOUR)
+
+    verdict, annotated, rows, _label = _recognise(client, scenes["plain"])  # nothing found: the whole photo is ranked
+    assert rows == [] and "no logo found" in verdict and Image.open(annotated).size == SCENE_SIZE
+
+
+def test_whole_photo_shots_need_a_localiser_and_a_logo(client_ab, located_server, images, scenes):
+    with pytest.raises(Exception, match="needs a logo localiser"):
+        _add(client_ab, "Whole", [scenes["A-left"][0]], whole_photos=True)
+    _label, verdict = _search(client_ab, images["A"][0])
+    assert verdict.startswith("A ")  # the gallery is kept
+    _gallery, _dropdown, summary = _add(client_ab, "C", images["C"][:1])
+    assert summary == "3 brand(s) registered: A, B, C"
+
+    client = _client(located_server)
+    _add(client, "A", [scenes["A-left"][0]], whole_photos=True)
+    with pytest.raises(Exception, match="No logo was found in plain"):
+        _add(client, "Plain", [scenes["A-right"][0], scenes["plain"]], whole_photos=True)
+    _gallery, _dropdown, summary = _add(client, "B", images["B"][:1])
+    assert summary == "2 brand(s) registered: A, B"  # nothing of "Plain" was registered, nothing was lost
+    verdict, _annotated, rows, _label = _recognise(client, scenes["A-right"][0])
+    assert verdict.startswith("A ") and [row["Brand"] for row in rows] == ["A"]
+
+
+def _page_config(url: str) -> str:
+    return httpx.get(url + "config", timeout=60).text
+
+
+def test_window_search_note_shows_without_a_localiser(server, located_server, client_ab, scenes):
+    assert "No logo localiser: window search" in _page_config(server)
+    located = _page_config(located_server)
+    assert "No logo localiser" not in located and "Logo localiser:" in located
+    # The fallback still answers whole photos: the annotated photo, and only registered brands' logos.
+    _verdict, annotated, rows, _label = _recognise(client_ab, scenes["A-right"][0], threshold=0.5)
+    assert Image.open(annotated).size == SCENE_SIZE
+    assert all(row["Brand"] in {"A", "B"} for row in rows)
+
+
+def test_saved_localizer_is_used_by_default_by_path_or_env(
+    app_module, tiny_localizer_dir, monkeypatch, images, scenes
+):
+    model, processor = _tiny_model()
+    monkeypatch.delenv("LOGO_LOCALIZER", raising=False)
+    monkeypatch.setattr(app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing",))
+    assert app_module.load_localizer() is None
+    assert "No logo localiser" in str(app_module.build_demo(model, processor, examples=False).config)
+    monkeypatch.setattr(
+        app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing", tiny_localizer_dir)
+    )
+    config = str(app_module.build_demo(model, processor, examples=False).config)
+    assert "No logo localiser" not in config and f"`{tiny_localizer_dir}`" in config  # the default directory
+    monkeypatch.setenv("LOGO_LOCALIZER", "none")
+    assert "No logo localiser" in str(app_module.build_demo(model, processor, examples=False).config)
+    monkeypatch.setattr(app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing",))
+    monkeypatch.setenv("LOGO_LOCALIZER", str(tiny_localizer_dir))
+    assert f"`{tiny_localizer_dir}`" in str(app_module.build_demo(model, processor, examples=False).config)
+
+    # A real (random) localiser drives the pipeline: one row and one box per logo box it finds, whatever they are.
+    localizer = app_module.load_localizer(tiny_localizer_dir)
+    assert isinstance(localizer, LogoLocalizer)
+    app = app_module.GalleryApp(model, processor, localizer=localizer)
+    state, *_views = app.add_brand("A", [images["A"][0]], None)
+    path = scenes["A-right"][0]
+    _ranking, _verdict, _shots, annotated, rows = app.search(path, 0.5, state)
+    expected = sorted(tuple(round(v) for v in box) for box in localizer(Image.open(path))[0]["boxes"].tolist())
+    assert expected and sorted(tuple(int(v) for v in row[-1].split(",")) for row in rows) == expected
+    assert Image.open(annotated).size == SCENE_SIZE
+
+
+def test_cli_passes_the_localizer_option(app_module, monkeypatch):
+    calls = []
+
+    class FakeDemo:
+        def launch(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(app_module, "load_model", lambda name: (*_tiny_model(), False))
+    monkeypatch.setattr(app_module, "build_demo", lambda *args, **kwargs: calls.append(kwargs) or FakeDemo())
+    monkeypatch.delenv("LOGO_LOCALIZER", raising=False)
+    app_module.main(["--localizer", "some/localizer"])
+    app_module.main([])
+    monkeypatch.setenv("LOGO_LOCALIZER", "env/localizer")
+    app_module.main([])
+    assert [call["localizer"] for call in calls] == ["some/localizer", True, "env/localizer"]
 
 
 CHROMIUM = Path("/usr/bin/chromium")
