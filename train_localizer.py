@@ -157,7 +157,7 @@ def model_card(model: LogoLocalizerModel, metrics: dict, state: TrainingState, a
     return f"""---
 library_name: transformers
 pipeline_tag: object-detection
-license: mit
+license: apache-2.0
 tags:
 - logo-detection
 - class-agnostic
