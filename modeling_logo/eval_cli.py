@@ -121,6 +121,7 @@ def build_embedders(args: argparse.Namespace) -> dict[str, Embedder]:
     return embedders
 
 
+PHOTO_TITLE = "## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)"
 PHOTO_METHODS = {
     "localizer": "localiser boxes, each embedded",
     "windows": "multi-scale window search (no localiser)",
@@ -177,7 +178,8 @@ def evaluate_photos(args: argparse.Namespace, crop_splits: datasets.DatasetDict,
             photos = {name: embed_photos(scenes[name], find_boxes, embed_crops) for name in scenes}
             results[str(name_or_path)][method] = photo_protocol(
                 (photos["validation"], *crops["validation"]), (photos["test"], *crops["test"]),
-                shots=tuple(args.shots), episodes=args.photo_episodes, seed=args.seed,
+                ways=tuple(w for w in args.ways if w != "all"), shots=tuple(args.shots),
+                episodes=args.photo_episodes, seed=args.seed,
             )  # fmt: skip
     return results
 
@@ -214,9 +216,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--localizer", default=None, help="a saved logo localiser: also evaluate localisation and whole photos"
     )
-    parser.add_argument("--photo_methods", nargs="*", default=["localizer", "windows", "whole-image"],
-                        choices=list(PHOTO_METHODS),
-                        help="how whole photos are searched (localizer needs --localizer)")  # fmt: skip
+    parser.add_argument(
+        "--photo_methods",
+        nargs="*",
+        default=None,
+        choices=list(PHOTO_METHODS),
+        help="whole-photo methods to compare (default with --localizer: all of them; without: none)",
+    )
     parser.add_argument("--photo_scenes", type=int, default=150, help="scenes per split for the photo protocol")
     parser.add_argument("--photo_episodes", type=int, default=200, help="whole-photo open-set episodes per setting")
     parser.add_argument("--seed", type=int, default=0)
@@ -257,9 +263,12 @@ def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
     print(honest_table(results))
     print("\n## Retrieval\n")
     print(retrieval_table(results))
-    if args.localizer or (args.model and set(args.photo_methods) - {"localizer"}):
+    photo_results = None
+    if args.photo_methods is None:
+        args.photo_methods = list(PHOTO_METHODS) if args.localizer else []
+    if args.photo_methods and (args.model or args.localizer):
         photo_results = evaluate_photos(args, splits, options)
-        print("\n## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)\n")
+        print(f"\n{PHOTO_TITLE}\n")
         print(photo_table(photo_results))
         for name in args.model:
             results[str(name)]["photos"] = photo_results[str(name)]
@@ -270,6 +279,9 @@ def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
             results, args.report, test_splits=test_splits, test_images=_LazyImages(test),
             brand_names=test.features["brand"].names, shots=tuple(args.shots), seed=args.seed,
         )  # fmt: skip
+        if photo_results:
+            with open(directory / "report.md", "a", encoding="utf-8") as report:
+                report.write(f"\n\n{PHOTO_TITLE}\n\n{photo_table(photo_results)}\n")
         print(f"\nReport written to {directory}/report.md")
     return results
 

@@ -49,3 +49,38 @@ def test_logo_eval_compares_a_model_with_baselines_and_writes_the_report(tmp_pat
     assert saved["colour histogram"]["paper"][0]["threshold_tuned_on"].startswith("test brands")
     assert saved[str(saved_model_dir)]["honest"][0]["threshold_tuned_on"] == "validation brands"
     assert "## Retrieval" in printed
+
+
+def test_logo_eval_measures_localisation_and_whole_photos(tmp_path, saved_model_dir, capsys):
+    import torch
+
+    from modeling_logo import LogoLocalizerConfig, LogoLocalizerImageProcessor, LogoLocalizerModel
+
+    torch.manual_seed(0)
+    localizer_dir = tmp_path / "localizer"
+    LogoLocalizerModel(LogoLocalizerConfig(backbone="resnet-tiny", image_size=64)).save_pretrained(localizer_dir)
+    LogoLocalizerImageProcessor(size=64).save_pretrained(localizer_dir)
+    from dataset_scripts.synthesize import synthesize
+
+    data_dir = tmp_path / "data"  # generated scenes: several logos each, distractors of no brand boxed too
+    synthesize(data_dir, 24, 3, seed=0, workers=1, image_size=128, progress=False)
+    results = eval_cli.run(
+        eval_cli.parse_args([
+            "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"),
+            "--shots", "1", "--ways", "2", "--episodes", "10", "--train_sample", "10",
+            "--baselines", "--runtime", "torch", "--localizer", str(localizer_dir),
+            "--photo_methods", "localizer", "whole-image", "--photo_scenes", "20", "--photo_episodes", "10",
+            "--report", str(tmp_path / "report"),
+        ]),
+        split_options={"split_scheme": "brands", "train_fraction": 0.5, "validation_fraction": 0.25},
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "## Whole photos" in printed and "| class-agnostic |" in printed
+    photos = results[str(saved_model_dir)]["photos"]
+    assert set(photos) == {"localizer", "whole-image"}
+    (whole,) = photos["whole-image"]
+    # logos cover 3-50% of a scene: the whole image rarely overlaps one at IoU 0.5, so few of its answers count,
+    # while the same scenes' crops are recognised (the box is required, not only the brand)
+    assert whole["closed_set_accuracy"][0] < whole["crop_recall_at_1"][0]
+    assert 0.0 <= results[str(saved_model_dir)]["localization"]["AP50"] <= 1.0
+    assert "## Whole photos" in (tmp_path / "report" / "report.md").read_text()
