@@ -127,7 +127,10 @@ def _export_program(
 def _session(path: str | os.PathLike, num_threads: int | None):
     ort = _onnxruntime()
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"No ONNX model at {os.fspath(path)!r}; export one first.")
+        raise FileNotFoundError(
+            f"No ONNX model at {os.fspath(path)!r}; write one with export_onnx(model, path) "
+            "(export_localizer_onnx for a localiser)."
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads or torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -311,7 +314,9 @@ def main(argv: list[str] | None = None) -> Path:
         path = export_localizer_onnx(LogoLocalizerModel.from_pretrained(args.model), args.output,
                                      opset_version=args.opset_version)  # fmt: skip
     else:
-        path = export_onnx(LogoEmbeddingModel.from_pretrained(args.model), args.output, opset_version=args.opset_version)
+        path = export_onnx(
+            LogoEmbeddingModel.from_pretrained(args.model), args.output, opset_version=args.opset_version
+        )
     print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
     return path
 
