@@ -74,7 +74,9 @@ class LogoLocalizerConfig(PreTrainedConfig):
         if len(self.anchor_sizes) != 5:
             raise ValueError(f"`anchor_sizes` needs one size per level P3-P7 (5), got {self.anchor_sizes}.")
         if self.fpn_channels % 32:
-            raise ValueError(f"`fpn_channels` must be a multiple of 32 (the head's GroupNorm), got {self.fpn_channels}.")
+            raise ValueError(
+                f"`fpn_channels` must be a multiple of 32 (the head's GroupNorm), got {self.fpn_channels}."
+            )
         for name in ("fpn_channels", "head_num_convs", "max_detections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")

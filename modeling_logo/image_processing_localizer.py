@@ -95,7 +95,11 @@ class LogoLocalizerImageProcessor(BaseImageProcessor):
         opened = [open_image(image) if isinstance(image, (str, os.PathLike, bytes)) else image for image in images]
         letterboxed = [self.letterbox(image) for image in opened]
         tensors, scales, sizes = zip(*letterboxed)
-        data = {"pixel_values": torch.stack(tensors), "scales": torch.tensor(scales), "original_sizes": torch.tensor(sizes)}
+        data = {
+            "pixel_values": torch.stack(tensors),
+            "scales": torch.tensor(scales),
+            "original_sizes": torch.tensor(sizes),
+        }
         if boxes is not None:
             data["labels"] = [
                 {"boxes": torch.as_tensor(np.asarray(photo_boxes, np.float32).reshape(-1, 4)) * scale}

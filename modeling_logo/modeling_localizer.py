@@ -178,7 +178,9 @@ class LogoLocalizerModel(PreTrainedModel):
                 for target in labels
             ]
             num_anchors_per_level = [feature.shape[2] * feature.shape[3] for feature in features]
-            loss_dict = self.detector.compute_loss(targets, head_outputs, [anchors] * len(targets), num_anchors_per_level)
+            loss_dict = self.detector.compute_loss(
+                targets, head_outputs, [anchors] * len(targets), num_anchors_per_level
+            )
             loss = sum(loss_dict.values())
         batch_anchors = anchors.expand(head_outputs["bbox_regression"].shape[0], -1, -1)
         pred_boxes = self.detector.box_coder.decode(head_outputs["bbox_regression"], batch_anchors)

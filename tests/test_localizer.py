@@ -35,7 +35,9 @@ def scene(box=(60, 40, 140, 90), size=(200, 150), seed=0) -> Image.Image:
     draw = ImageDraw.Draw(image)
     x0, y0, x1, y1 = box
     draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(200, 20, 30))
-    draw.rectangle((x0 + (x1 - x0) // 4, (y0 + y1) // 2 - 4, x1 - (x1 - x0) // 4, (y0 + y1) // 2 + 4), fill=(250, 220, 0))
+    draw.rectangle(
+        (x0 + (x1 - x0) // 4, (y0 + y1) // 2 - 4, x1 - (x1 - x0) // 4, (y0 + y1) // 2 + 4), fill=(250, 220, 0)
+    )
     return image
 
 
@@ -59,7 +61,10 @@ def test_processor_letterboxes_and_boxes_map_back():
     # the padding below the photo is the normalised mean colour, zero
     assert float(inputs["pixel_values"][0, :, SIZE // 2 + 2 :, :].abs().max()) == 0.0
     # a raw box in tensor pixels comes back in photo pixels, clipped to the photo
-    outputs = {"scores": torch.tensor([[0.9, 0.2]]), "pred_boxes": torch.tensor([[[12.8, 6.4, 64.0, 80.0], [0, 0, 5, 5]]])}
+    outputs = {
+        "scores": torch.tensor([[0.9, 0.2]]),
+        "pred_boxes": torch.tensor([[[12.8, 6.4, 64.0, 80.0], [0, 0, 5, 5]]]),
+    }
     (result,) = processor.post_process_object_detection(
         outputs, threshold=0.5, scales=inputs["scales"], original_sizes=inputs["original_sizes"]
     )
@@ -124,7 +129,9 @@ def test_saved_localizer_loads_with_auto_classes_and_as_remote_code(tmp_path):
     model, processor = tiny_localizer().eval(), LogoLocalizerImageProcessor(size=SIZE)
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
-    assert (tmp_path / "modeling_localizer.py").is_file() and "auto_map" in json.loads((tmp_path / "config.json").read_text())
+    assert (tmp_path / "modeling_localizer.py").is_file() and "auto_map" in json.loads(
+        (tmp_path / "config.json").read_text()
+    )
     loaded, loaded_processor = AutoModel.from_pretrained(tmp_path), AutoImageProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, LogoLocalizerModel) and loaded_processor.size == SIZE
     pixels = torch.randn(1, 3, SIZE, SIZE)
@@ -174,7 +181,9 @@ def test_match_detections_and_detection_metrics():
     # AP = recall steps 1/3 at precision 1/2, and 1/3 at precision 2/4
     assert metrics["AP"] == pytest.approx(1 / 3 * 1 / 2 + 1 / 3 * 2 / 4)
     assert metrics["recall"] == pytest.approx(2 / 3)
-    assert metrics["threshold"] == pytest.approx(0.7) and metrics["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert metrics["threshold"] == pytest.approx(0.7) and metrics["f1"] == pytest.approx(
+        2 * 0.5 * (2 / 3) / (0.5 + 2 / 3)
+    )
 
 
 def test_crop_box_keeps_the_embedders_margin():
