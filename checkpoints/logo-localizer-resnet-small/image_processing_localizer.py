@@ -1,0 +1,145 @@
+"""Image processor of the logo localiser: letterbox a photo into a fixed square, and turn raw boxes into detections."""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.ops import clip_boxes_to_image, nms
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+from .configuration_localizer import LogoLocalizerConfig
+from .configuration_logo import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .image_processing_logo import open_image, to_rgb
+
+
+class LogoLocalizerImageProcessor(BaseImageProcessor):
+    r"""
+    Prepares photos for [`LogoLocalizerModel`] and turns its raw output into boxes in the photo's own pixels.
+
+    A photo (any PIL mode, EXIF orientation, path or bytes) is scaled so that its long side is `size` pixels, keeping
+    its aspect ratio (up or down), placed at the top-left of a `size` x `size` square, normalised, and padded with
+    zeros (the mean colour). A fixed square keeps one set of anchor points and one ONNX input shape for every photo;
+    the scale is returned so that boxes map back.
+
+    Args:
+        size (`int`, *optional*, defaults to 384): side of the square (the model's `config.image_size`).
+        image_mean, image_std (`list[float]`, *optional*): normalisation, ImageNet's by default.
+
+    Example:
+
+    ```python
+    >>> from PIL import Image
+    >>> from modeling_logo import LogoLocalizerImageProcessor
+
+    >>> processor = LogoLocalizerImageProcessor(size=128)
+    >>> inputs = processor(Image.new("RGB", (640, 480)), return_tensors="pt")
+    >>> inputs.pixel_values.shape, inputs.scales.tolist()
+    (torch.Size([1, 3, 128, 128]), [0.2])
+    ```
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        size: int = 384,
+        image_mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+        image_std: Sequence[float] = IMAGENET_DEFAULT_STD,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.image_mean = [float(value) for value in image_mean]
+        self.image_std = [float(value) for value in image_std]
+
+    @classmethod
+    def from_model_config(cls, config: LogoLocalizerConfig, **kwargs) -> "LogoLocalizerImageProcessor":
+        """The processor for a localiser configuration (its `image_size`)."""
+        return cls(size=config.image_size, **kwargs)
+
+    def letterbox(self, image: Image.Image) -> tuple[torch.Tensor, float, tuple[int, int]]:
+        """One photo as a normalised `(3, size, size)` tensor, the scale from photo to tensor pixels, and the upright
+        photo's `(height, width)`."""
+        image = to_rgb(image)
+        scale = self.size / max(image.size)
+        width, height = (max(1, min(self.size, round(side * scale))) for side in image.size)
+        resized = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+        normalised = (resized - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
+        canvas = torch.zeros(3, self.size, self.size)
+        canvas[:, :height, :width] = torch.from_numpy(normalised).permute(2, 0, 1)
+        return canvas, scale, (image.height, image.width)
+
+    def preprocess(
+        self,
+        images,
+        boxes: Sequence[Sequence[Sequence[float]]] | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
+        """Letterbox photos (PIL images, paths or bytes; one or a list).
+
+        Args:
+            boxes (*optional*): per photo, its logo boxes `(xmin, ymin, xmax, ymax)` in the photo's pixels; they
+                come back as `labels` (`[{"boxes": tensor}]`, in the tensor's pixels), the model's training targets.
+
+        Returns:
+            `BatchFeature` with `pixel_values` `(batch, 3, size, size)`, `scales` `(batch,)` and `original_sizes`
+            `(batch, 2)` as `(height, width)`, plus `labels` when `boxes` were given.
+        """
+        single = not isinstance(images, (list, tuple))
+        images = [images] if single else list(images)
+        if boxes is not None and single:
+            boxes = [boxes]
+        opened = [open_image(image) if isinstance(image, (str, os.PathLike, bytes)) else image for image in images]
+        letterboxed = [self.letterbox(image) for image in opened]
+        tensors, scales, sizes = zip(*letterboxed)
+        data = {
+            "pixel_values": torch.stack(tensors),
+            "scales": torch.tensor(scales),
+            "original_sizes": torch.tensor(sizes),
+        }
+        if boxes is not None:
+            data["labels"] = [
+                {"boxes": torch.as_tensor(np.asarray(photo_boxes, np.float32).reshape(-1, 4)) * scale}
+                for photo_boxes, scale in zip(boxes, scales)
+            ]
+        return BatchFeature(data, tensor_type=None)
+
+    def post_process_object_detection(
+        self,
+        outputs,
+        threshold: float = 0.3,
+        nms_threshold: float = 0.5,
+        max_detections: int = 20,
+        scales: torch.Tensor | Sequence[float] | None = None,
+        original_sizes: torch.Tensor | Sequence[Sequence[int]] | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """Boxes of each photo: score above `threshold`, non-maximum suppressed, best first, in the photo's pixels.
+
+        Args:
+            outputs: a [`LogoLocalizerOutput`] (or anything with `scores` and `pred_boxes`, e.g. ONNX Runtime's).
+            scales, original_sizes: the processor's outputs for the same photos; without them boxes stay in the
+                tensor's pixels.
+
+        Returns:
+            One dict per photo: `scores` `(n,)` and `boxes` `(n, 4)` as `(xmin, ymin, xmax, ymax)` floats.
+        """
+        all_scores = torch.as_tensor(outputs["scores"]).float()
+        all_boxes = torch.as_tensor(outputs["pred_boxes"]).float()
+        results = []
+        for index, (scores, boxes) in enumerate(zip(all_scores, all_boxes)):
+            keep = scores > threshold
+            scores, boxes = scores[keep], boxes[keep]
+            scale = 1.0 if scales is None else float(scales[index])
+            size = (self.size, self.size) if original_sizes is None else tuple(int(v) for v in original_sizes[index])
+            boxes = clip_boxes_to_image(boxes / scale, size)
+            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            scores, boxes = scores[valid], boxes[valid]
+            keep = nms(boxes, scores, nms_threshold)[:max_detections]  # sorted by score
+            results.append({"scores": scores[keep], "boxes": boxes[keep]})
+        return results
+
+
+__all__ = ["LogoLocalizerImageProcessor"]
