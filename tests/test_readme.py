@@ -1,9 +1,13 @@
 """The README's quick start runs as written, in a fresh process and a directory holding only the shipped checkpoint."""
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+from torchvision.ops import box_iou
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -35,3 +39,24 @@ def test_quick_start_runs_as_written(tmp_path):
 def test_ci_runs_the_readme_install_and_test_commands():
     assert "pip install -e" in readme_block("install")
     assert "pytest" in readme_block("test")
+
+
+def test_photo_example_runs_as_written(tmp_path):
+    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("photos")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    found = {}  # brand -> box, from lines like "Acme [427, 258, 578, 358] 0.98 0.64"
+    for line in result.stdout.strip().splitlines():
+        brand, box = line.split(" [")[0], json.loads("[" + line.split(" [")[1].split("]")[0] + "]")
+        found.setdefault(brand, []).append(box)
+    pasted = {"Acme": (420, 260, 580, 360), "Bolt": (60, 280, 220, 380), "None": (300, 40, 460, 140)}
+    for brand, box in pasted.items():  # each logo found where it was pasted, with its brand (None: unregistered)
+        assert any(float(box_iou(torch.tensor([b], dtype=torch.float32), torch.tensor([box], dtype=torch.float32))) >= 0.5
+                   for b in found.get(brand, [])), (brand, result.stdout)  # fmt: skip
