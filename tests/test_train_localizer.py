@@ -30,7 +30,7 @@ def data_dir(tmp_path_factory):
 def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
     return [
         "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir),
-        "--split_scheme", "brands", "--backbone", "resnet-tiny", "--image_size", "64", "--fpn_channels", "32",
+        "--split_scheme", "brands", "--backbone", "resnet-tiny", "--image_size", "64",
         "--backbone_from_embedder", "", "--batch_size", "2", "--num_workers", "0", "--validation_scenes", "4",
         "--max_steps_per_epoch", "3", "--warmup_steps", "2", *extra,
     ]  # fmt: skip
@@ -45,10 +45,27 @@ def checkpoint_weights(output_dir: Path, step: int | None = None) -> dict:
 def test_training_saves_a_localizer_with_its_calibrated_threshold(data_dir, tmp_path):
     output = tmp_path / "run"
     state = train_localizer.main(
-        quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2", "--checkpointing_steps", "1")
+        quick_args(
+            data_dir,
+            output,
+            tmp_path / "cache",
+            "--num_epochs",
+            "2",
+            "--checkpointing_steps",
+            "1",
+            "--keep_last_checkpoints",
+            "10",
+        )  # fmt: skip
     )
     assert state.epoch == 2 and [row["epoch"] for row in state.history] == [0, 1]
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "metrics.csv", "curves.png"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "metrics.csv",
+        "curves.png",
+    ):
         assert (output / name).is_file(), name
     first, last = checkpoint_weights(output, 1), checkpoint_weights(output)
     assert any(not torch.equal(first[name], last[name]) for name in first)  # the steps changed the weights
@@ -67,7 +84,11 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_pat
     train_localizer.main(quick_args(data_dir, uninterrupted, tmp_path / "cache", *common))
 
     killed = tmp_path / "killed"
-    command = [sys.executable, str(ROOT / "train_localizer.py"), *quick_args(data_dir, killed, tmp_path / "cache", *common)]
+    command = [
+        sys.executable,
+        str(ROOT / "train_localizer.py"),
+        *quick_args(data_dir, killed, tmp_path / "cache", *common),
+    ]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step_00000002").exists():  # mid-epoch 0: 3 steps per epoch
