@@ -208,4 +208,10 @@ class LogoLocalizer:
 
 __all__ = [
     "CROP_MARGIN",
-    "DEFAULT_LOCALIZER", "LogoDetection", "LogoLocalizer", "as_photo", "crop_box", "draw_detections"]
+    "DEFAULT_LOCALIZER",
+    "LogoDetection",
+    "LogoLocalizer",
+    "as_photo",
+    "crop_box",
+    "draw_detections",
+]
