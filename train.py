@@ -195,9 +195,14 @@ class TrainingArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainingArguments:
+    return parse_arguments_with_config(TrainingArguments, argv)
+
+
+def parse_arguments_with_config(arguments_class, argv: list[str] | None = None):
+    """Parse `argv` into `arguments_class`: `script.py recipe.yaml --flag value` (or `--config recipe.yaml`) reads a
+    YAML or JSON file first, and flags override it."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(TrainingArguments)
-    # `train.py recipe.yaml --flag value`: a leading config file, with flags that override it.
+    parser = HfArgumentParser(arguments_class)
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = ["--config", *argv]
     if "--config" in argv:

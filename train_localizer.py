@@ -19,7 +19,6 @@ import csv
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser
 
 from dataset_scripts import load_logodet3k
 from dataset_scripts.scenes import SceneDataset, build_localizer_train_transform, collate_scenes, split_scenes
@@ -43,17 +41,22 @@ from modeling_logo import (
 from modeling_logo.callbacks import TrainingState
 from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import localization_protocol, seeded_sample
-from train import DEFAULT_DATA_DIR, ensure_data, latest_checkpoint, resolve_mixed_precision, save_checkpoint
+from train import (
+    DEFAULT_DATA_DIR,
+    ensure_data,
+    latest_checkpoint,
+    parse_arguments_with_config,
+    resolve_mixed_precision,
+    save_checkpoint,
+)
 
-
-logger = logging.getLogger("train_localizer")
 
 SHIPPED_EMBEDDER = "checkpoints/logo-embedding-resnet-small"
 
 
 @dataclass
 class LocalizerTrainingArguments:
-    """Arguments of `train_localizer.py`; also readable from a YAML or JSON file given as the first argument."""
+    """Arguments of `train_localizer.py`; also readable from a YAML or JSON file (first argument, or `--config`)."""
 
     data_dir: str | None = field(
         default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
@@ -95,18 +98,7 @@ class LocalizerTrainingArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> LocalizerTrainingArguments:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(LocalizerTrainingArguments)
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        config = argv[0]
-        parsed = (
-            parser.parse_yaml_file(config) if config.endswith((".yaml", ".yml")) else parser.parse_json_file(config)
-        )
-        defaults = asdict(parsed[0])
-        parser.set_defaults(**defaults)
-        argv = argv[1:]
-    (args,) = parser.parse_args_into_dataclasses(argv)
-    return args
+    return parse_arguments_with_config(LocalizerTrainingArguments, argv)
 
 
 def build_model(args: LocalizerTrainingArguments) -> LogoLocalizerModel:

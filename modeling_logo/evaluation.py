@@ -246,6 +246,14 @@ def open_set_threshold(episodes: list[OpenSetEpisode]) -> tuple[float, float]:
     return float(curve.thresholds[best]), float(f1[best])
 
 
+def _mean_and_interval(per_episode: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Each metric's mean and 95% CI half-width over the episodes where it is defined."""
+    return {
+        name: mean_confidence_interval([m[name] for m in per_episode if not np.isnan(m[name])])
+        for name in per_episode[0]
+    }
+
+
 def honest_protocol(
     validation: EmbeddedSplit,
     test: EmbeddedSplit,
@@ -271,10 +279,7 @@ def honest_protocol(
                 continue
             threshold, validation_f1 = open_set_threshold(tuning)
             per_episode = [open_set_metrics(episode, threshold) for episode in testing]
-            metrics = {
-                name: mean_confidence_interval([m[name] for m in per_episode if not np.isnan(m[name])])
-                for name in per_episode[0]
-            }
+            metrics = _mean_and_interval(per_episode)
             rows.append(
                 {
                     "ways": n_ways,
@@ -572,10 +577,7 @@ def photo_protocol(
                 continue
             threshold, validation_f1 = open_set_threshold(tuning)
             per_episode = [open_set_metrics(episode, threshold) for episode, _ in testing]
-            metrics = {
-                name: mean_confidence_interval([m[name] for m in per_episode if not np.isnan(m[name])])
-                for name in per_episode[0]
-            }
+            metrics = _mean_and_interval(per_episode)
             rows.append(
                 {
                     "ways": n_ways,

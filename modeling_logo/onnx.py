@@ -203,20 +203,32 @@ def cached_embedder(model: LogoEmbeddingModel, cache_dir: str | os.PathLike | No
     """
     from .few_shot import model_fingerprint
 
-    fingerprint = model_fingerprint(model)
+    return _cached_runner(
+        model,
+        model_fingerprint(model),
+        lambda: f"{model.config.backbone}-{weights_digest(model)}.onnx",
+        export_onnx,
+        OnnxLogoEmbedder,
+        cache_dir,
+    )
+
+
+def _cached_runner(model, key: str, file_name, export, runner_class, cache_dir):
+    """The runner of `model`'s export, kept per model object while `key` is unchanged and on disk under
+    `file_name()` (a hash of the weights); exported (and checked) by `export(model, path)` when missing."""
     with _EXPORT_LOCK:
         cached = _EMBEDDERS.get(model)
-        if cached is not None and cached[0] == fingerprint:
+        if cached is not None and cached[0] == key:
             return cached[1]
-        path = Path(cache_dir or cache_root() / "onnx") / f"{model.config.backbone}-{weights_digest(model)}.onnx"
+        path = Path(cache_dir or cache_root() / "onnx") / file_name()
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             # Export beside the target, then rename: a reader never sees a half-written file.
             with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-                os.replace(export_onnx(model, Path(scratch) / path.name), path)
-        embedder = OnnxLogoEmbedder(path)
-        _EMBEDDERS[model] = (fingerprint, embedder)
-        return embedder
+                os.replace(export(model, Path(scratch) / path.name), path)
+        runner = runner_class(path)
+        _EMBEDDERS[model] = (key, runner)
+        return runner
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -284,18 +296,10 @@ def cached_localizer(model, cache_dir: str | os.PathLike | None = None) -> OnnxL
     """The ONNX Runtime runner of a localiser, exported (and checked) once per set of weights, cached on disk like
     [`cached_embedder`]'s exports."""
     digest = weights_digest(model)
-    with _EXPORT_LOCK:
-        cached = _EMBEDDERS.get(model)
-        if cached is not None and cached[0] == digest:
-            return cached[1]
-        path = Path(cache_dir or cache_root() / "onnx") / f"localizer-{model.config.backbone}-{digest}.onnx"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-                os.replace(export_localizer_onnx(model, Path(scratch) / path.name), path)
-        runner = OnnxLogoLocalizer(path)
-        _EMBEDDERS[model] = (digest, runner)
-        return runner
+    return _cached_runner(
+        model, digest, lambda: f"localizer-{model.config.backbone}-{digest}.onnx", export_localizer_onnx,
+        OnnxLogoLocalizer, cache_dir,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Path:
