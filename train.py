@@ -424,14 +424,19 @@ model = AutoModel.from_pretrained("{args.hub_model_id or args.output_dir}", trus
 """
 
 
-def write_curves(history: list[dict], output_dir: Path) -> None:
-    """`metrics.csv` and `curves.png` (loss, F1, threshold, mAP per epoch)."""
-    if not history:
-        return
+def write_metrics_csv(history: list[dict], output_dir: Path) -> None:
+    """`metrics.csv`: one row per validation, the columns of the last row."""
     with open(output_dir / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
         writer.writeheader()
         writer.writerows(history)
+
+
+def write_curves(history: list[dict], output_dir: Path) -> None:
+    """`metrics.csv` and `curves.png` (loss, F1, threshold, mAP per epoch)."""
+    if not history:
+        return
+    write_metrics_csv(history, output_dir)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,7 +15,6 @@ score threshold calibrated on those validation scenes (best F1).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from train import (
     parse_arguments_with_config,
     resolve_mixed_precision,
     save_checkpoint,
+    write_metrics_csv,
 )
 
 
@@ -122,10 +122,7 @@ def write_history(history: list[dict], output_dir: Path) -> None:
     """`metrics.csv` and `curves.png` (training loss, validation AP50 and recall per epoch)."""
     if not history:
         return
-    with open(output_dir / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(history[-1]))
-        writer.writeheader()
-        writer.writerows(history)
+    write_metrics_csv(history, output_dir)
     import matplotlib
 
     matplotlib.use("Agg")

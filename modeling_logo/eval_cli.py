@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .configuration_logo import LogoEmbeddingConfig
-from .detection import LogoLocalizer, crop_box
+from .detection import LogoLocalizer
 from .evaluation import (
     EmbeddedSplit,
     embed_photos,
@@ -144,11 +144,6 @@ def photo_finders(localizer: LogoLocalizer | None, methods) -> dict[str, Callabl
     return finders
 
 
-def _crop_embedder(gallery: LogoGallery) -> Callable:
-    """`(photo, boxes) -> embeddings` of the boxes' crops, cropped and embedded as `LogoGallery.detect` does."""
-    return lambda photo, boxes: gallery.embed([crop_box(to_rgb(photo), box) for box in boxes], progress=False)
-
-
 def evaluate_photos(args: argparse.Namespace, crop_splits: datasets.DatasetDict, split_options: dict) -> dict:
     """Localisation (class-agnostic AP50, recall) on test-brand scenes, and whole-photo open-set recognition for
     each `--model` and photo method: `{"localization": {...}, model: {method: [rows]}}`."""
@@ -166,7 +161,7 @@ def evaluate_photos(args: argparse.Namespace, crop_splits: datasets.DatasetDict,
         results["localization"] = localization_protocol(localizer, scenes["test"])
     for name_or_path in args.model:
         model, processor = load_model_and_processor(name_or_path)
-        embed_crops = _crop_embedder(LogoGallery(model, processor, batch_size=args.batch_size, runtime=args.runtime))
+        embed_crops = LogoGallery(model, processor, batch_size=args.batch_size, runtime=args.runtime).embed_boxes
         crops = {
             name: (model_embedder(model, processor, args.batch_size, args.runtime)(crop_splits[name]),
                    np.asarray(crop_splits[name]["source"]))

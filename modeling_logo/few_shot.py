@@ -609,6 +609,11 @@ class LogoGallery:
         (found,) = self.localizer([photo], threshold=box_threshold)
         return self.name_boxes(photo, found["boxes"].tolist(), found["scores"].tolist(), threshold)
 
+    def embed_boxes(self, photo: ImageLike, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
+        """Unit embeddings `(len(boxes), D)` of the boxes of a photo, each cropped with the embedder's margin."""
+        photo = as_photo(photo)
+        return F.normalize(self.embed([crop_box(photo, box) for box in boxes], progress=False), dim=-1)
+
     def name_boxes(
         self,
         photo: ImageLike,
@@ -625,7 +630,7 @@ class LogoGallery:
             matches = [None] * len(boxes)
         else:
             threshold = self._resolve_threshold(threshold)
-            vectors = F.normalize(self.embed([crop_box(photo, box) for box in boxes], progress=False), dim=-1)
+            vectors = self.embed_boxes(photo, boxes)
             matches = [best for (best,) in self._rank(vectors, 1)]
         detections = [
             LogoDetection(

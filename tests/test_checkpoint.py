@@ -12,7 +12,7 @@ from dataset_scripts import load_logodet3k
 from dataset_scripts.logodet3k import hash_split_of
 from dataset_scripts.synthesize import synthesize
 from modeling_logo import LogoEmbeddingModel, LogoGallery, LogoImageProcessor, LogoLocalizerModel
-from modeling_logo.detection import LogoLocalizer, crop_box
+from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import (
     embed_photos,
     embed_split,
@@ -122,16 +122,13 @@ def test_whole_photos_are_recognised_with_the_localizer_not_as_one_image(unseen_
     crops = embed_split(model, processor, unseen_crops)
     localizer = LogoLocalizer.from_pretrained(LOCALIZER, runtime="torch")
 
-    def embed_crops(photo, boxes):
-        return gallery.embed([crop_box(photo, box) for box in boxes], progress=False)
-
     finders = {
         "localizer": lambda photo: localizer([photo])[0]["boxes"].numpy(),
         "whole image": lambda photo: np.asarray([[0, 0, photo.width, photo.height]], np.float32),
     }
     recall = {}
     for name, find in finders.items():
-        photos = embed_photos(unseen_scenes, find, embed_crops)
+        photos = embed_photos(unseen_scenes, find, gallery.embed_boxes)
         episodes = list(photo_episodes(photos, crops, unseen_crops["source"], 5, 5, episodes=100, seed=0))
         recall[name] = np.mean([open_set_metrics(e, 1.0)["closed_set_accuracy"] for e, _ in episodes])
         crop_recall = np.nanmean([c for _, c in episodes])
