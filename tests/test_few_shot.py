@@ -315,3 +315,29 @@ def test_the_approximate_ivf_backend_finds_nearly_the_exact_top_10():
     assert [row[0].brand for row in ivf_top] == [row[0].brand for row in exact_top]
     with pytest.raises(ValueError, match="search_backend must be one of"):
         LogoGallery(search_backend="annoy")
+
+
+def svg_mark(colour: str, shape: str) -> str:
+    body = '<circle cx="60" cy="40" r="35"' if shape == "circle" else '<rect x="20" y="10" width="80" height="60"'
+    return f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 120 80">{body} fill="{colour}"/></svg>'
+
+
+def test_svg_logos_are_shots_and_queries_like_any_image(gallery, tmp_path):
+    import resvg_py
+
+    for name, colour, shape in (("acme", "#c01818", "circle"), ("bolt", "#102a80", "rect")):
+        (tmp_path / f"{name}.svg").write_text(svg_mark(colour, shape))
+        png = resvg_py.svg_to_bytes(svg_string=svg_mark(colour, shape), width=360, background="#ffffff")
+        (tmp_path / f"{name}.png").write_bytes(bytes(png))  # the same mark exported as a PNG, at another size
+    gallery.add_brand("Acme", tmp_path / "acme.svg")
+    gallery.add_brand("Bolt", [(tmp_path / "bolt.svg").read_bytes()])  # bytes too
+    svg_shot, png_export, other_mark = unit(
+        gallery.embed([tmp_path / f for f in ("acme.svg", "acme.png", "bolt.png")])
+    )
+    same, different = float(svg_shot @ png_export), float(svg_shot @ other_mark)
+    assert same > 0.99 and 1 - same < (1 - different) / 5, (same, different)  # random weights: all are close
+    assert [gallery.search(tmp_path / f"{name}.png")[0].brand for name in ("acme", "bolt")] == ["Acme", "Bolt"]
+    (tmp_path / "broken.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><rect')
+    with pytest.raises(ValueError, match="broken.svg.*not a readable SVG image"):
+        gallery.add_brand("Broken", [tmp_path / "acme.svg", tmp_path / "broken.svg"])
+    assert gallery.brands == ["Acme", "Bolt"]  # a bad shot loses nothing

@@ -1,11 +1,14 @@
+import base64
+import gzip
 import io
 
 import numpy as np
 import pytest
+import resvg_py
 import torch
 from PIL import Image
 
-from modeling_logo import InvalidImageError, LogoImageProcessor, to_rgb
+from modeling_logo import InvalidImageError, LogoImageProcessor, open_image, to_rgb
 
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
@@ -158,3 +161,69 @@ def test_augmentations_depend_only_on_seed_epoch_and_index(processor):
     assert all(torch.equal(a, b) for a, b in zip(first, [again[1], again[2], again[0]]))
     augmented.set_epoch(1)
     assert not torch.equal(augmented[0]["pixel_values"], first[0])  # a new epoch draws new augmentations
+
+
+# A two-colour mark, twice as wide as tall: as a brand's designer would export it.
+MARK_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 100">'
+    '<rect x="10" y="10" width="80" height="80" fill="#d01010"/><circle cx="150" cy="50" r="40" fill="#1030c0"/>'
+    "</svg>"
+)
+
+
+def test_svg_files_and_bytes_render_on_white_keeping_their_aspect_ratio(tmp_path, processor):
+    (tmp_path / "mark.svg").write_text(MARK_SVG)
+    rendered = open_image(tmp_path / "mark.svg", svg_size=200)
+    assert rendered.mode == "RGB" and rendered.size == (200, 100)
+    assert rendered.getpixel((0, 0)) == (255, 255, 255)  # transparent canvas -> white
+    assert rendered.getpixel((50, 50)) == (208, 16, 16) and rendered.getpixel((150, 50)) == (16, 48, 192)
+    # recognised by content too: bytes, a BOM and an XML declaration, gzip (.svgz), an SVG under another name
+    declared = b"\xef\xbb\xbf\n<?xml version='1.0' encoding='UTF-8'?>\n" + MARK_SVG.encode()
+    (tmp_path / "upload.bin").write_bytes(declared)
+    (tmp_path / "mark.svgz").write_bytes(gzip.compress(MARK_SVG.encode()))
+    for same in (MARK_SVG.encode(), declared, tmp_path / "upload.bin", tmp_path / "mark.svgz"):
+        assert np.array_equal(np.asarray(open_image(same, svg_size=200)), np.asarray(rendered))
+    # the processor renders at its own size, then resizes like any image
+    assert processor.svg_render_size == 64 and open_image(MARK_SVG.encode(), svg_size=64).size == (64, 32)
+    assert processor(tmp_path / "mark.svg", return_tensors="pt").pixel_values.shape == (1, 3, 64, 64)
+
+
+def test_an_svg_and_a_png_export_of_the_same_mark_give_nearly_the_same_pixels(tmp_path, processor):
+    png = resvg_py.svg_to_bytes(svg_string=MARK_SVG, width=400)  # the designer's PNG export, transparent
+    (tmp_path / "mark.png").write_bytes(bytes(png))
+    (tmp_path / "mark.svg").write_text(MARK_SVG)
+    from_svg, from_png = processor([tmp_path / "mark.svg", tmp_path / "mark.png"], return_tensors="pt").pixel_values
+    assert (pixels_to_rgb(from_svg) - pixels_to_rgb(from_png)).abs().mean() < 3  # of 255
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10"><rect width="5"',  # cut off
+        '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><svg/></html>',  # not an SVG document
+        '<svg xmlns="http://www.w3.org/2000/svg" width="0" height="0"/>',  # nothing to render
+    ],
+    ids=["truncated", "not-svg-root", "zero-size"],
+)
+def test_a_malformed_svg_is_a_clear_error(tmp_path, processor, svg):
+    (tmp_path / "broken.svg").write_text(svg)
+    with pytest.raises(InvalidImageError, match=r"broken.svg.*not a readable SVG image"):
+        processor(tmp_path / "broken.svg")
+    with pytest.raises(InvalidImageError, match="not a readable"):
+        processor(svg.encode())
+
+
+def test_an_svg_cannot_make_the_renderer_read_local_files(tmp_path):
+    Image.new("RGB", (20, 20), "red").save(tmp_path / "secret.png")
+    linked = (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="20" height="20">'
+        f'<image href="{tmp_path / "secret.png"}" width="20" height="20"/>'
+        f'<image xlink:href="file://{tmp_path / "secret.png"}" width="20" height="20"/></svg>'
+    )
+    assert open_image(linked.encode(), svg_size=20).getpixel((10, 10)) == (255, 255, 255)  # dropped: nothing drawn
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(buffer, format="PNG")
+    embedded = linked.replace(
+        str(tmp_path / "secret.png"), "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), 1
+    )
+    assert open_image(embedded.encode(), svg_size=20).getpixel((10, 10)) == (255, 0, 0)  # embedded data is drawn
