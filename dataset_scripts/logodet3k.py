@@ -41,6 +41,7 @@ import datasets
 from PIL import Image
 
 from modeling_logo import to_rgb
+from modeling_logo.few_shot import IGNORED_FILES
 
 from .voc import CATEGORIES, UNKNOWN_LOGO, read_voc
 
@@ -48,8 +49,6 @@ from .voc import CATEGORIES, UNKNOWN_LOGO, read_voc
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-# Operating-system clutter that is neither data nor worth a warning.
-IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 SKIP_REASONS = {
     "not_an_image_file": "a file in a brand folder that is neither an image nor a VOC XML",

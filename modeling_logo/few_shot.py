@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .detection import LogoDetection, LogoLocalizer, as_photo, crop_box
-from .image_processing_logo import LogoImageProcessor
+from .image_processing_logo import InvalidImageError, LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
 
 
@@ -37,6 +37,9 @@ DETECTION_METHODS = ("auto", "localizer", "windows")
 
 ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 
+#: Operating-system clutter in image folders: neither data nor worth a warning (nor are hidden files).
+IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+
 #: What runs the network when embedding images: `"onnxruntime"` (an ONNX export of the model, cached), `"torch"`,
 #: or `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch.
 Runtime = Literal["auto", "torch", "onnxruntime"]
@@ -51,6 +54,14 @@ class BrandMatch:
 
     brand: str
     score: float
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file (or brand folder) that [`LogoGallery.from_folder`] could not use, and why."""
+
+    path: Path
+    reason: str
 
 
 def model_fingerprint(model: LogoEmbeddingModel) -> str:
@@ -237,6 +248,94 @@ class LogoGallery:
         if localizer is not None and not isinstance(localizer, LogoLocalizer):
             localizer = LogoLocalizer.from_pretrained(localizer)
         return cls(*load_model_and_processor(model_name_or_path), localizer=localizer, **kwargs)
+
+    @classmethod
+    def from_folder(
+        cls,
+        directory: str | os.PathLike,
+        model: LogoEmbeddingModel | str | os.PathLike,
+        image_processor: LogoImageProcessor | None = None,
+        *,
+        progress: bool | None = None,
+        on_skip: Callable[[SkippedFile], None] | None = None,
+        **kwargs,
+    ) -> LogoGallery:
+        """A gallery of the brands of a folder: one sub-folder per brand, named as the brand, holding 1-N example
+        images of its logo (any format [`~modeling_logo.open_image`] reads, SVG included; folders inside a brand's
+        folder are searched too). Each brand's metadata lists its files (`"files"`, relative to `directory`).
+
+        A long build never stops for one bad file: files that are not readable images, files outside any brand
+        folder and brand folders without a readable image are skipped, each reported to `on_skip` (by default a
+        logged warning). Images are embedded in batches across brands, with a progress bar (shown by default when
+        there is more than one batch).
+
+        Args:
+            model ([`LogoEmbeddingModel`], `str` or `os.PathLike`): the embedder, or a saved model's directory or
+                Hub id (loaded with its image processor).
+            **kwargs: further [`LogoGallery`] arguments (`threshold`, `batch_size`, `runtime`, ...).
+
+        Raises:
+            `FileNotFoundError`: `directory` is not a folder. `ValueError`: no brand folder holds a readable image.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(
+                f"{str(directory)!r} is not a folder: give a folder with one sub-folder per brand."
+            )
+        if isinstance(model, (str, os.PathLike)):
+            model, saved_processor = load_model_and_processor(model)
+            image_processor = image_processor or saved_processor
+        gallery = cls(model, image_processor, **kwargs)
+        report = on_skip or (lambda skipped: logger.warning("Skipped %s: %s", skipped.path, skipped.reason))
+        brand_files: dict[str, list[Path]] = {}
+        for entry in sorted(directory.iterdir()):
+            if _is_clutter(entry):
+                continue
+            if entry.is_dir():
+                brand_files[entry.name] = sorted(
+                    path
+                    for path in entry.rglob("*")
+                    if path.is_file() and not any(_is_clutter(part) for part in path.relative_to(entry).parts)
+                )
+            else:
+                report(SkippedFile(entry, "not in a brand folder (put each brand's images in a folder of its name)"))
+        total = sum(map(len, brand_files.values()))
+        pending: dict[str, tuple[list[Image.Image], list[str]]] = {}
+        show = total > gallery.batch_size if progress is None else progress
+        with tqdm(total=total, desc="Brand images", unit="file", disable=not show) as bar:
+            for brand, files in brand_files.items():
+                images, names = [], []
+                for path in files:
+                    try:
+                        images.append(gallery.image_processor.fetch_images(str(path)))
+                        names.append(path.relative_to(directory).as_posix())
+                    except (InvalidImageError, OSError) as error:  # OSError: unreadable (permissions, a bad disk)
+                        report(SkippedFile(path, str(error)))
+                    bar.update(1)
+                if not images:
+                    report(SkippedFile(directory / brand, "a brand folder without any readable image"))
+                    continue
+                pending[brand] = (images, names)
+                if sum(len(images) for images, _ in pending.values()) >= gallery.batch_size:
+                    gallery._add_decoded_brands(pending)
+                    pending = {}
+            gallery._add_decoded_brands(pending)
+        if not len(gallery):
+            raise ValueError(
+                f"No brand folder in {str(directory)!r} holds a readable image: expected {directory}/<brand>/<images>."
+            )
+        return gallery
+
+    def _add_decoded_brands(self, brands: Mapping[str, tuple[list[Image.Image], list[str]]]) -> None:
+        """Embed the images of several brands in one pass and register each brand with its file names."""
+        if not brands:
+            return
+        embeddings = self.embed([image for images, _ in brands.values() for image in images], progress=False)
+        counts = [len(images) for images, _ in brands.values()]
+        self.add_brands(
+            dict(zip(brands, torch.split(F.normalize(embeddings, dim=-1), counts))),
+            metadata={brand: {"files": names} for brand, (_, names) in brands.items()},
+        )
 
     # ----------------------------------------------------------------------------------------------------------------
     # Embedding
@@ -769,6 +868,11 @@ def window_boxes(
     return boxes
 
 
+def _is_clutter(path: Path | str) -> bool:
+    name = Path(path).name
+    return name.startswith(".") or name in IGNORED_FILES
+
+
 def _is_single_image(items: Any) -> bool:
     if isinstance(items, (Image.Image, str, os.PathLike, bytes, bytearray)):
         return True
@@ -783,6 +887,8 @@ def _is_single_image(items: Any) -> bool:
 __all__ = [
     "LogoGallery",
     "BrandMatch",
+    "SkippedFile",
+    "IGNORED_FILES",
     "embed_images",
     "embedding_function",
     "load_model_and_processor",
