@@ -400,9 +400,13 @@ class GalleryApp:
     def state_of(gallery: LogoGallery, model: str) -> dict[str, Any]:
         brands = {}
         for brand in gallery.brands:
-            metadata = gallery.metadata(brand)
-            thumbnails = metadata.get("thumbnails") or [metadata.get("thumbnail")]  # galleries of earlier versions
-            brands[brand] = {"shots": gallery.shots(brand).tolist(), "thumbnails": thumbnails}
+            metadata, shots = gallery.metadata(brand), gallery.shots(brand).tolist()
+            # Galleries of earlier versions kept one thumbnail per brand; those built elsewhere (`logo-gallery
+            # build`, `LogoGallery.from_folder`) none: a grey placeholder per shot.
+            thumbnails = metadata.get("thumbnails") or (
+                [metadata["thumbnail"]] if metadata.get("thumbnail") else [None] * len(shots)
+            )
+            brands[brand] = {"shots": shots, "thumbnails": thumbnails}
         return {"model": model, "brands": brands}
 
     # -- views ----------------------------------------------------------------------------------------------------
@@ -582,9 +586,14 @@ class GalleryApp:
         return str(archive)
 
     def upload_gallery(self, file: Any, state: dict[str, Any] | None):
+        """Replace the session's gallery with an uploaded zip of the `LogoGallery.save` format: this demo's download,
+        or a zipped folder written by `logo-gallery build` / `LogoGallery.save` (the files may sit in a folder
+        inside the zip). Its embeddings must come from this session's model."""
         state = state or _empty_state(self.default_model)
         if file is None:
-            raise gr.Error("Choose a gallery .zip downloaded from this demo.")
+            raise gr.Error(
+                "Choose a gallery .zip: downloaded from this demo, or a zipped `logo-gallery build` folder."
+            )
         path = _file_path(file)
         model, processor, _ = self.model_of(state)
         try:
@@ -599,7 +608,9 @@ class GalleryApp:
                         Path(directory, name).write_bytes(zf.read(members[name]))
                 gallery = LogoGallery.load(directory, model, processor, search_backend="torch")
         except zipfile.BadZipFile:
-            raise gr.Error("This file is not a .zip gallery downloaded from this demo.") from None
+            raise gr.Error(
+                "This file is not a .zip gallery (this demo's download, or a zipped gallery folder)."
+            ) from None
         except (ValueError, FileNotFoundError) as error:
             raise gr.Error(f"Could not load the gallery: {error}") from None
         state = self.state_of(gallery, state.get("model") or self.default_model)
@@ -673,9 +684,9 @@ def build_demo(
                 gr.Markdown("## 1. Register brands")
                 brand_name = gr.Textbox(label="Brand name", placeholder="Acme", elem_id="brand-name")
                 shot_files = gr.File(
-                    label=f"Example images (1-{MAX_SHOTS}; remove one with its ×)",
+                    label=f"Example images (1-{MAX_SHOTS}, SVG too; remove one with its ×)",
                     file_count="multiple",
-                    file_types=["image"],
+                    file_types=["image", ".svg", ".svgz"],
                     elem_id="shot-files",
                 )
                 webcam_shot = gr.Image(label="… or a webcam snapshot", sources=["webcam"], type="filepath", height=160)
@@ -701,7 +712,10 @@ def build_demo(
                 with gr.Accordion("Save or restore the gallery", open=False):
                     download_button = gr.Button("Download gallery (.zip)")
                     download_file = gr.File(label="Gallery archive", interactive=False)
-                    upload_file = gr.File(label="Upload a gallery .zip", file_types=[".zip"])
+                    upload_file = gr.File(
+                        label="Upload a gallery .zip (downloaded here, or a zipped `logo-gallery build` folder)",
+                        file_types=[".zip"],
+                    )
                     upload_button = gr.Button("Load uploaded gallery")
             with gr.Column():
                 gr.Markdown("## 2. Recognise the logos of a photo")

@@ -23,6 +23,7 @@ from PIL import Image
 from modeling_logo import (
     LogoEmbeddingConfig,
     LogoEmbeddingModel,
+    LogoGallery,
     LogoImageProcessor,
     LogoLocalizerConfig,
     LogoLocalizerImageProcessor,
@@ -341,6 +342,49 @@ def test_gallery_download_then_upload_restores_brands(client_ab, server, images,
         zf.writestr("gallery.json", "{}")
     with pytest.raises(Exception, match="Could not load the gallery"):
         fresh.predict(handle_file(str(incomplete)), api_name="/upload_gallery")
+
+
+def test_a_gallery_built_from_a_folder_uploads_as_a_zip(server, images, tmp_path):
+    brands = tmp_path / "brands"
+    for brand in ("A", "B"):
+        (brands / brand).mkdir(parents=True)
+        for path in images[brand]:
+            Image.open(path).save(brands / brand / Path(path).name)
+    model, processor = _tiny_model()  # the server's model: the gallery's embeddings belong to it
+    LogoGallery.from_folder(brands, model, processor, runtime="torch").save(tmp_path / "my-gallery" / "gallery")
+    archive = tmp_path / "my-gallery.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # as `zip -r` writes it: the files inside a folder
+        for name in ("gallery.json", "gallery.safetensors"):
+            zf.write(tmp_path / "my-gallery" / "gallery" / name, arcname=f"gallery/{name}")
+
+    client = _client(server)
+    gallery, _dropdown, summary = client.predict(handle_file(str(archive)), api_name="/upload_gallery")
+    assert summary == "2 brand(s) registered: A, B"
+    assert [item["caption"] for item in gallery] == ["A (1/2)", "A (2/2)", "B (1/2)", "B (2/2)"]  # placeholders
+    label, verdict = _search(client, images["A"][1])
+    assert verdict.startswith("A ") and label["confidences"][0]["confidence"] > ACCEPT
+    _label, verdict = _search(client, images["C"][0])
+    assert verdict.startswith("unknown brand")
+
+
+def test_svg_logos_are_shots_and_queries_and_a_broken_one_is_a_clear_error(server, images, tmp_path):
+    mark = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 120 80"><circle cx="60" cy="40" r="35" fill="#0a7d3c"/></svg>'
+    (tmp_path / "mark.svg").write_text(mark)
+    (tmp_path / "broken.svg").write_text(mark[:60])
+    client = _client(server)
+    gallery, _dropdown, summary = _add(client, "Green", [str(tmp_path / "mark.svg")])
+    _add(client, "B", images["B"])
+    (item,) = [item for item in gallery if item["caption"].startswith("Green")]
+    thumbnail = item["image"]["path"] if isinstance(item["image"], dict) else item["image"]
+    assert Image.open(thumbnail).convert("RGB").getpixel((0, 0)) == (255, 255, 255)  # rendered on white
+    _label, verdict = _search(client, str(tmp_path / "mark.svg"))
+    assert verdict.startswith("Green ")
+    with pytest.raises(Exception, match="broken.svg.*not a readable SVG image"):
+        _add(client, "Broken", [str(tmp_path / "broken.svg")])
+    with pytest.raises(Exception, match="not a readable SVG image"):
+        _search(client, str(tmp_path / "broken.svg"))
+    label, _verdict = _search(client, images["B"][0])
+    assert [c["label"] for c in label["confidences"]] == ["B", "Green"]  # nothing lost
 
 
 def test_exif_orientation_is_applied_to_shots(server, images, tmp_path):
