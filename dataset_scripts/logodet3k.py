@@ -17,8 +17,12 @@ Quirks of the real data this handles:
 - VOC object names that name no brand folder (typos, variants) are labelled with the folder's brand; each such
   mismatch is logged once. Names of other brands mark multi-brand images: in `crops` each box gets its own brand; in
   `images` the image belongs to its folder's brand and the others are listed in `other_brands`.
+- VOC files as other tools write them are read: an unescaped `&` (`Ben & Jerry's`), stray byte-order marks, bytes
+  that are not UTF-8, a missing `<size>` (the image's own size is used) and other damage lxml's recovering parser
+  reads are repaired and counted by kind (`LogoDet3K.repaired`, see `dataset_scripts.voc.REPAIR_KINDS`).
 - Bad input is skipped and counted by reason, never fatal: see `SKIP_REASONS`. The counts are logged at the end and
-  kept in `skipped.json` next to the prepared data (`LogoDet3K.skipped`).
+  kept in `skipped.json` next to the prepared data (`LogoDet3K.skipped`), with the repairs and the list of the files
+  skipped (`LogoDet3K.skipped_files`).
 
 Configs: `crops` (one example per box, cropped with a context margin), `images` (the whole image with its brand's
 boxes, as the paper trained) and `detection` (the image with every box and its brand).
@@ -33,7 +37,7 @@ import logging
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
@@ -43,7 +47,7 @@ from PIL import Image
 from modeling_logo import to_rgb
 from modeling_logo.few_shot import IGNORED_FILES
 
-from .voc import CATEGORIES, UNKNOWN_LOGO, read_voc
+from .voc import CATEGORIES, REPAIR_KINDS, UNKNOWN_LOGO, parse_voc
 
 
 logger = logging.getLogger(__name__)
@@ -56,7 +60,7 @@ SKIP_REASONS = {
     "missing_image": "a VOC XML without its image",
     "unreadable_image": "an image file that cannot be decoded (corrupt, truncated, or not an image)",
     "too_large": "an image with more pixels than `max_image_pixels` (decompression-bomb guard)",
-    "malformed_xml": "a VOC XML that does not parse or lacks its size/name/bndbox fields",
+    "malformed_xml": "a VOC XML that no repair makes readable (see `voc.REPAIR_KINDS`), or an object without its name or bndbox",
     "no_objects": "a VOC XML without any object",
     "invalid_box": "one box with zero area or lying outside the image (the image's other boxes are kept)",
     "no_valid_boxes": "an image none of whose boxes is valid",
@@ -65,6 +69,8 @@ SKIP_REASONS = {
 }
 # Skips that follow from the data's design rather than from damage: logged as information, not as a warning.
 EXPECTED_SKIPS = ("box_of_other_split", "unknown_logo")
+# Skips of one box rather than of a file: counted, not listed in `skipped_files`.
+BOX_SKIPS = ("invalid_box", "box_of_other_split", "unknown_logo")
 
 SPLIT_SCHEMES = ("brands", "hash", "paper")
 
@@ -147,6 +153,7 @@ class DataIndex:
     records: list[ImageRecord]
     brand_categories: dict[str, str]
     skipped: Counter
+    skipped_files: dict[str, list[str]] = field(default_factory=dict)  # reason -> `<Category>/<Folder>/<file>`s
 
     @property
     def brands(self) -> list[str]:
@@ -173,7 +180,12 @@ def scan_data_dir(data_dir: str | Path) -> DataIndex:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"LogoDet-3K data directory {str(data_dir)!r} does not exist.")
-    records, brand_categories, skipped = [], {}, Counter()
+    records, brand_categories, skipped, skipped_files = [], {}, Counter(), defaultdict(list)
+
+    def skip(reason: str, path: Path) -> None:
+        skipped[reason] += 1
+        skipped_files[reason].append("/".join(path.parts[-3:]))
+
     for category_dir in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         folders = sorted(p for p in category_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
         names = {folder.name for folder in folders}
@@ -190,17 +202,17 @@ def scan_data_dir(data_dir: str | Path) -> DataIndex:
                     if xml_path.name in files:
                         records.append(ImageRecord(path, xml_path, brand, design, category_dir.name))
                     else:
-                        skipped["missing_xml"] += 1
+                        skip("missing_xml", path)
                 elif suffix != ".xml":
-                    skipped["not_an_image_file"] += 1
-            skipped["missing_image"] += sum(
-                1 for p in files.values() if p.suffix.lower() == ".xml" and p.stem not in stems_with_images
-            )
+                    skip("not_an_image_file", path)
+            for _, path in sorted(files.items()):
+                if path.suffix.lower() == ".xml" and path.stem not in stems_with_images:
+                    skip("missing_image", path)
     if not records:
         raise ValueError(
             f"No annotated images in {str(data_dir)!r}: expected <Category>/<Brand>/<n>.jpg with <n>.xml beside it."
         )
-    return DataIndex(records, brand_categories, skipped)
+    return DataIndex(records, brand_categories, skipped, dict(skipped_files))
 
 
 def split_brands(
@@ -273,12 +285,20 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         LogoDet3KConfig(name="detection", description="Whole images with every box and its brand."),
     ]
     DEFAULT_CONFIG_NAME = "crops"
+    # The version is part of the Arrow cache's path: raise it when the same files give other examples, so that no
+    # cache prepared by an earlier version is reused (1.1.0: repaired VOC files are read instead of skipped).
+    VERSION = datasets.Version("1.1.0")
     DEFAULT_WRITER_BATCH_SIZE = 256
 
     def __init__(self, *args, **kwargs):
         # Set before super().__init__(), which already calls _info() and with it the scan.
         self._index: DataIndex | None = None
+        #: Skips by split (and `"scan"`), by reason of `SKIP_REASONS`.
         self.skipped: dict[str, Counter] = {}
+        #: VOC files read after a repair, by split and kind of `voc.REPAIR_KINDS`.
+        self.repaired: dict[str, Counter] = {}
+        #: The files skipped, by reason: `<Category>/<Folder>/<file>` paths (box-level skips are only counted).
+        self.skipped_files: dict[str, list[str]] = {}
         super().__init__(*args, **kwargs)
         self.config.validate()
 
@@ -341,6 +361,8 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                 records_by_split[assignment[record.brand]].append(record)
             self._brand_splits = {brand: {split} for brand, split in assignment.items()}
         self.skipped["scan"] = Counter(index.skipped)
+        for reason, sources in index.skipped_files.items():
+            self.skipped_files.setdefault(reason, []).extend(sources)
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"records": records_by_split[split], "split": split})
             for split in (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
@@ -348,23 +370,26 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, records: list[ImageRecord], split: str):
         skipped = self.skipped.setdefault(str(split), Counter())
+        repaired = self.repaired.setdefault(str(split), Counter())
         known_brands = {brand.casefold(): brand for brand in self.index.brand_categories}
         image_counts = self.index.images_per_brand()
         mismatches_logged = set()
         for record in records:
             try:
-                image_size, objects = read_voc(record.xml_path)
-            except (ParseError, ValueError, TypeError) as error:
+                annotation = parse_voc(record.xml_path)
+            except (ParseError, ValueError, TypeError, OSError) as error:
                 logger.debug("Skipping %s: %s", record.xml_path, error)
-                skipped["malformed_xml"] += 1
+                self._skip(skipped, "malformed_xml", record, xml=True)
                 continue
+            image_size, objects = annotation.size, annotation.objects
             if not objects:
-                skipped["no_objects"] += 1
+                self._skip(skipped, "no_objects", record, xml=True)
                 continue
             checked = self._check_image(record, skipped, keep_pixels=self.config.name == "crops")
             if checked is None:
                 continue
             (width, height), image = checked
+            repaired.update(annotation.repairs)
             if image_size is not None and image_size != (width, height):
                 logger.debug("%s: XML size %s differs from the image's %s", record.source, image_size, (width, height))
             labelled = []  # (brand, box); brand None for an unknown logo
@@ -380,7 +405,7 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                 skipped["unknown_logo"] += sum(brand is None for brand, _ in labelled)
                 labelled = [(brand, box) for brand, box in labelled if brand is not None]
             if not labelled:
-                skipped["no_valid_boxes"] += 1
+                self._skip(skipped, "no_valid_boxes", record)
                 continue
             common = {
                 "brand": record.brand,
@@ -430,18 +455,24 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
             with Image.open(record.image_path) as image:
                 size = image.size
                 if size[0] * size[1] > self.config.max_image_pixels:
-                    skipped["too_large"] += 1
+                    self._skip(skipped, "too_large", record)
                     return None
                 if not keep_pixels:
                     image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
                 image.load()
                 return size, image.copy() if keep_pixels else None
         except Image.DecompressionBombError:  # beyond twice PIL's own limit: refused before our check
-            skipped["too_large"] += 1
+            self._skip(skipped, "too_large", record)
         except (OSError, SyntaxError, ValueError) as error:
             logger.debug("Skipping %s: %s", record.image_path, error)
-            skipped["unreadable_image"] += 1
+            self._skip(skipped, "unreadable_image", record)
         return None
+
+    def _skip(self, skipped: Counter, reason: str, record: ImageRecord, xml: bool = False) -> None:
+        """Count a skipped file and list it (its XML, with `xml`, else its image)."""
+        skipped[reason] += 1
+        path = record.xml_path if xml else record.image_path
+        self.skipped_files.setdefault(reason, []).append("/".join(path.parts[-3:]))
 
     def _object_brand(self, name: str, record: ImageRecord, known_brands: dict, logged: set) -> str:
         """The brand a VOC object name refers to: another brand of the data set, else the folder's brand."""
@@ -479,17 +510,35 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         super().download_and_prepare(*args, **kwargs)
         report_path = Path(self.cache_dir) / "skipped.json"
         if self.skipped:  # generated in this run
-            report_path.write_text(json.dumps({k: dict(v) for k, v in self.skipped.items()}, indent=2))
+            report = {
+                "skipped": {split: dict(counts) for split, counts in self.skipped.items()},
+                "repaired": {split: dict(counts) for split, counts in self.repaired.items()},
+                "skipped_files": {reason: sorted(files) for reason, files in sorted(self.skipped_files.items())},
+            }
+            report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         elif report_path.is_file():
-            self.skipped = {k: Counter(v) for k, v in json.loads(report_path.read_text()).items()}
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            self.skipped = {split: Counter(counts) for split, counts in report["skipped"].items()}
+            self.repaired = {split: Counter(counts) for split, counts in report["repaired"].items()}
+            self.skipped_files = report["skipped_files"]
         totals = sum(self.skipped.values(), Counter())
         for expected in (False, True):
             counts = {reason: n for reason, n in sorted(totals.items()) if (reason in EXPECTED_SKIPS) == expected}
             if counts:
+                files = [f for reason in counts if reason not in BOX_SKIPS for f in self.skipped_files.get(reason, [])]
                 (logger.info if expected else logger.warning)(
-                    "LogoDet-3K: skipped %s (the reasons are explained in dataset_scripts.logodet3k.SKIP_REASONS).",
+                    "LogoDet-3K: skipped %s (the reasons are explained in dataset_scripts.logodet3k.SKIP_REASONS)%s",
                     ", ".join(f"{count} {reason}" for reason, count in counts.items()),
+                    f"; files: {', '.join(files[:5])}{', ...' if len(files) > 5 else ''} (all in {report_path})."
+                    if files
+                    else ".",
                 )
+        repairs = sum(self.repaired.values(), Counter())
+        if repairs:
+            logger.info(
+                "LogoDet-3K: read VOC files after repairing %s (see dataset_scripts.voc.REPAIR_KINDS).",
+                ", ".join(f"{count} {kind}" for kind, count in sorted(repairs.items())),
+            )
 
 
 def load_logodet3k(
@@ -583,6 +632,7 @@ reuse CC0 brand marks (simple-icons, iconify "logos") and CC0 photos (scikit-ima
 
 __all__ = [
     "CATEGORIES",
+    "REPAIR_KINDS",
     "SKIP_REASONS",
     "LogoDet3K",
     "LogoDet3KConfig",

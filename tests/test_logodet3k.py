@@ -1,9 +1,11 @@
 """The LogoDet-3K builder on a fixture tree with the real data set's quirks, built here."""
 
 import io
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
 
 import datasets
 import numpy as np
@@ -18,6 +20,7 @@ from dataset_scripts.logodet3k import (
     scan_data_dir,
     split_brands,
 )
+from dataset_scripts.voc import parse_voc
 
 
 BOX = (10, 8, 50, 40)  # where every fixture image has its logo rectangle
@@ -39,7 +42,7 @@ TREE = {
     ],
     ("Food", "McDonald's-1"): [image(1)],  # another design of McDonald's
     ("Food", "Ben & Jerry's"): [image(1), image(2), image(3, kind="truncated")],
-    ("Food", "Café Noir"): [image(1), image(2)],
+    ("Food", "Café Noir"): [image(1), image(2, kind="cp1252")],
     ("Food", "Pão de Açúcar"): [image(1), image(2)],
     ("Clothes", "Adidas"): [
         image(1, objects=[("Adidas Originals", BOX)]),  # XML name differs from the folder: the folder wins
@@ -53,11 +56,11 @@ TREE = {
         image(3, objects=[("Nike", (100, 100, 120, 120))]),  # its only box is outside the image
     ],
     ("Clothes", "Lacoste"): [image(1), image(2, objects=[("Lacoste", BOX), ("Lacoste", (20, 20, 20, 30))])],
-    ("Clothes", "H&M"): [image(1), image(2)],
-    ("Electronic", "7-11"): [image(1), image(2)],  # not a design of a brand "7"
+    ("Clothes", "H&M"): [image(1, kind="raw_ampersand"), image(2, kind="raw_ampersand")],  # every file: raw `&`
+    ("Electronic", "7-11"): [image(1), image(2, kind="no_size")],  # not a design of a brand "7"
     ("Electronic", "A.B.C. Corp."): [image(1), image(2, kind="text_as_jpg"), image(3, size=(300, 300))],
-    ("Electronic", "Sony"): [image(1), image(2), image(9, kind="orphan_xml")],
-    ("Electronic", "東芝"): [image(1), image(2)],
+    ("Electronic", "Sony"): [image(1, kind="bom_crlf"), image(2), image(9, kind="orphan_xml")],
+    ("Electronic", "東芝"): [image(1, kind="double_bom"), image(2)],
 }
 EXTRA_FILES = {("Electronic", "Sony"): ["notes.txt", ".DS_Store"]}
 
@@ -78,19 +81,36 @@ GENERATION_SKIPS = {
     "A.B.C. Corp.": {"unreadable_image": 1, "too_large": 1},
 }
 SCAN_SKIPS = {"missing_xml": 1, "missing_image": 1, "not_an_image_file": 1}
+# VOC files as other tools write them, read after a repair (a BOM with Windows line ends needs none).
+REPAIRS = {"raw_ampersand": 2, "not_utf8": 1, "missing_size": 1, "text_before_xml": 1}
 MAX_PIXELS = 200 * 200  # so that the 300×300 image counts as too large
 
 
-def voc(folder, size, objects):
+def voc(folder, size, objects, escape=True, with_size=True):
+    text = (lambda value: value.replace("&", "&amp;")) if escape else str
     boxes = "".join(
-        f"<object><name>{name.replace('&', '&amp;')}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<object><name>{text(name)}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
         f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
         for name, b in objects
     )
-    return (
-        f"<annotation><folder>{folder.replace('&', '&amp;')}</folder><size><width>{size[0]}</width>"
-        f"<height>{size[1]}</height><depth>3</depth></size>{boxes}</annotation>"
-    )
+    size_element = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
+    return f"<annotation><folder>{text(folder)}</folder>{size_element if with_size else ''}{boxes}</annotation>"
+
+
+def voc_bytes(folder, size, objects, kind="ok") -> bytes:
+    """A VOC file as `kind` of tool writes it: most well-formed, some as annotation tools and editors leave them."""
+    if kind == "raw_ampersand":  # hand-written, or tools that do not escape
+        return voc(folder, size, objects, escape=False).encode()
+    if kind == "no_size":
+        return voc(folder, size, objects, with_size=False).encode()
+    if kind == "bom_crlf":  # Windows editors: a byte-order mark, a declaration and CRLF line ends
+        declared = "<?xml version='1.0' encoding='utf-8'?>\n" + voc(folder, size, objects).replace("><", ">\n<")
+        return b"\xef\xbb\xbf" + declared.replace("\n", "\r\n").encode()
+    if kind == "double_bom":  # a mark added on every save, and a blank line before the declaration
+        return b"\xef\xbb\xbf\xef\xbb\xbf\r\n<?xml version='1.0'?>" + voc(folder, size, objects).encode()
+    if kind == "cp1252":  # declared UTF-8, written in Windows-1252
+        return ("<?xml version='1.0' encoding='utf-8'?>" + voc(folder, size, objects)).encode("cp1252")
+    return voc(folder, size, objects).encode()
 
 
 def write_tree(root: Path) -> Path:
@@ -117,7 +137,7 @@ def write_tree(root: Path) -> Path:
             if kind == "malformed_xml":
                 (directory / f"{stem}.xml").write_text("<annotation><object><name>Nike</name>", encoding="utf-8")
             elif kind != "no_xml":
-                (directory / f"{stem}.xml").write_text(voc(folder, size, objects), encoding="utf-8")
+                (directory / f"{stem}.xml").write_bytes(voc_bytes(folder, size, objects, kind))
     for (category, folder), names in EXTRA_FILES.items():
         for name in names:
             (root / category / folder / name).write_text("clutter")
@@ -197,6 +217,7 @@ def test_crops_config_counts_per_split_and_per_skip_reason(data_dir, cache_dir):
             expected_skips["box_of_other_split"] += 1
         assert builder.skipped[split] == expected_skips, split
     assert builder.skipped["scan"] == SCAN_SKIPS
+    assert sum(builder.repaired.values(), Counter()) == REPAIRS
 
 
 def test_crops_match_their_boxes(data_dir, cache_dir):
@@ -275,7 +296,8 @@ def test_rerun_hits_the_cache_and_keeps_the_skip_report(data_dir, cache_dir, mon
     first, _ = prepare(data_dir, cache_dir, "crops")
     monkeypatch.setattr(LogoDet3K, "_generate_examples", lambda *args, **kwargs: pytest.fail("regenerated"))
     again, splits = prepare(data_dir, cache_dir, "crops")
-    assert again.skipped == first.skipped
+    assert again.skipped == first.skipped and again.repaired == first.repaired
+    assert again.skipped_files == first.skipped_files
     assert splits["train"].cache_files and Path(splits["train"].cache_files[0]["filename"]).is_file()
 
 
@@ -317,3 +339,68 @@ def test_crops_can_be_stored_shrunk_for_fast_loading(data_dir, cache_dir):
                 assert abs(shrunk.width / shrunk.height - big.width / big.height) < 0.15  # aspect ratio kept
     with pytest.raises(ValueError, match="crop_max_size"):
         load_logodet3k(data_dir, "crops", cache_dir=cache_dir, crop_max_size=4)
+
+
+def test_voc_files_other_tools_write_are_repaired_and_only_unreadable_ones_skipped_and_listed(data_dir, cache_dir):
+    builder, splits = prepare(data_dir, cache_dir, "detection")
+    rows = {row["source"]: row for split in splits.values() for row in split}
+    names = splits["train"].features["objects"].feature["brand"].names
+    # H&M, every file of which carries a raw `&`, is in the data set, its boxes named by the folder's brand
+    assert {"Clothes/H&M/1.jpg", "Clothes/H&M/2.jpg"} <= set(rows)
+    assert [names[obj["brand"]] for obj in rows["Clothes/H&M/1.jpg"]["objects"]] == ["H&M"]
+    assert rows["Electronic/7-11/2.jpg"]["objects"][0]["bbox"] == list(map(float, BOX))  # no <size>: image's own
+    assert {"Food/Café Noir/2.jpg", "Electronic/Sony/1.jpg", "Electronic/東芝/1.jpg"} <= set(rows)
+    assert sum(builder.repaired.values(), Counter()) == REPAIRS
+    assert {reason: sorted(files) for reason, files in builder.skipped_files.items()} == {
+        "missing_xml": ["Clothes/Adidas/3.jpg"],
+        "missing_image": ["Electronic/Sony/9.xml"],
+        "not_an_image_file": ["Electronic/Sony/notes.txt"],
+        "malformed_xml": ["Clothes/Nike/2.xml"],
+        "no_objects": ["Clothes/Adidas/4.xml"],
+        "no_valid_boxes": ["Clothes/Nike/3.jpg"],
+        "unreadable_image": ["Electronic/A.B.C. Corp./2.jpg", "Food/Ben & Jerry's/3.jpg"],
+        "too_large": ["Electronic/A.B.C. Corp./3.jpg"],
+    }
+    report = json.loads((Path(builder.cache_dir) / "skipped.json").read_text(encoding="utf-8"))
+    assert report["skipped_files"]["malformed_xml"] == ["Clothes/Nike/2.xml"]
+    assert sum((Counter(counts) for counts in report["repaired"].values()), Counter()) == REPAIRS
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "repairs"),
+    [
+        (
+            b"<annotation><object><name>Ben & Jerry's</name>{box}</object></annotation>",
+            "Ben & Jerry's",
+            ("raw_ampersand",),
+        ),
+        (
+            b"<annotation><object><name>Caf&eacute; &amp; Co</name>{box}</object></annotation>",
+            "Caf\u00e9 & Co",
+            ("html_entity",),
+        ),
+        (
+            b"\xef\xbb\xbf<?xml version='1.0'?>\r\n<annotation>\r\n<object><name>Nike</name>{box}</object></annotation>",
+            "Nike",
+            (),
+        ),
+        (
+            b"  \n<?xml version='1.0'?><annotation><object><name>Nike</name>{box}</object></annotation>",
+            "Nike",
+            ("text_before_xml",),
+        ),
+        (b"<annotation><object><name>A<B</name>{box}</object></annotation>", "A", ("recovered_xml",)),
+        (b"<annotation><object><name>Nike</name>{box}</object>", "Nike", ("recovered_xml",)),  # cut off
+    ],
+    ids=["raw-ampersand", "html-entity", "bom-crlf", "text-before-xml", "stray-lt", "cut-off"],
+)
+def test_parse_voc_repairs_and_says_what_it_repaired(tmp_path, data, name, repairs):
+    box = b"<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>3</xmax><ymax>4</ymax></bndbox>"
+    size = b"<size><width>8</width><height>6</height></size>"
+    (tmp_path / "a.xml").write_bytes(data.replace(b"{box}", box).replace(b"<object>", size + b"<object>", 1))
+    annotation = parse_voc(tmp_path / "a.xml")
+    assert annotation.objects == [(name, (1.0, 2.0, 3.0, 4.0))] and annotation.size == (8, 6)
+    assert annotation.repairs == repairs
+    (tmp_path / "b.xml").write_bytes(b"GIF89a not xml at all")
+    with pytest.raises(ParseError, match="not a VOC annotation"):
+        parse_voc(tmp_path / "b.xml")
