@@ -72,7 +72,7 @@ EXPECTED_SKIPS = ("box_of_other_split", "unknown_logo")
 # Skips of one box rather than of a file: counted, not listed in `skipped_files`.
 BOX_SKIPS = ("invalid_box", "box_of_other_split", "unknown_logo")
 
-SPLIT_SCHEMES = ("brands", "hash", "paper")
+SPLIT_SCHEMES = ("brands", "hash", "paper", "all-test")
 
 _DESIGN_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<design>\d+)$")
 
@@ -89,6 +89,8 @@ class LogoDet3KConfig(datasets.BuilderConfig):
             `"hash"`: brand-disjoint, each brand placed by a hash of its name and `seed` alone, so that data sets of
             any size agree: a brand that is a test brand of a 300-brand set is never a training brand of a
             4,000-brand set generated from the same marks. Fractions hold on average, not exactly.
+            `"all-test"`: every brand is a test brand, and `test` the only split: to measure a trained model on
+            brands of one's own (it must not have trained on them), with its calibrated threshold.
         train_fraction, validation_fraction (`float`): brand fractions of the `"brands"` and `"hash"` schemes (test
             gets the rest).
         seed (`int`, defaults to 0): seed of the `"brands"` and `"hash"` schemes.
@@ -278,16 +280,20 @@ def clip_box(box: list[float], width: int, height: int) -> list[float] | None:
 class LogoDet3K(datasets.GeneratorBasedBuilder):
     """LogoDet-3K (or the generated benchmark in its layout) with brand-disjoint splits. See the module docstring."""
 
-    BUILDER_CONFIG_CLASS = LogoDet3KConfig
-    BUILDER_CONFIGS = [
-        LogoDet3KConfig(name="crops", description="One example per logo box, cropped with a context margin."),
-        LogoDet3KConfig(name="images", description="Whole images with their brand's boxes, as the paper trained."),
-        LogoDet3KConfig(name="detection", description="Whole images with every box and its brand."),
-    ]
-    DEFAULT_CONFIG_NAME = "crops"
     # The version is part of the Arrow cache's path: raise it when the same files give other examples, so that no
     # cache prepared by an earlier version is reused (1.1.0: repaired VOC files are read instead of skipped).
     VERSION = datasets.Version("1.1.0")
+    BUILDER_CONFIG_CLASS = LogoDet3KConfig
+    BUILDER_CONFIGS = [
+        LogoDet3KConfig(
+            name="crops", version=VERSION, description="One example per logo box, cropped with a context margin."
+        ),
+        LogoDet3KConfig(
+            name="images", version=VERSION, description="Whole images with their brand's boxes, as the paper trained."
+        ),
+        LogoDet3KConfig(name="detection", version=VERSION, description="Whole images with every box and its brand."),
+    ]
+    DEFAULT_CONFIG_NAME = "crops"
     DEFAULT_WRITER_BATCH_SIZE = 256
 
     def __init__(self, *args, **kwargs):
@@ -337,7 +343,12 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         index = self.index
-        if self.config.split_scheme == "paper":
+        splits = (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
+        if self.config.split_scheme == "all-test":
+            records_by_split = {"test": index.records}
+            self._brand_splits = {brand: {"test"} for brand in index.brands}
+            splits = (datasets.Split.TEST,)  # no empty train and validation splits to trip over
+        elif self.config.split_scheme == "paper":
             records_by_split = paper_split(index.records, index.brands)
             test_brands = {record.brand for record in records_by_split["test"]}
             # train and validation share the seen brands; only test brands are unseen
@@ -365,7 +376,7 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
             self.skipped_files.setdefault(reason, []).extend(sources)
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"records": records_by_split[split], "split": split})
-            for split in (datasets.Split.TRAIN, datasets.Split.VALIDATION, datasets.Split.TEST)
+            for split in splits
         ]
 
     def _generate_examples(self, records: list[ImageRecord], split: str):
@@ -549,7 +560,8 @@ def load_logodet3k(
     num_proc: int | None = None,
     **config_kwargs,
 ) -> datasets.DatasetDict:
-    """Load LogoDet-3K (or the generated benchmark) as a `DatasetDict` with `train`, `validation` and `test` splits.
+    """Load LogoDet-3K (or the generated benchmark) as a `DatasetDict` with `train`, `validation` and `test` splits
+    (only `test` with `split_scheme="all-test"`).
 
     Args:
         data_dir: the folder holding `<Category>/<Brand>/<n>.jpg` + `<n>.xml`.

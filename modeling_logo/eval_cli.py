@@ -5,6 +5,13 @@
 Baselines in the same run: `untrained` (the same architecture, random weights), `imagenet` (ImageNet backbone and
 a random head, the paper's baseline; skipped with a note when the weights cannot be had offline) and `histogram`
 (a colour histogram, to show what the network adds).
+
+A downloaded model on brands of one's own (a LogoDet-3K-layout folder of brands it never trained on):
+
+    logo-eval --model user/logo-model --data_dir my-brands --split_scheme all-test --baselines histogram
+
+Every brand is then a test brand, and the open-set protocol uses the model's calibrated
+`config.similarity_threshold` (or `--threshold`) instead of one chosen on validation brands.
 """
 
 from __future__ import annotations
@@ -34,10 +41,24 @@ from .evaluation import (
 from .few_shot import RUNTIMES, LogoGallery, Runtime, load_model_and_processor, window_boxes
 from .image_processing_logo import LogoImageProcessor, to_rgb
 from .modeling_logo import LogoEmbeddingModel
-from .report import honest_table, paper_table, photo_table, retrieval_table, write_report
+from .report import (
+    HONEST_THRESHOLD_CALIBRATED,
+    HONEST_THRESHOLD_FROM_VALIDATION,
+    honest_table,
+    paper_table,
+    photo_table,
+    retrieval_table,
+    write_report,
+)
 
 
 Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
+
+#: `--split_scheme` choices: those of `dataset_scripts.logodet3k.SPLIT_SCHEMES` (not imported here: modeling_logo
+#: does not import dataset_scripts at import time).
+SPLIT_SCHEMES = ("hash", "brands", "paper", "all-test")
+#: Every brand a test brand: a trained model measured on brands of one's own, with its calibrated threshold.
+ALL_TEST = "all-test"
 
 
 def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_column: str = "brand") -> EmbeddedSplit:
@@ -66,15 +87,28 @@ def evaluate_embedder(
     episodes: int = 500,
     seed: int = 0,
     train_sample: int = 1000,
+    threshold: float | None = None,
 ) -> tuple[dict, EmbeddedSplit]:
     """All protocols for one embedder: `{"paper": [...], "honest": [...], "retrieval": {...}, "train_retrieval":
     {...}}` and the test embeddings. Validation brands tune the honest threshold and serve as out-of-distribution
-    queries for t-mAP; a sample of training brands measures memorisation."""
-    test, validation = embed(splits["test"]), embed(splits["validation"])
-    train = seeded_sample(splits["train"], train_sample, seed)
+    queries for t-mAP; a sample of training brands measures memorisation.
+
+    Splits with only `test` (`--split_scheme all-test`) get the honest protocol at the given `threshold` (its rows
+    are skipped, with the reason, without one), no t-mAP and no training-brand mAP."""
+    test = embed(splits["test"])
+    validation = embed(splits["validation"]) if "validation" in splits else None
+    train = seeded_sample(splits["train"], train_sample, seed) if "train" in splits else []
+    if validation is None and threshold is None:
+        reason = "no calibrated threshold (config.similarity_threshold) and no validation brands to choose one"
+        honest = [{"ways": n, "shots": k, "skipped": reason} for n in ways for k in shots]
+    else:
+        honest = honest_protocol(
+            validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed,
+            threshold=threshold if validation is None else None,
+        )  # fmt: skip
     result = {
         "paper": [_paper_or_skip(test, k, seed) for k in shots],
-        "honest": honest_protocol(validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed),
+        "honest": honest,
         "retrieval": retrieval_protocol(test, ood=validation),
         "train_retrieval": retrieval_protocol(embed(train)) if len(train) else {},
     }
@@ -190,8 +224,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--split_scheme",
         default="hash",
-        choices=["hash", "brands", "paper"],
-        help="how brands are split (as in training; see LogoDet3KConfig)",
+        choices=SPLIT_SCHEMES,
+        help="how brands are split (as in training; see LogoDet3KConfig); all-test: every brand is a test brand, "
+        "to measure a model on brands of your own with its calibrated threshold",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="with --split_scheme all-test: the open-set cosine threshold (default: each --model's calibrated "
+        "config.similarity_threshold)",
     )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--ways", nargs="+", default=["5", "20", "all"], help="N of the open-set N-way episodes")
@@ -226,7 +268,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.ways = [w if w == "all" else int(w) for w in args.ways]
     if not args.model and not args.baselines:
         parser.error("nothing to evaluate: give --model and/or --baselines")
+    if args.split_scheme == ALL_TEST:
+        if not args.model:
+            parser.error("--split_scheme all-test measures trained models on your brands: give --model")
+        if args.localizer or args.photo_methods:
+            parser.error("--split_scheme all-test evaluates logo crops only: whole photos need validation brands")
+    elif args.threshold is not None:
+        parser.error("--threshold is for --split_scheme all-test; other schemes choose it on validation brands")
     return args
+
+
+def calibrated_thresholds(args: argparse.Namespace) -> dict[str, float | None]:
+    """The open-set threshold of each `--model` under `all-test`: `--threshold`, else its calibrated
+    `config.similarity_threshold` (`None` where it has none; baselines have none)."""
+    thresholds = {}
+    for name_or_path in args.model:
+        calibrated = LogoEmbeddingConfig.from_pretrained(name_or_path).similarity_threshold
+        thresholds[str(name_or_path)] = args.threshold if args.threshold is not None else calibrated
+        if thresholds[str(name_or_path)] is None:
+            print(f"{name_or_path} has no calibrated config.similarity_threshold: pass --threshold for open-set rows.")
+    return thresholds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,16 +306,19 @@ def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
     options = {"cache_dir": args.cache_dir, "split_scheme": args.split_scheme, **(split_options or {})}
     splits = load_logodet3k(args.data_dir, args.config, **options)
     print({split: len(dataset) for split, dataset in splits.items()})
+    all_test = options["split_scheme"] == ALL_TEST
+    thresholds = calibrated_thresholds(args) if all_test else {}
     results, test_splits = {}, {}
     for name, embed in build_embedders(args).items():
         print(f"Evaluating {name} ...")
         results[name], test_splits[name] = evaluate_embedder(
             embed, splits, shots=tuple(args.shots), ways=tuple(args.ways), episodes=args.episodes, seed=args.seed,
-            train_sample=args.train_sample,
+            train_sample=args.train_sample, threshold=thresholds.get(name),
         )  # fmt: skip
+    honest_threshold = HONEST_THRESHOLD_CALIBRATED if all_test else HONEST_THRESHOLD_FROM_VALIDATION
     print("\n## The paper's protocol (threshold tuned on test brands, as in the paper)\n")
     print(paper_table(results))
-    print("\n## The honest protocol (threshold from validation brands, 95% CI)\n")
+    print(f"\n## The honest protocol ({honest_threshold}, 95% CI)\n")
     print(honest_table(results))
     print("\n## Retrieval\n")
     print(retrieval_table(results))
@@ -273,6 +337,7 @@ def run(args: argparse.Namespace, split_options: dict | None = None) -> dict:
         directory = write_report(
             results, args.report, test_splits=test_splits, test_images=_LazyImages(test),
             brand_names=test.features["brand"].names, shots=tuple(args.shots), seed=args.seed,
+            honest_threshold=honest_threshold,
         )  # fmt: skip
         if photo_results:
             with open(directory / "report.md", "a", encoding="utf-8") as report:

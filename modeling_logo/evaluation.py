@@ -255,38 +255,49 @@ def _mean_and_interval(per_episode: list[dict[str, float]]) -> dict[str, tuple[f
 
 
 def honest_protocol(
-    validation: EmbeddedSplit,
+    validation: EmbeddedSplit | None,
     test: EmbeddedSplit,
     *,
     ways: tuple[int | str, ...] = (5, 20, "all"),
     shots: tuple[int, ...] = (1, 5),
     episodes: int = 500,
     seed: int = 0,
+    threshold: float | None = None,
 ) -> list[dict]:
-    """Open-set N-way K-shot results on test brands with a threshold chosen on validation brands only.
+    """Open-set N-way K-shot results on test brands with a threshold chosen on validation brands only, or fixed
+    beforehand: with `threshold` (e.g. a model's calibrated `config.similarity_threshold`), `validation` is not
+    used and may be `None`; nothing is tuned on the test brands either way.
 
-    Returns one row per (ways, shots) that both splits can support: the threshold, its validation F1, and the
-    test metrics as `{name: (mean, 95% CI half-width)}` over the episodes.
+    Returns one row per (ways, shots) that the splits can support: the threshold, its validation F1 (`None` for a
+    given threshold), and the test metrics as `{name: (mean, 95% CI half-width)}` over the episodes.
     """
+    if validation is None and threshold is None:
+        raise ValueError("The honest protocol needs validation brands to choose its threshold, or a threshold.")
     rows = []
     for n_ways in ways:
         for k_shots in shots:
             try:
-                tuning = list(open_set_episodes(validation, n_ways, k_shots, episodes=episodes, seed=seed))
+                tuning = (
+                    []
+                    if threshold is not None
+                    else list(open_set_episodes(validation, n_ways, k_shots, episodes=episodes, seed=seed))
+                )
                 testing = list(open_set_episodes(test, n_ways, k_shots, episodes=episodes, seed=seed + 1))
             except ValueError as error:
                 rows.append({"ways": n_ways, "shots": k_shots, "skipped": str(error)})
                 continue
-            threshold, validation_f1 = open_set_threshold(tuning)
-            per_episode = [open_set_metrics(episode, threshold) for episode in testing]
+            row_threshold, validation_f1 = (
+                (float(threshold), None) if threshold is not None else open_set_threshold(tuning)
+            )
+            per_episode = [open_set_metrics(episode, row_threshold) for episode in testing]
             metrics = _mean_and_interval(per_episode)
             rows.append(
                 {
                     "ways": n_ways,
                     "shots": k_shots,
                     "episodes": len(testing),
-                    "threshold": threshold,
-                    "threshold_tuned_on": "validation brands",
+                    "threshold": row_threshold,
+                    "threshold_tuned_on": "validation brands" if threshold is None else "none: given beforehand",
                     "validation_f1": validation_f1,
                     **metrics,
                 }

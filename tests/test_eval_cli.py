@@ -84,3 +84,54 @@ def test_logo_eval_measures_localisation_and_whole_photos(tmp_path, saved_model_
     assert whole["closed_set_accuracy"][0] < whole["crop_recall_at_1"][0]
     assert 0.0 <= results[str(saved_model_dir)]["localization"]["AP50"] <= 1.0
     assert "## Whole photos" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_threshold(tmp_path, capsys):
+    import pytest
+    import torch
+
+    from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+
+    from .test_logodet3k import OWN_CROPS
+
+    torch.manual_seed(1)
+    config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64, similarity_threshold=0.42)
+    model_dir = tmp_path / "downloaded-model"
+    LogoEmbeddingModel(config).save_pretrained(model_dir)
+    LogoImageProcessor.from_model_config(config).save_pretrained(model_dir)
+    data_dir = write_tree(tmp_path / "my-brands")
+    argv = [
+        "--model", str(model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"),
+        "--split_scheme", "all-test", "--shots", "1", "--ways", "2", "4", "--episodes", "10",
+        "--baselines", "histogram", "--runtime", "torch", "--report", str(tmp_path / "report"),
+    ]  # fmt: skip
+    results = eval_cli.run(eval_cli.parse_args(argv))
+    printed = capsys.readouterr().out
+    # every crop of every brand is a test crop: the brands' own, the Ben & Jerry's logo in a McDonald's photo, and the
+    # 300 x 300 image that only the builder test's pixel limit refuses
+    assert f"{{'test': {sum(OWN_CROPS.values()) + 2}}}" in printed
+    model_rows = results[str(model_dir)]["honest"]
+    assert [(row["ways"], row["threshold"]) for row in model_rows] == [(2, 0.42), (4, 0.42)]  # calibrated, not tuned
+    assert all(row["threshold_tuned_on"] == "none: given beforehand" and row["episodes"] == 10 for row in model_rows)
+    assert all("no calibrated threshold" in row["skipped"] for row in results["colour histogram"]["honest"])
+    assert (
+        results[str(model_dir)]["train_retrieval"] == {}
+        and "images/t-mAP@10" not in results[str(model_dir)]["retrieval"]
+    )
+    assert results["colour histogram"]["paper"][0]["shots"] == 1  # the paper's protocol and retrieval run too
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## The honest protocol (open set, threshold: each model's calibrated config.similarity_threshold" in report
+    honest = parse_markdown_table(report, "## The honest protocol")
+    assert [row[3] for row in honest[1:3]] == ["0.420", "0.420"]
+
+    overridden = eval_cli.run(eval_cli.parse_args([*argv, "--threshold", "0.9", "--report", ""]))
+    assert {row["threshold"] for row in overridden[str(model_dir)]["honest"]} == {0.9}
+    with pytest.raises(SystemExit):
+        eval_cli.parse_args([*argv, "--localizer", str(model_dir)])
+    assert "crops only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_cli.parse_args(["--data_dir", str(data_dir), "--split_scheme", "all-test", "--baselines", "histogram"])
+    assert "give --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_cli.parse_args(["--model", str(model_dir), "--data_dir", str(data_dir), "--threshold", "0.5"])
+    assert "--threshold is for --split_scheme all-test" in capsys.readouterr().err

@@ -117,6 +117,17 @@ def test_honest_protocol_skips_impossible_settings():
     assert rows[2]["ways"] == "all" and rows[2]["episodes"] == 10
 
 
+def test_honest_protocol_at_a_given_threshold_needs_no_validation_brands():
+    test = clustered(15, 6, 0.5, seed=4)
+    rows = honest_protocol(None, test, ways=(5,), shots=(1, 5), episodes=20, threshold=0.25)
+    assert [(row["threshold"], row["validation_f1"]) for row in rows] == [(0.25, None), (0.25, None)]
+    assert all(row["threshold_tuned_on"] == "none: given beforehand" for row in rows)
+    strict = honest_protocol(None, test, ways=(5,), shots=(1,), episodes=20, threshold=1.01)[0]
+    assert strict["recall"][0] == 0.0 and strict["accuracy"][0] == 0.5  # nothing accepted: every unknown is right
+    with pytest.raises(ValueError, match="validation brands .* or a threshold"):
+        honest_protocol(None, test)
+
+
 def test_retrieval_protocol_on_separated_and_mixed_brands():
     separated = retrieval_protocol(clustered(20, 5, 0.1, seed=6), ood=clustered(5, 5, 0.1, seed=7))
     mixed = retrieval_protocol(clustered(20, 5, 10.0, seed=6))

@@ -292,6 +292,15 @@ def test_paper_split_holds_out_ten_percent_of_brands(data_dir, cache_dir):
     assert splits["train"].num_rows == round(0.8 * (splits["train"].num_rows + splits["validation"].num_rows))
 
 
+def test_all_test_scheme_makes_every_brand_a_test_brand(data_dir, cache_dir):
+    builder, splits = prepare(data_dir, cache_dir, "crops", split_scheme="all-test")
+    assert list(splits) == ["test"]
+    names = splits["test"].features["brand"].names
+    assert {names[b] for b in splits["test"]["brand"]} == set(OWN_CROPS)
+    assert splits["test"].num_rows == sum(OWN_CROPS.values()) + 1  # and the Ben & Jerry's logo of a McDonald's photo
+    assert builder.skipped["test"] == sum((Counter(skips) for skips in GENERATION_SKIPS.values()), Counter())
+
+
 def test_rerun_hits_the_cache_and_keeps_the_skip_report(data_dir, cache_dir, monkeypatch):
     first, _ = prepare(data_dir, cache_dir, "crops")
     monkeypatch.setattr(LogoDet3K, "_generate_examples", lambda *args, **kwargs: pytest.fail("regenerated"))
