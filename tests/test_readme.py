@@ -60,3 +60,21 @@ def test_photo_example_runs_as_written(tmp_path):
     for brand, box in pasted.items():  # each logo found where it was pasted, with its brand (None: unregistered)
         assert any(float(box_iou(torch.tensor([b], dtype=torch.float32), torch.tensor([box], dtype=torch.float32))) >= 0.5
                    for b in found.get(brand, [])), (brand, result.stdout)  # fmt: skip
+
+
+def test_gallery_from_a_folder_example_runs_as_written(tmp_path):
+    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("own-brands")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    brands, search = result.stdout.strip().splitlines()
+    assert brands == """['Acme', "Ben & Jerry's"] ['Acme/logo.svg', 'Acme/photo.jpg']"""
+    assert search.startswith("[BrandMatch(brand='Acme'")
+    assert "notes.txt" in result.stderr and "not a readable image" in result.stderr  # reported, skipped
+    assert {"gallery.json", "gallery.safetensors"} <= {p.name for p in (tmp_path / "my-gallery").iterdir()}
