@@ -4,7 +4,7 @@
     python train.py                                   # the generated benchmark, a CPU-sized model
     accelerate launch train.py --config configs/paper-resnet50.yaml   # the paper's configuration, on GPUs
     python train.py --resume_from_checkpoint latest  # continue a run exactly where it stopped
-    torchrun --nproc_per_node 2 train.py              # two CPU processes (`accelerate launch --cpu` runs one)
+    torchrun --nproc_per_node 2 train.py              # one run split across two processes (CPU or GPUs)
 
 The loop reads top to bottom: data (brand-disjoint splits, P×K batches, augmentations), model (backbone frozen
 first, stages unfrozen on schedule), loss and miner (pytorch-metric-learning), then epochs of training, validation on
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser
@@ -289,8 +289,10 @@ def gathered_criterion(loss_fn, miner, args: TrainingArguments, num_processes: i
     the global batch, with gradients through its own part, times the number of processes to undo DDP's averaging),
     so a process mines negatives among the other processes' brands as in one big batch. Proxy losses
     (normalized-softmax, proxy-anchor) are left alone: their loss is a mean over examples, which DDP's gradient
-    averaging already computes (exactly for normalized-softmax, approximately for proxy-anchor)."""
-    if num_processes == 1 or args.loss in CLASS_PROXY_LOSSES:
+    averaging already computes (exactly for normalized-softmax, approximately for proxy-anchor). The paper's random
+    pairs and triplets (`--miner collator`) index each process's own batch, so their loss stays local too: DDP's
+    averaging then gives the mean over every process's pairs, as one process on the global batch would."""
+    if num_processes == 1 or args.loss in CLASS_PROXY_LOSSES or args.miner == "collator":
         return loss_fn, miner
     from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
 
@@ -310,6 +312,36 @@ def lr_multiplier(
     else:
         schedule = 1.0
     return schedule * unfreezing.lr_factor(epoch)
+
+
+def has_accelerator_device() -> bool:
+    """Whether torch sees a GPU (or another accelerator). Without one, every process of a multi-process launch must
+    run on the CPU (Accelerate otherwise treats each `torchrun` process as a separate single-process run)."""
+    if hasattr(torch, "accelerator"):
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+def freezes_parameters(unfreezing: ProgressiveUnfreezing, args: TrainingArguments) -> bool:
+    """Whether some backbone stage is frozen in some epoch of this run (or skipped, in the cached-feature phase)."""
+    return any(unfreezing.frozen_stages(epoch) for epoch in range(args.num_epochs))
+
+
+def synchronize_buffers(model, accelerator: Accelerator) -> None:
+    """Give every process the main process's BatchNorm statistics. Each process normalises its own batch, so their
+    running statistics drift apart within a step; DDP broadcasts the main process's before every training forward,
+    and this does it at the end of an epoch, so that every process then holds exactly the model that the main
+    process validates and saves."""
+    if accelerator.num_processes > 1:
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+def validate_on_main_process(accelerator: Accelerator, model, *arguments) -> dict:
+    """[`validate`] once, on the main process, its metrics sent to every process, so that all processes record the
+    same best model and take the same early-stopping decision (different decisions would hang the run)."""
+    metrics = [validate(model, *arguments) if accelerator.is_main_process else None]
+    return broadcast_object_list(metrics)[0]
 
 
 @torch.no_grad()
@@ -360,6 +392,7 @@ def save_checkpoint(accelerator: Accelerator, state: TrainingState, args: Traini
         shutil.rmtree(temporary, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()  # every process has written its part (e.g. its random states) before the rename
     if accelerator.is_main_process:
         (temporary / "training_state.json").write_text(json.dumps(state.to_dict(), indent=2))
         os.replace(temporary, final)
@@ -469,16 +502,33 @@ def write_curves(history: list[dict], output_dir: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> TrainingState:
+def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> TrainingState:
+    """Train as `python train.py ARGS` does; `callbacks` are called after the built-in ones (progressive unfreezing,
+    collapse detection, early stopping) with the unwrapped model, on every process."""
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logger.setLevel(logging.INFO)
     output_dir = Path(args.output_dir)
+    unfreezing = ProgressiveUnfreezing.from_string(
+        args.unfreeze, lr_decay=args.unfreeze_lr_decay, freeze_others=args.freeze_other_stages
+    )
+    # Without a GPU, the processes of `torchrun`/`accelerate launch` form one CPU run (gloo), not N separate runs.
+    cpu = not has_accelerator_device()
+    # DDP expects a gradient for every parameter it synchronises; stages frozen (or skipped by the cached-feature
+    # phase) after it wraps the model have none, so it must look for unused parameters. Their gradients stay None:
+    # the optimizer leaves them alone, weight decay included. The cost is a walk of the autograd graph per step.
+    ddp_options = DistributedDataParallelKwargs(find_unused_parameters=freezes_parameters(unfreezing, args))
     accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(args.mixed_precision, PartialState().device.type),
+        cpu=cpu,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, PartialState(cpu=cpu).device.type),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(output_dir),
+        kwargs_handlers=[ddp_options],
+    )
+    accelerator.print(
+        f"{accelerator.num_processes} process(es) on {accelerator.device.type} "
+        f"({accelerator.distributed_type.value}), mixed precision: {accelerator.mixed_precision}"
     )
     set_seed(args.seed)
 
@@ -512,16 +562,15 @@ def main(argv: list[str] | None = None) -> TrainingState:
         validation_split = seeded_sample(validation_split, args.validation_sample, args.seed)
 
     # ---- Model, loss, optimizer: every parameter is in a group from the start; unfreezing turns gradients on
-    unfreezing = ProgressiveUnfreezing.from_string(
-        args.unfreeze, lr_decay=args.unfreeze_lr_decay, freeze_others=args.freeze_other_stages
-    )
-    callbacks: list[TrainerCallback] = [unfreezing, CollapseDetector()]
+    user_callbacks, callbacks = list(callbacks or []), [unfreezing, CollapseDetector()]
     if args.early_stopping_patience:
         callbacks.append(EarlyStopping(args.early_stopping_patience))
+    callbacks += user_callbacks
     loss_fn = build_loss(args.loss, margin=args.margin, num_classes=train_split.features["brand"].num_classes,
                          embedding_size=model.config.embedding_size)  # fmt: skip
     miner = build_miner(args.miner, args.loss, margin=args.margin)
     train_loss_fn, train_miner = gathered_criterion(loss_fn, miner, args, accelerator.num_processes)
+    loss_is_gathered = train_loss_fn is not loss_fn  # the distributed wrapper's loss is N × the global batch's
     groups = [
         {"params": list(model.head.parameters()), "lr": args.learning_rate, "name": "head"},
         {
@@ -550,9 +599,15 @@ def main(argv: list[str] | None = None) -> TrainingState:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, scheduler_steps_per_epoch, args, unfreezing)
     )
-    model, optimizer, train_loader, scheduler, train_loss_fn = accelerator.prepare(
-        model, optimizer, train_loader, scheduler, train_loss_fn
-    )
+    # DDP synchronises only the parameters that require gradients when it wraps the model, and a model saved with
+    # frozen stages loads them frozen: wrap it with every parameter trainable, so that stages unfrozen later stay in
+    # sync across processes. The unfreezing callback freezes the schedule's stages right after.
+    model.requires_grad_(True)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if any(param.requires_grad for param in train_loss_fn.parameters()):
+        train_loss_fn = accelerator.prepare(train_loss_fn)  # learnt proxies: synchronised like the model's weights
+    else:
+        train_loss_fn = train_loss_fn.to(accelerator.device)  # DDP cannot wrap a module without parameters
     unwrapped = accelerator.unwrap_model(model)
 
     # ---- Resume
@@ -569,7 +624,9 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
     if args.eval_on_start and not state.history:
         model.eval()
-        metrics = validate(unwrapped, processor, validation_split, train_sample, loss_fn, miner, args)
+        metrics = validate_on_main_process(
+            accelerator, unwrapped, processor, validation_split, train_sample, loss_fn, miner, args
+        )
         state.history.append({"epoch": -1, "step": 0, **metrics})
         accelerator.log({f"validation/{k}": v for k, v in metrics.items()}, step=0)
         accelerator.print(
@@ -621,14 +678,18 @@ def main(argv: list[str] | None = None) -> TrainingState:
                     indices_tuple = train_miner(embeddings, labels)
                 else:
                     indices_tuple = batch.get("indices_tuple")
-                loss = train_loss_fn(embeddings, labels, indices_tuple)
+                # In fp32 also under autocast (the model's outputs are fp32): exp and cosine terms stay finite.
+                loss = train_loss_fn(embeddings.float(), labels, indices_tuple)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses.append(loss.item())
+            # The loss of the global batch, the same on every process.
+            losses.append(accelerator.reduce(loss.detach(), reduction="mean").item())
+            if loss_is_gathered:
+                losses[-1] /= accelerator.num_processes
             if accelerator.sync_gradients:
                 state.global_step += 1
                 state.step_in_epoch += 1
@@ -645,10 +706,13 @@ def main(argv: list[str] | None = None) -> TrainingState:
                     save_checkpoint(accelerator, state, args)
         progress.close()
         train_seconds = time.perf_counter() - epoch_start - cache_seconds
+        synchronize_buffers(unwrapped, accelerator)
 
-        # ---- Validate on unseen brands; keep the best model
+        # ---- Validate on unseen brands (on the main process); keep the best model
         model.eval()
-        metrics = validate(unwrapped, processor, validation_split, train_sample, loss_fn, miner, args)
+        metrics = validate_on_main_process(
+            accelerator, unwrapped, processor, validation_split, train_sample, loss_fn, miner, args
+        )
         metrics["train_loss"] = float(np.mean(losses)) if losses else float("nan")
         metrics.update(train_seconds=train_seconds, feature_cache_seconds=cache_seconds)
         improved = state.record(

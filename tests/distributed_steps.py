@@ -40,7 +40,7 @@ def run(loss_name: str, out_dir: Path) -> None:
     loss_fn = build_loss(loss_name, num_classes=BRANDS, embedding_size=model.config.embedding_size)
     miner = build_miner(DEFAULT_MINERS[loss_name], loss_name)
     loss_fn, miner = train.gathered_criterion(
-        loss_fn, miner, SimpleNamespace(loss=loss_name), accelerator.num_processes
+        loss_fn, miner, SimpleNamespace(loss=loss_name, miner=DEFAULT_MINERS[loss_name]), accelerator.num_processes
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)

@@ -11,7 +11,7 @@ import torch
 from dataset_scripts import load_logodet3k
 from dataset_scripts.logodet3k import hash_split_of
 from dataset_scripts.synthesize import synthesize
-from modeling_logo import LogoEmbeddingModel, LogoGallery, LogoImageProcessor, LogoLocalizerModel
+from modeling_logo import LogoEmbeddingModel, LogoGallery, LogoLocalizerModel
 from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import (
     embed_photos,
@@ -22,6 +22,8 @@ from modeling_logo.evaluation import (
     retrieval_protocol,
 )
 from modeling_logo.few_shot import load_model_and_processor
+
+from .test_hub_loading import run_python
 
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "logo-embedding-resnet-small"
@@ -78,20 +80,30 @@ def test_checkpoint_beats_an_untrained_network_on_unseen_brands(unseen_crops):
 
 
 def test_checkpoint_loads_the_same_with_remote_code(tmp_path):
-    from transformers import AutoModel
-
+    """`trust_remote_code` in a process that cannot import the package (with it imported, transformers would return
+    the installed class): the checkpoint's own code copies give the package's embeddings."""
     model, processor = load_model_and_processor(CHECKPOINT)
-    remote = AutoModel.from_pretrained(CHECKPOINT, trust_remote_code=True).eval()
-    pixels = LogoImageProcessor.from_pretrained(CHECKPOINT)(
-        [torch.rand(3, 120, 90) for _ in range(2)], return_tensors="pt"
-    ).pixel_values
+    pixels = processor([torch.rand(3, 120, 90, generator=torch.Generator().manual_seed(i)) for i in range(2)],
+                       return_tensors="pt").pixel_values  # fmt: skip
+    torch.save(pixels, tmp_path / "pixels.pt")
+    run_python(
+        f"""
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(CHECKPOINT)!r}, trust_remote_code=True).eval()
+        assert not type(model).__module__.startswith("modeling_logo."), type(model).__module__
+        with torch.no_grad():
+            torch.save(model(torch.load({str(tmp_path / "pixels.pt")!r})).embeddings, {str(tmp_path / "remote.pt")!r})
+        """,
+        cwd=tmp_path,
+        block_package=True,
+    )
     with torch.no_grad():
-        torch.testing.assert_close(remote(pixels).embeddings, model(pixels).embeddings, atol=1e-5, rtol=0)
+        expected = model(pixels).embeddings
+    torch.testing.assert_close(torch.load(tmp_path / "remote.pt"), expected, atol=1e-5, rtol=0)
 
 
-def test_shipped_localizer_is_complete_small_and_loads_as_remote_code():
-    from transformers import AutoModel
-
+def test_shipped_localizer_is_complete_small_and_loads_as_remote_code(tmp_path):
     names = {path.name for path in LOCALIZER.iterdir()}
     assert {
         "config.json",
@@ -102,10 +114,23 @@ def test_shipped_localizer_is_complete_small_and_loads_as_remote_code():
     } <= names
     assert (LOCALIZER / "model.safetensors").stat().st_size < 20 * 1024 * 1024
     model = LogoLocalizerModel.from_pretrained(LOCALIZER).eval()
-    remote = AutoModel.from_pretrained(LOCALIZER, trust_remote_code=True).eval()
-    pixels = torch.randn(1, 3, model.config.image_size, model.config.image_size)
+    pixels = torch.randn(
+        1, 3, model.config.image_size, model.config.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    torch.save(pixels, tmp_path / "pixels.pt")
+    run_python(  # in a process that cannot import the package, so that the checkpoint's own code runs
+        f"""
+        import torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(LOCALIZER)!r}, trust_remote_code=True).eval()
+        with torch.no_grad():
+            torch.save(model(torch.load({str(tmp_path / "pixels.pt")!r})).scores, {str(tmp_path / "remote.pt")!r})
+        """,
+        cwd=tmp_path,
+        block_package=True,
+    )
     with torch.no_grad():
-        torch.testing.assert_close(remote(pixels).scores, model(pixels).scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.load(tmp_path / "remote.pt"), model(pixels).scores, atol=1e-5, rtol=0)
 
 
 def test_shipped_localizer_finds_the_logos_of_unseen_brands(unseen_scenes):

@@ -1,6 +1,7 @@
 """train.py: losses, progressive unfreezing, a run end to end, exact resume after SIGKILL, accelerate launch."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -321,3 +322,37 @@ def test_shipped_recipes_parse(recipe):
     assert args.output_dir.startswith("runs/")
     if "paper" in recipe.name:  # the frozen phase runs on cached features
         assert args.frozen_feature_views > 0 and args.freeze_other_stages and args.unfreeze == "layer4:15"
+
+
+def test_bf16_mixed_precision_trains_with_finite_losses(data_dir, tmp_path):
+    """Under bf16 autocast (emulated on CPUs without AVX512-BF16, so only two steps), the model's outputs reach the
+    metric-learning loss in fp32 and the losses stay finite. A subprocess: Accelerate fixes the precision once per
+    process."""
+    output = tmp_path / "bf16"
+    argv = quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "1", "--max_steps_per_epoch", "2")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *argv, "--mixed_precision", "bf16"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 process(es) on cpu (NO), mixed precision: bf16" in result.stdout
+    (row,) = json.loads((output / "training_state.json").read_text())["history"]
+    assert all(math.isfinite(row[key]) for key in ("train_loss", "loss", "retrieval_mAP")), row
+
+
+@pytest.mark.parametrize(
+    ("loss_name", "miner_name", "gathered"),
+    [("triplet", "semi-hard", True), ("multi-similarity", "multi-similarity", True), ("triplet", "collator", False),
+     ("contrastive", "collator", False), ("normalized-softmax", "none", False)],
+)  # fmt: skip
+def test_which_criteria_see_every_process_embeddings(loss_name, miner_name, gathered):
+    """Mined pair and triplet losses are gathered across processes; the collator's pairs index one process's batch
+    and proxy losses are means over examples, so DDP's gradient averaging already gives the global batch's loss."""
+    from types import SimpleNamespace
+
+    loss_fn = build_loss(loss_name, num_classes=4, embedding_size=16)
+    miner = build_miner(miner_name, loss_name)
+    arguments = SimpleNamespace(loss=loss_name, miner=miner_name)
+    train_loss_fn, _ = train.gathered_criterion(loss_fn, miner, arguments, num_processes=2)
+    assert (train_loss_fn is not loss_fn) == gathered
+    assert train.gathered_criterion(loss_fn, miner, arguments, num_processes=1)[0] is loss_fn
