@@ -24,6 +24,7 @@ from .metrics import (
     detection_metrics,
     distance_ratio,
     f1_at_thresholds,
+    f1_score,
     fisher_separation,
     mean_confidence_interval,
     operating_curve,
@@ -228,7 +229,7 @@ def open_set_metrics(episode: OpenSetEpisode, threshold: float) -> dict[str, flo
         "accuracy": float(np.mean(right | (~accepted & ~known))),
         "precision": float(precision),
         "recall": float(recall),
-        "f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
+        "f1": f1_score(precision, recall),
         "closed_set_accuracy": float(np.mean(episode.best[known] == episode.target[known])),
         "unknown_auroc": roc_auc(episode.best_score, known) if (~known).any() else float("nan"),
     }
@@ -241,7 +242,7 @@ def open_set_threshold(episodes: list[OpenSetEpisode]) -> tuple[float, float]:
     num_known = int(sum((e.target >= 0).sum() for e in episodes))
     curve = operating_curve(scores, right)  # true positives: accepted and right; precision: right / accepted
     recall = curve.true_positives / num_known
-    f1 = 2 * curve.precision * recall / np.maximum(curve.precision + recall, 1e-12)
+    f1 = f1_score(curve.precision, recall)
     best = int(np.argmax(f1))
     return float(curve.thresholds[best]), float(f1[best])
 
@@ -379,7 +380,7 @@ def calibrate_threshold(
     precision, recall, far = curve.precision, curve.recall, curve.false_positive_rate
     name, _, value = target.partition("@")
     if name == "f1" and not value:
-        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        f1 = f1_score(precision, recall)
         best = int(np.argmax(f1))
     elif name == "precision" and value:
         meets = np.flatnonzero(precision >= float(value))

@@ -23,6 +23,16 @@ def _as_arrays(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return scores, labels
 
 
+def f1_score(precision, recall):
+    """F1, the harmonic mean `2 * precision * recall / (precision + recall)`, and 0 where precision + recall is 0.
+
+    Scalars give a `float`; arrays (of the same or broadcastable shapes) give a float64 array, element by element."""
+    precision, recall = np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros(total.shape), where=total > 0)
+    return float(f1) if f1.ndim == 0 else f1
+
+
 def threshold_metrics(scores, labels, threshold: float) -> dict[str, float]:
     """Accuracy, precision, recall and F1 of accepting `score >= threshold` (precision is 0 when nothing is accepted)."""
     scores, labels = _as_arrays(scores, labels)
@@ -32,7 +42,7 @@ def threshold_metrics(scores, labels, threshold: float) -> dict[str, float]:
     fn = np.sum(~accepted & labels)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = f1_score(precision, recall)
     return {
         "accuracy": float(np.mean(accepted == labels)),
         "precision": float(precision),
@@ -50,8 +60,7 @@ def f1_at_thresholds(scores, labels, thresholds) -> np.ndarray:
     positives = labels.sum()
     precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=tp + fp > 0)
     recall = tp / positives if positives else np.zeros(len(tp))
-    total = precision + recall
-    return np.divide(2 * precision * recall, total, out=np.zeros(len(tp)), where=total > 0)
+    return f1_score(precision, recall)
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def best_f1_threshold(scores, labels) -> tuple[float, float]:
     """The threshold (one of the scores) with the best F1, and that F1."""
     curve = operating_curve(scores, labels)
     precision, recall = curve.precision, curve.recall
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    f1 = f1_score(precision, recall)
     best = int(np.argmax(f1))
     return float(curve.thresholds[best]), float(f1[best])
 
@@ -152,7 +161,7 @@ def detection_metrics(images, iou_threshold: float = 0.5) -> dict[str, float]:
         return {"AP": 0.0, "recall": 0.0, "f1": 0.0, "threshold": 1.0, "precision": 0.0, "recall_at_threshold": 0.0}
     curve = operating_curve(scores, hits)
     precision, recall = curve.precision, curve.true_positives / num_boxes
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    f1 = f1_score(precision, recall)
     best = int(np.argmax(f1))
     return {
         "AP": float(np.sum(np.diff(np.r_[0.0, recall]) * precision)),
@@ -343,6 +352,8 @@ __all__ = [
     "detection_metrics",
     "distance_ratio",
     "equal_error_rate",
+    "f1_at_thresholds",
+    "f1_score",
     "fisher_separation",
     "match_detections",
     "mean_confidence_interval",

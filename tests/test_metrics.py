@@ -7,6 +7,7 @@ from modeling_logo.metrics import (
     best_f1_threshold,
     distance_ratio,
     equal_error_rate,
+    f1_score,
     fisher_separation,
     mean_confidence_interval,
     recall_at_precision,
@@ -37,6 +38,17 @@ def test_ranking_metrics_by_hand():
     assert recall_at_precision(SCORES, LABELS, 0.7) == pytest.approx(1.0)
     eer, threshold = equal_error_rate(SCORES, LABELS)
     assert eer == pytest.approx(1 / 3) and threshold == pytest.approx(0.7)
+
+
+def test_f1_score_of_scalars_and_arrays_is_zero_where_precision_and_recall_are():
+    assert f1_score(2 / 3, 2 / 3) == pytest.approx(2 / 3) and isinstance(f1_score(0.75, 1.0), float)
+    assert f1_score(0.75, 1) == pytest.approx(6 / 7)
+    assert f1_score(0.0, 0.0) == 0.0 and f1_score(np.float64(0), 0) == 0.0
+    precision, recall = np.array([0.5, 0.0, 1.0, 0.2]), np.array([1.0, 0.0, 1.0, 0.0])
+    f1 = f1_score(precision, recall)
+    assert f1.dtype == np.float64 and f1.shape == (4,)
+    assert f1 == pytest.approx([2 / 3, 0.0, 1.0, 0.0])
+    assert f1_score(np.array([0.5, 0.25]), 0.5) == pytest.approx([0.5, 1 / 3])  # broadcast
 
 
 @pytest.mark.parametrize("seed", range(5))
