@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ from modeling_logo.callbacks import (
     CollapseDetector,
     EarlyStopping,
     ProgressiveUnfreezing,
-    TrainerCallback,
+    TrainingCallback,
     TrainingState,
 )
 from modeling_logo.evaluation import (
@@ -75,7 +75,7 @@ DEFAULT_DATA_DIR = "data/synthetic-logos"
 
 
 @dataclass
-class TrainingArguments:
+class EmbeddingTrainingArguments:
     """Arguments of `train.py`; also readable from a YAML or JSON file given as the only argument or `--config`."""
 
     # data
@@ -100,10 +100,14 @@ class TrainingArguments:
     # model
     init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
     backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset (resnet-small)."})
-    image_size: int = 96
-    embedding_size: int = 128
-    hidden_size: int = 256
-    head_dropout: float = 0.3
+    image_size: int = field(
+        default=96, metadata={"help": "Input side in pixels (a new model; --init_from keeps its own)."}
+    )
+    embedding_size: int = field(
+        default=128, metadata={"help": "Dimension of the L2-normalised embedding (new model)."}
+    )
+    hidden_size: int = field(default=256, metadata={"help": "Width of the head's hidden layer (new model)."})
+    head_dropout: float = field(default=0.3, metadata={"help": "Dropout in the head (new model; the paper: 0.3)."})
     pretrained_backbone: str | None = field(
         default=None, metadata={"help": "'imagenet' for timm's weights, or a state-dict file. Default: random init."}
     )
@@ -120,7 +124,7 @@ class TrainingArguments:
     loss_lr_factor: float = field(
         default=100.0, metadata={"help": "Proxy LR = factor × head LR (proxy-anchor, normalized-softmax)."}
     )
-    weight_decay: float = 1e-4
+    weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay of the optimizer."})
     unfreeze: str = field(
         default="", metadata={"help": "stage:epoch list, e.g. 'layer4:15' (the paper); '' unfreezes nothing."}
     )
@@ -129,18 +133,22 @@ class TrainingArguments:
         default=False, metadata={"help": "Freeze the stages the schedule does not unfreeze (the paper: true)."}
     )
     lr_scheduler: str = field(default="cosine", metadata={"help": "constant or cosine."})
-    warmup_epochs: float = 0.3
-    num_epochs: int = 6
+    warmup_epochs: float = field(default=0.3, metadata={"help": "Linear LR warm-up, in epochs."})
+    num_epochs: int = field(
+        default=6, metadata={"help": "Epochs to train (an epoch: every training brand's images once)."}
+    )
     max_steps_per_epoch: int | None = field(default=None, metadata={"help": "Cap steps per epoch (quick runs)."})
     brands_per_batch: int = field(default=32, metadata={"help": "P of the P×K batch."})
     images_per_brand: int = field(default=4, metadata={"help": "K of the P×K batch."})
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float | None = 5.0
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
+    max_grad_norm: float | None = field(default=5.0, metadata={"help": "Gradient clipping norm (None: no clipping)."})
     mixed_precision: str = field(
         default="auto", metadata={"help": "auto (bf16 where the hardware has it), no, bf16, or fp16 (GPU only)."}
     )
-    seed: int = 0
-    num_workers: int = 2
+    seed: int = field(
+        default=0, metadata={"help": "Seed of the model's initialisation, the batches and the augmentation."}
+    )
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes."})
     frozen_feature_views: int = field(
         default=0,
         metadata={"help": "While the whole backbone is frozen, train the head on backbone features of N cached "
@@ -166,9 +174,11 @@ class TrainingArguments:
             "help": "Validate each epoch on a fixed seeded sample of this many validation images (default: all)."
         },
     )
-    output_dir: str = "runs/logo-model"
+    output_dir: str = field(
+        default="runs/logo-model", metadata={"help": "Where the best model, checkpoints, logs and the report go."}
+    )
     checkpointing_steps: int | None = field(default=None, metadata={"help": "Also checkpoint every N steps."})
-    keep_last_checkpoints: int = 2
+    keep_last_checkpoints: int = field(default=2, metadata={"help": "Checkpoints kept (older ones are deleted)."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
     evaluate_on_test: bool = field(
         default=True, metadata={"help": "At the end, run logo-eval on the test brands beside the untrained baseline."}
@@ -194,8 +204,8 @@ class TrainingArguments:
             raise ValueError("Need --num_epochs >= 1, --brands_per_batch >= 2 and --images_per_brand >= 2.")
 
 
-def parse_args(argv: list[str] | None = None) -> TrainingArguments:
-    return parse_arguments_with_config(TrainingArguments, argv)
+def parse_args(argv: list[str] | None = None) -> EmbeddingTrainingArguments:
+    return parse_arguments_with_config(EmbeddingTrainingArguments, argv)
 
 
 def parse_arguments_with_config(arguments_class, argv: list[str] | None = None):
@@ -244,7 +254,7 @@ def resolve_mixed_precision(requested: str, device_type: str) -> str:
     return requested
 
 
-def ensure_data(args: TrainingArguments, accelerator: Accelerator) -> str:
+def ensure_data(args: EmbeddingTrainingArguments, accelerator: Accelerator) -> str:
     """The data directory: the given one, or the generated benchmark (generated by the main process if missing)."""
     if args.data_dir:
         return args.data_dir
@@ -259,7 +269,7 @@ def ensure_data(args: TrainingArguments, accelerator: Accelerator) -> str:
     return DEFAULT_DATA_DIR
 
 
-def split_options(args: TrainingArguments) -> dict:
+def split_options(args: EmbeddingTrainingArguments) -> dict:
     """How the data set is split: the same for training and for the final evaluation."""
     return {
         "cache_dir": args.dataset_cache_dir,
@@ -269,9 +279,39 @@ def split_options(args: TrainingArguments) -> dict:
     }
 
 
-def build_model(args: TrainingArguments) -> LogoEmbeddingModel:
+# The flags that shape a new model; with --init_from the saved model has its own.
+MODEL_FLAGS = ("backbone", "image_size", "embedding_size", "hidden_size", "head_dropout")
+
+
+def check_model_flags(args: EmbeddingTrainingArguments, config: LogoEmbeddingConfig) -> None:
+    """With `--init_from`, the saved model decides its architecture and sizes: a flag that asks for another one
+    would be ignored, so it is an error (a flag left at its default, or equal to the model's value, is fine)."""
+    defaults = {item.name: item.default for item in fields(EmbeddingTrainingArguments)}
+    conflicts = [
+        f"--{name} {getattr(args, name)} (the model has {getattr(config, name)})"
+        for name in MODEL_FLAGS
+        if getattr(args, name) != defaults[name] and getattr(args, name) != getattr(config, name)
+    ]
+    if args.pretrained_backbone:
+        conflicts.append(f"--pretrained_backbone {args.pretrained_backbone} (the model's backbone is already trained)")
+    if conflicts:
+        raise ValueError(
+            f"--init_from {args.init_from} keeps the saved model's architecture and sizes; remove "
+            + ", ".join(conflicts)
+            + "."
+        )
+
+
+def build_model(args: EmbeddingTrainingArguments) -> tuple[LogoEmbeddingModel, LogoImageProcessor]:
+    """The model to train and its image processor: the saved ones with `--init_from` (the processor from its
+    `preprocessor_config.json`), else a new model from the flags with the processor its config implies."""
     if args.init_from:
-        return LogoEmbeddingModel.from_pretrained(args.init_from)
+        model = LogoEmbeddingModel.from_pretrained(args.init_from)
+        check_model_flags(args, model.config)
+        try:
+            return model, LogoImageProcessor.from_pretrained(args.init_from)
+        except OSError:  # a model saved without its processor
+            return model, LogoImageProcessor.from_model_config(model.config)
     config = LogoEmbeddingConfig(
         backbone=args.backbone,
         image_size=args.image_size,
@@ -280,10 +320,11 @@ def build_model(args: TrainingArguments) -> LogoEmbeddingModel:
         head_dropout=args.head_dropout,
     )
     pretrained = {None: False, "imagenet": True}.get(args.pretrained_backbone, args.pretrained_backbone)
-    return LogoEmbeddingModel(config, pretrained_backbone=pretrained)
+    model = LogoEmbeddingModel(config, pretrained_backbone=pretrained)
+    return model, LogoImageProcessor.from_model_config(model.config)
 
 
-def gathered_criterion(loss_fn, miner, args: TrainingArguments, num_processes: int):
+def gathered_criterion(loss_fn, miner, args: EmbeddingTrainingArguments, num_processes: int):
     """The loss and miner of the training step. Across processes, pair and triplet losses and their miners see the
     embeddings of every process (pytorch-metric-learning's distributed wrappers: each process computes the loss of
     the global batch, with gradients through its own part, times the number of processes to undo DDP's averaging),
@@ -300,7 +341,7 @@ def gathered_criterion(loss_fn, miner, args: TrainingArguments, num_processes: i
 
 
 def lr_multiplier(
-    step: int, steps_per_epoch: int, args: TrainingArguments, unfreezing: ProgressiveUnfreezing
+    step: int, steps_per_epoch: int, args: EmbeddingTrainingArguments, unfreezing: ProgressiveUnfreezing
 ) -> float:
     """Warm-up, then constant or cosine decay, times the unfreezing decay of the step's epoch."""
     epoch = step // steps_per_epoch
@@ -322,7 +363,7 @@ def has_accelerator_device() -> bool:
     return torch.cuda.is_available()
 
 
-def freezes_parameters(unfreezing: ProgressiveUnfreezing, args: TrainingArguments) -> bool:
+def freezes_parameters(unfreezing: ProgressiveUnfreezing, args: EmbeddingTrainingArguments) -> bool:
     """Whether some backbone stage is frozen in some epoch of this run (or skipped, in the cached-feature phase)."""
     return any(unfreezing.frozen_stages(epoch) for epoch in range(args.num_epochs))
 
@@ -380,7 +421,7 @@ def validation_loss(split: EmbeddedSplit, loss_fn, miner, args) -> float:
     return float(np.mean(values))
 
 
-def save_checkpoint(accelerator: Accelerator, state: TrainingState, args: TrainingArguments) -> None:
+def save_checkpoint(accelerator: Accelerator, state: TrainingState, args: EmbeddingTrainingArguments) -> None:
     """`accelerator.save_state` into a temporary folder renamed when complete, so a kill never leaves half a
     checkpoint; keeps the last `keep_last_checkpoints`."""
     root = Path(args.output_dir) / "checkpoints"
@@ -401,7 +442,7 @@ def save_checkpoint(accelerator: Accelerator, state: TrainingState, args: Traini
     accelerator.wait_for_everyone()
 
 
-def latest_checkpoint(args: TrainingArguments) -> Path | None:
+def latest_checkpoint(args: EmbeddingTrainingArguments) -> Path | None:
     if args.resume_from_checkpoint in (None, ""):
         return None
     if args.resume_from_checkpoint != "latest":
@@ -410,7 +451,7 @@ def latest_checkpoint(args: TrainingArguments) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def save_model(model, processor, metrics: dict, state: TrainingState, args: TrainingArguments) -> None:
+def save_model(model, processor, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> None:
     """The best model so far, loadable with `AutoModel.from_pretrained(output_dir)` (remote code included)."""
     model.config.similarity_threshold = metrics["similarity_threshold"]  # calibrated on validation brands
     model.save_pretrained(args.output_dir)
@@ -418,7 +459,7 @@ def save_model(model, processor, metrics: dict, state: TrainingState, args: Trai
     (Path(args.output_dir) / "README.md").write_text(model_card(model, metrics, state, args), encoding="utf-8")
 
 
-def model_card(model, metrics: dict, state: TrainingState, args: TrainingArguments) -> str:
+def model_card(model, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> str:
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
     config = json.dumps(asdict(args), indent=2)
     return f"""---
@@ -502,7 +543,7 @@ def write_curves(history: list[dict], output_dir: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> TrainingState:
+def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None = None) -> TrainingState:
     """Train as `python train.py ARGS` does; `callbacks` are called after the built-in ones (progressive unfreezing,
     collapse detection, early stopping) with the unwrapped model, on every process."""
     args = parse_args(argv)
@@ -532,14 +573,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     )
     set_seed(args.seed)
 
+    # ---- Model first (a bad --init_from fails before the data is prepared); its processor sizes the data
+    model, processor = build_model(args)
+
     # ---- Data: brand-disjoint splits, P×K batches of augmented images
     data_dir = ensure_data(args, accelerator)
-    crop_max_size = 2 * args.image_size if args.crop_max_size is None else args.crop_max_size or None
+    image_size = model.config.image_size
+    crop_max_size = 2 * image_size if args.crop_max_size is None else args.crop_max_size or None
     crop_size = {"crop_max_size": crop_max_size} if args.builder_config == "crops" else {}
     splits = load_logodet3k(data_dir, args.builder_config, **split_options(args), **crop_size)
     train_split = splits["train"]
-    model = build_model(args)
-    processor = LogoImageProcessor.from_model_config(model.config)
     train_dataset = AugmentedDataset(train_split, build_train_transform(processor), seed=args.seed)
     sampler = PKBatchSampler(
         train_split["brand"],
@@ -754,7 +797,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None 
     return state
 
 
-def evaluate_best_model(args: TrainingArguments, data_dir: str) -> dict:
+def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict:
     """The saved best model on the held-out test brands, beside the untrained baseline and a colour histogram
     (the logo-eval command), with the report in `output_dir/report`."""
     from modeling_logo import eval_cli

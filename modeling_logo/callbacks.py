@@ -42,7 +42,7 @@ class TrainingState:
         return False
 
 
-class TrainerCallback:
+class TrainingCallback:
     """Hooks of the training loop; override the ones you need. `model` is the unwrapped `LogoEmbeddingModel`."""
 
     def on_train_begin(self, state: TrainingState, model) -> None: ...
@@ -56,7 +56,7 @@ class TrainerCallback:
     def on_epoch_end(self, state: TrainingState, model) -> None: ...
 
 
-class ProgressiveUnfreezing(TrainerCallback):
+class ProgressiveUnfreezing(TrainingCallback):
     """The paper's schedule: the backbone starts frozen (BatchNorm statistics too) and stages are unfrozen at given
     epochs; each unfreezing multiplies the learning rate by `lr_decay` (0.2 in the paper).
 
@@ -116,7 +116,7 @@ class ProgressiveUnfreezing(TrainerCallback):
         model.freeze_backbone_stages(frozen)
 
 
-class EarlyStopping(TrainerCallback):
+class EarlyStopping(TrainingCallback):
     """Stop when the metric that picks the best model has not improved for `patience` evaluations."""
 
     def __init__(self, patience: int = 3):
@@ -129,7 +129,7 @@ class EarlyStopping(TrainerCallback):
             state.should_stop = True
 
 
-class CollapseDetector(TrainerCallback):
+class CollapseDetector(TrainingCallback):
     """Warn (once per kind) when training collapses, reading the batch statistics that `train.py` logs
     ([`~modeling_logo.losses.batch_statistics`]):
 
@@ -172,4 +172,4 @@ class CollapseDetector(TrainerCallback):
                 logger.warning("Step %d: %s for %d steps. %s", state.global_step, what, self.patience, self.ADVICE)
 
 
-__all__ = ["CollapseDetector", "EarlyStopping", "ProgressiveUnfreezing", "TrainerCallback", "TrainingState"]
+__all__ = ["CollapseDetector", "EarlyStopping", "ProgressiveUnfreezing", "TrainingCallback", "TrainingState"]

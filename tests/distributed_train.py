@@ -15,10 +15,10 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402  (train.py is a script beside the packages, not a module of them)
-from modeling_logo.callbacks import TrainerCallback  # noqa: E402
+from modeling_logo.callbacks import TrainingCallback  # noqa: E402
 
 
-class SaveEachProcessModel(TrainerCallback):
+class SaveEachProcessModel(TrainingCallback):
     def __init__(self, out_dir: Path, process_index: int):
         self.out_dir, self.process_index = out_dir, process_index
 

@@ -86,7 +86,7 @@ def test_progressive_unfreezing_flags_groups_and_learning_rate(tiny_config):
                 stage,
             )
     assert [unfreezing.lr_factor(epoch) for epoch in range(6)] == pytest.approx([1, 1, 0.2, 0.2, 0.04, 0.04])
-    args = train.TrainingArguments(num_epochs=6, lr_scheduler="constant")
+    args = train.EmbeddingTrainingArguments(num_epochs=6, lr_scheduler="constant")
     assert train.lr_multiplier(2 * 10, 10, args, unfreezing) == pytest.approx(0.2)
     assert train.lr_multiplier(2 * 10 - 1, 10, args, unfreezing) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="layer4:15"):
@@ -106,9 +106,9 @@ def test_early_stopping_after_patience_evaluations_without_improvement():
 
 def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match="--loss must be one of"):
-        train.TrainingArguments(loss="arcface")
+        train.EmbeddingTrainingArguments(loss="arcface")
     with pytest.raises(ValueError, match="--mixed_precision"):
-        train.TrainingArguments(mixed_precision="fp8")
+        train.EmbeddingTrainingArguments(mixed_precision="fp8")
     native = train.cpu_has_native_bf16()
     assert train.resolve_mixed_precision("fp16", "cpu") == ("bf16" if native else "no")  # fp16 is a no-op on CPU
     assert train.resolve_mixed_precision("auto", "cpu") == ("bf16" if native else "no")
@@ -356,3 +356,22 @@ def test_which_criteria_see_every_process_embeddings(loss_name, miner_name, gath
     train_loss_fn, _ = train.gathered_criterion(loss_fn, miner, arguments, num_processes=2)
     assert (train_loss_fn is not loss_fn) == gathered
     assert train.gathered_criterion(loss_fn, miner, arguments, num_processes=1)[0] is loss_fn
+
+
+def test_init_from_rejects_flags_it_would_ignore_and_keeps_the_saved_processor(tiny_model, tmp_path):
+    from modeling_logo import LogoImageProcessor
+
+    tiny_model.save_pretrained(tmp_path / "saved")
+    saved_processor = LogoImageProcessor.from_model_config(tiny_model.config)
+    saved_processor.image_mean = [0.5, 0.5, 0.5]  # differs from what the config alone would give
+    saved_processor.save_pretrained(tmp_path / "saved")
+    size = tiny_model.config.image_size
+    model, processor = train.build_model(train.parse_args(["--init_from", str(tmp_path / "saved")]))
+    assert model.config.image_size == size and list(processor.image_mean) == [0.5, 0.5, 0.5]
+    # The model's own values, or flags left at their defaults, are fine; other values are an error naming them.
+    train.build_model(train.parse_args(["--init_from", str(tmp_path / "saved"), "--image_size", str(size)]))
+    with pytest.raises(ValueError, match=r"--image_size 200 \(the model has") as error:
+        train.build_model(train.parse_args(["--init_from", str(tmp_path / "saved"), "--image_size", "200"]))
+    assert "--backbone" not in str(error.value)
+    with pytest.raises(ValueError, match="--pretrained_backbone"):
+        train.build_model(train.parse_args(["--init_from", str(tmp_path / "saved"), "--pretrained_backbone", "x.pt"]))
