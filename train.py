@@ -448,7 +448,13 @@ def latest_checkpoint(args: EmbeddingTrainingArguments) -> Path | None:
     if args.resume_from_checkpoint != "latest":
         return Path(args.resume_from_checkpoint)
     checkpoints = sorted((Path(args.output_dir) / "checkpoints").glob("step_*"))
-    return checkpoints[-1] if checkpoints else None
+    if not checkpoints:
+        logger.warning(
+            "--resume_from_checkpoint latest: no checkpoint in %s, so training starts from the beginning.",
+            Path(args.output_dir) / "checkpoints",
+        )
+        return None
+    return checkpoints[-1]
 
 
 def save_model(model, processor, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> None:
@@ -459,16 +465,47 @@ def save_model(model, processor, metrics: dict, state: TrainingState, args: Embe
     (Path(args.output_dir) / "README.md").write_text(model_card(model, metrics, state, args), encoding="utf-8")
 
 
+def model_card_metadata(model, metrics: dict, args: EmbeddingTrainingArguments) -> str:
+    """The card's YAML front matter, with the validation results as a `model-index` the Hub displays."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    dataset = Path(args.data_dir or DEFAULT_DATA_DIR).name
+    results = [
+        ("retrieval_mAP", "map", "Retrieval mAP, unseen validation brands", "validation"),
+        ("mAP", "map", "Paper protocol 1-shot mAP, unseen validation brands", "validation"),
+        ("f1", "f1", "Paper protocol 1-shot F1 at the best threshold, unseen validation brands", "validation"),
+        ("train_retrieval_mAP", "map", "Retrieval mAP, training brands (memorisation)", "train"),
+    ]
+    data = ModelCardData(
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="image-feature-extraction",
+        tags=["logo-recognition", "few-shot", "metric-learning"],
+        datasets=[dataset],
+        model_name=Path(args.hub_model_id or args.output_dir).name,
+        eval_results=[
+            EvalResult(
+                task_type="image-feature-extraction",
+                dataset_type=dataset,
+                dataset_name=dataset,
+                dataset_split=split,
+                metric_type=kind,
+                metric_name=name,
+                metric_value=round(float(metrics[key]), 4),
+            )
+            for key, kind, name, split in results
+            if isinstance(metrics.get(key), float) and math.isfinite(metrics[key])
+        ]
+        or None,
+    )
+    return data.to_yaml()
+
+
 def model_card(model, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> str:
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
     config = json.dumps(asdict(args), indent=2)
     return f"""---
-library_name: transformers
-pipeline_tag: image-feature-extraction
-tags:
-- logo-recognition
-- few-shot
-- metric-learning
+{model_card_metadata(model, metrics, args)}
 ---
 # Logo embedding model ({model.config.backbone}, {model.config.image_size} px, {args.loss} loss)
 
@@ -584,13 +621,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     splits = load_logodet3k(data_dir, args.builder_config, **split_options(args), **crop_size)
     train_split = splits["train"]
     train_dataset = AugmentedDataset(train_split, build_train_transform(processor), seed=args.seed)
-    sampler = PKBatchSampler(
-        train_split["brand"],
-        args.brands_per_batch,
-        args.images_per_brand,
-        designs=train_split["design"],
-        seed=args.seed,
-    )
+    try:
+        sampler = PKBatchSampler(
+            train_split["brand"],
+            args.brands_per_batch,
+            args.images_per_brand,
+            designs=train_split["design"],
+            seed=args.seed,
+        )
+    except ValueError as error:  # too few brands for P: say which flag sets it
+        raise ValueError(f"{error} Lower --brands_per_batch (P) or --images_per_brand (K).") from error
     collate = collate_pk_batch
     if args.miner == "collator":
         collate = TripletCollator() if args.loss == "triplet" else PairCollator()
@@ -636,7 +676,13 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     if steps_per_epoch < 1:
         raise ValueError(
             f"No full P×K batch per epoch: {len(sampler.brands)} usable training brands for P={args.brands_per_batch}."
+            " Lower --brands_per_batch."
         )
+    accelerator.print(
+        f"{len(train_split)} training images of {len(sampler.brands)} brands: {steps_per_epoch} steps per epoch of "
+        f"{accelerator.num_processes} × P={args.brands_per_batch} × K={args.images_per_brand} images"
+        + (f" (--max_steps_per_epoch {args.max_steps_per_epoch})" if args.max_steps_per_epoch else "")
+    )
     # Accelerate steps a prepared scheduler once per process at every optimizer step: count in those steps.
     scheduler_steps_per_epoch = steps_per_epoch * accelerator.num_processes
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -799,16 +845,17 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
 
 def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict:
     """The saved best model on the held-out test brands, beside the untrained baseline and a colour histogram
-    (the logo-eval command), with the report in `output_dir/report`."""
-    from modeling_logo import eval_cli
+    (what logo-eval does), on the data split as in training, with the report in `output_dir/report`."""
+    from logo_evaluation import EvaluationSettings, evaluate_model
 
     print("\nEvaluating the best model on the test brands (never seen in training) ...")
-    eval_args = [
-        "--model", args.output_dir, "--data_dir", data_dir, "--config", args.builder_config,
-        "--baselines", "untrained", "histogram", "--ways", "5", "20", "all", "--episodes", str(args.test_episodes),
-        "--train_sample", str(args.train_sample), "--seed", str(args.seed), "--report", str(Path(args.output_dir) / "report"),
-    ]  # fmt: skip
-    return eval_cli.run(eval_cli.parse_args(eval_args), split_options=split_options(args))
+    settings = EvaluationSettings(
+        data_dir=data_dir, models=(args.output_dir,), baselines=("untrained", "histogram"),
+        builder_config=args.builder_config, ways=(5, 20, "all"), episodes=args.test_episodes,
+        train_sample=args.train_sample, seed=args.seed, report_dir=Path(args.output_dir) / "report",
+        **split_options(args),
+    )  # fmt: skip
+    return evaluate_model(settings)
 
 
 if __name__ == "__main__":

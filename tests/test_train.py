@@ -130,6 +130,14 @@ def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path
         assert (output / name).is_file(), name
     config = json.loads((output / "config.json").read_text())
     assert -1 <= config["similarity_threshold"] <= 1
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(output / "README.md")  # the Hub reads the results from the metadata, not the text
+    assert card.data.license == "apache-2.0" and card.data.datasets == [data_dir.name]
+    results = {(result.metric_name, result.dataset_split): result.metric_value for result in card.data.eval_results}
+    best = state.history[state.best_epoch]
+    assert results[("Retrieval mAP, unseen validation brands", "validation")] == round(best["retrieval_mAP"], 4)
+    assert ("Retrieval mAP, training brands (memorisation)", "train") in results
     script = (
         "import sys; sys.meta_path.insert(0, type('B', (), {'find_spec': staticmethod(lambda n, *a: "
         "(_ for _ in ()).throw(ImportError(n)) if n.split('.')[0] in ('modeling_logo', 'dataset_scripts') else None)})())\n"
@@ -375,3 +383,12 @@ def test_init_from_rejects_flags_it_would_ignore_and_keeps_the_saved_processor(t
     assert "--backbone" not in str(error.value)
     with pytest.raises(ValueError, match="--pretrained_backbone"):
         train.build_model(train.parse_args(["--init_from", str(tmp_path / "saved"), "--pretrained_backbone", "x.pt"]))
+
+
+def test_too_few_brands_for_p_names_the_flag_and_resume_latest_without_checkpoints_says_so(data_dir, tmp_path, caplog):
+    with pytest.raises(ValueError, match="--brands_per_batch"):
+        train.main(quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--brands_per_batch", "64"))
+    args = train.parse_args(["--output_dir", str(tmp_path / "empty"), "--resume_from_checkpoint", "latest"])
+    with caplog.at_level("WARNING", logger="train"):
+        assert train.latest_checkpoint(args) is None
+    assert "starts from the beginning" in caplog.text
