@@ -31,7 +31,7 @@ import datasets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from dataset_scripts import load_logodet3k, synthesize  # noqa: E402
-from modeling_logo.eval_cli import build_embedders, evaluate_embedder  # noqa: E402
+from logo_evaluation import build_embedders, evaluate_embedder  # noqa: E402
 
 
 SOURCES = ("simple-icons", "iconify")
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{test_brands} test brands drawn by both sources; crops per split: {sizes}")
 
     # The models and the untrained baseline exactly as `logo-eval --baselines untrained` builds them.
-    embedders = build_embedders(argparse.Namespace(
-        model=args.model, baselines=["untrained"], batch_size=64, runtime="auto", seed=0, backbone=None, image_size=None,
-    ))  # fmt: skip
+    embedders = build_embedders(args.model, ["untrained"], batch_size=64, runtime="auto", seed=0)
 
     results: dict[str, dict] = {}
     for name, embed in embedders.items():

@@ -1,8 +1,14 @@
-"""`logo-eval` end to end on a small LogoDet-3K-layout tree: tables printed, report written."""
+"""`logo-eval` end to end on a small LogoDet-3K-layout tree: tables printed, report written; and its typed
+entry point, `logo_evaluation.evaluate_model`, called directly."""
 
 import json
+import subprocess
+import sys
 
-from modeling_logo import eval_cli
+import pytest
+
+from logo_evaluation import EvaluationSettings, evaluate_model
+from logo_evaluation.cli import parse_args
 
 from .test_logodet3k import write_tree
 
@@ -22,8 +28,8 @@ def parse_markdown_table(text: str, title: str) -> list[list[str]]:
 
 def test_logo_eval_compares_a_model_with_baselines_and_writes_the_report(tmp_path, saved_model_dir, capsys):
     data_dir = write_tree(tmp_path / "data")
-    results = eval_cli.run(
-        eval_cli.parse_args([
+    results = evaluate_model(
+        parse_args([
             "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"), "--split_scheme", "brands",
             "--shots", "1", "--ways", "2", "--episodes", "20", "--train_sample", "10",
             "--baselines", "untrained", "imagenet", "histogram", "--report", str(tmp_path / "report"),
@@ -64,15 +70,15 @@ def test_logo_eval_measures_localisation_and_whole_photos(tmp_path, saved_model_
 
     data_dir = tmp_path / "data"  # generated scenes: several logos each, distractors of no brand boxed too
     synthesize(data_dir, 24, 3, seed=0, workers=1, image_size=128, progress=False)
-    results = eval_cli.run(
-        eval_cli.parse_args([
-            "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"),
-            "--shots", "1", "--ways", "2", "--episodes", "10", "--train_sample", "10",
-            "--baselines", "--runtime", "torch", "--localizer", str(localizer_dir),
-            "--photo_methods", "localizer", "whole-image", "--photo_scenes", "20", "--photo_episodes", "10",
-            "--report", str(tmp_path / "report"),
-        ]),
-        split_options={"split_scheme": "brands", "train_fraction": 0.5, "validation_fraction": 0.25},
+    # the typed entry point, as train.py calls it: the split given as training had it
+    results = evaluate_model(
+        EvaluationSettings(
+            data_dir=data_dir, models=(saved_model_dir,), baselines=(), cache_dir=tmp_path / "cache",
+            split_scheme="brands", train_fraction=0.5, validation_fraction=0.25,
+            shots=(1,), ways=(2,), episodes=10, train_sample=10, runtime="torch", localizer=localizer_dir,
+            photo_methods=("localizer", "whole-image"), photo_scenes=20, photo_episodes=10,
+            report_dir=tmp_path / "report",
+        )
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "## Whole photos" in printed and "| class-agnostic |" in printed
@@ -87,7 +93,6 @@ def test_logo_eval_measures_localisation_and_whole_photos(tmp_path, saved_model_
 
 
 def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_threshold(tmp_path, capsys):
-    import pytest
     import torch
 
     from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
@@ -105,7 +110,7 @@ def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_thr
         "--split_scheme", "all-test", "--shots", "1", "--ways", "2", "4", "--episodes", "10",
         "--baselines", "histogram", "--runtime", "torch", "--report", str(tmp_path / "report"),
     ]  # fmt: skip
-    results = eval_cli.run(eval_cli.parse_args(argv))
+    results = evaluate_model(parse_args(argv))
     printed = capsys.readouterr().out
     # every crop of every brand is a test crop: the brands' own, the Ben & Jerry's logo in a McDonald's photo, and the
     # 300 x 300 image that only the builder test's pixel limit refuses
@@ -124,14 +129,64 @@ def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_thr
     honest = parse_markdown_table(report, "## The honest protocol")
     assert [row[3] for row in honest[1:3]] == ["0.420", "0.420"]
 
-    overridden = eval_cli.run(eval_cli.parse_args([*argv, "--threshold", "0.9", "--report", ""]))
+    overridden = evaluate_model(parse_args([*argv, "--threshold", "0.9", "--report", ""]))
     assert {row["threshold"] for row in overridden[str(model_dir)]["honest"]} == {0.9}
     with pytest.raises(SystemExit):
-        eval_cli.parse_args([*argv, "--localizer", str(model_dir)])
+        parse_args([*argv, "--localizer", str(model_dir)])
     assert "crops only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        eval_cli.parse_args(["--data_dir", str(data_dir), "--split_scheme", "all-test", "--baselines", "histogram"])
+        parse_args(["--data_dir", str(data_dir), "--split_scheme", "all-test", "--baselines", "histogram"])
     assert "give --model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        eval_cli.parse_args(["--model", str(model_dir), "--data_dir", str(data_dir), "--threshold", "0.5"])
+        parse_args(["--model", str(model_dir), "--data_dir", str(data_dir), "--threshold", "0.5"])
     assert "--threshold is for --split_scheme all-test" in capsys.readouterr().err
+
+
+def test_the_command_line_is_the_settings_of_evaluate_model(capsys):
+    settings = parse_args([
+        "--model", "a", "--model", "b", "--data_dir", "d", "--config", "images", "--split_scheme", "brands",
+        "--train_fraction", "0.6", "--validation_fraction", "0.2", "--ways", "5", "all", "--baselines", "histogram",
+        "--report", "",
+    ])  # fmt: skip
+    assert settings == EvaluationSettings(
+        data_dir="d", models=("a", "b"), baselines=("histogram",), builder_config="images", split_scheme="brands",
+        train_fraction=0.6, validation_fraction=0.2, ways=(5, "all"), report_dir="",
+    )  # fmt: skip
+    assert settings.split_options() == {
+        "cache_dir": None, "split_scheme": "brands", "train_fraction": 0.6, "validation_fraction": 0.2,
+    }  # fmt: skip
+    assert parse_args(["--data_dir", "d"]).split_options() == {"cache_dir": None, "split_scheme": "hash"}
+    defaults = parse_args(["--data_dir", "d"])
+    assert defaults == EvaluationSettings(data_dir="d") and defaults.photo_methods is None
+    # the typed function refuses what the command refuses, with the same words
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        EvaluationSettings(data_dir="d", baselines=())
+    with pytest.raises(ValueError, match="give --model"):
+        EvaluationSettings(data_dir="d", split_scheme="all-test")
+    with pytest.raises(ValueError, match="--threshold is for --split_scheme all-test"):
+        EvaluationSettings(data_dir="d", models=("a",), threshold=0.5)
+    with pytest.raises(ValueError, match="unknown \\['resnet'\\]"):
+        EvaluationSettings(data_dir="d", baselines=("resnet",))
+    with pytest.raises(ValueError, match="ways"):
+        EvaluationSettings(data_dir="d", ways=("5",))
+    with pytest.raises(SystemExit):
+        parse_args(["--data_dir", "d", "--baselines"])
+    assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_the_hub_package_imports_no_data_scripts_training_space_or_evaluation_command():
+    """`modeling_logo` is what the Hub loads: every module of it imports without `dataset_scripts`, `train`,
+    `space`, `logo_evaluation` or matplotlib; and importing `logo_evaluation` configures no plotting backend."""
+    script = """
+import importlib, pkgutil, sys
+import modeling_logo
+for module in pkgutil.walk_packages(modeling_logo.__path__, "modeling_logo."):
+    importlib.import_module(module.name)
+loaded = sorted({name.split(".")[0] for name in sys.modules} & {"dataset_scripts", "train", "space", "space_app",
+                "logo_evaluation", "matplotlib"})
+assert not loaded, loaded
+import logo_evaluation, logo_evaluation.cli, logo_evaluation.report
+assert "matplotlib" not in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -157,7 +157,7 @@ def test_the_tsne_plot_of_a_collapsed_model_is_a_note_not_a_crash(tmp_path):
     script = (
         "import numpy as np\n"
         "from modeling_logo.evaluation import EmbeddedSplit\n"
-        "from modeling_logo.report import plot_tsne\n"
+        "from logo_evaluation.report import plot_tsne\n"
         "split = EmbeddedSplit(np.tile(np.eye(1, 8, dtype=np.float32), (6, 1)), np.repeat(np.arange(3), 2))\n"
         f"plot_tsne(split, ['a', 'b', 'c'], {str(tmp_path / 'tsne.png')!r})\n"
     )

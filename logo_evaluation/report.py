@@ -1,22 +1,19 @@
 """Tables and figures of an evaluation run: Markdown in the paper's layout, the honest table, PR curves, distance
-histograms, a t-SNE map of the test brands and a retrieval grid."""
+histograms, a t-SNE map of the test brands and a retrieval grid.
+
+Figures are drawn on `matplotlib.figure.Figure` objects and saved to files: matplotlib is imported by the functions
+that plot, and neither pyplot nor its global backend is touched (importing this module configures nothing)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageOps
 
-
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-
-from .evaluation import EmbeddedSplit, verification_episodes  # noqa: E402
-from .metrics import operating_curve  # noqa: E402
+from modeling_logo.evaluation import EmbeddedSplit, verification_episodes
+from modeling_logo.metrics import operating_curve
 
 
 # mAP of the paper's Table (1-shot, 5-shot), for comparison only: LogoDet-3K test brands, ImageNet-pretrained start.
@@ -124,9 +121,18 @@ def retrieval_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _figure(figsize: tuple[float, float]):
+    """A figure of its own, outside pyplot: nothing global (backend, open figures) is touched; saved by its
+    `savefig`, it needs no `close`."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def plot_pr_curves(splits: dict[str, EmbeddedSplit], shots: tuple[int, ...], path: Path, seed: int = 0) -> None:
     """Precision-recall of the paper's episodes (pooled), per model and number of shots."""
-    figure, axes = plt.subplots(1, len(shots), figsize=(5 * len(shots), 4), squeeze=False)
+    figure = _figure(figsize=(5 * len(shots), 4))
+    axes = figure.subplots(1, len(shots), squeeze=False)
     for axis, k in zip(axes[0], shots):
         for name, split in splits.items():
             episodes = verification_episodes(split, k, seed=seed)
@@ -137,7 +143,6 @@ def plot_pr_curves(splits: dict[str, EmbeddedSplit], shots: tuple[int, ...], pat
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def plot_distance_histogram(split: EmbeddedSplit, shots: int, threshold: float, path: Path, seed: int = 0) -> None:
@@ -145,7 +150,8 @@ def plot_distance_histogram(split: EmbeddedSplit, shots: int, threshold: float, 
     episodes = verification_episodes(split, shots, seed=seed)
     distances = np.concatenate([e.distances for e in episodes])
     positive = np.concatenate([e.is_positive for e in episodes])
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = _figure(figsize=(6, 4))
+    axis = figure.subplots()
     bins = np.linspace(0, 2, 61)
     axis.hist(distances[~positive], bins=bins, alpha=0.6, density=True, label="other brand")
     axis.hist(distances[positive], bins=bins, alpha=0.6, density=True, label="same brand")
@@ -154,7 +160,6 @@ def plot_distance_histogram(split: EmbeddedSplit, shots: int, threshold: float, 
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: int = 20, seed: int = 0) -> None:
@@ -165,7 +170,8 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
     brands = np.unique(split.labels)[:max_brands]
     keep = np.isin(split.labels, brands)
     embeddings = split.embeddings[keep]
-    figure, axis = plt.subplots(figsize=(7, 6))
+    figure = _figure(figsize=(7, 6))
+    axis = figure.subplots()
     too_few = len(embeddings) < 3  # t-SNE's perplexity must stay below the number of points
     # All points the same (a collapsed model): t-SNE divides by the spread of its start, and its Barnes-Hut tree
     # then crashes the whole process.
@@ -179,7 +185,9 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
         # 2 cores (47 s instead of 4 s for 27 points, measured here).
         with threadpool_limits(limits=1, user_api="openmp"):
             points = TSNE(perplexity=perplexity, random_state=seed, init="pca").fit_transform(embeddings)
-        colours = plt.get_cmap("tab20")
+        from matplotlib import colormaps
+
+        colours = colormaps["tab20"]
         for index, brand in enumerate(brands):
             members = split.labels[keep] == brand
             axis.scatter(*points[members].T, s=14, color=colours(index % 20), label=names[brand][:20])
@@ -187,7 +195,6 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
     axis.set(title="t-SNE of test-brand embeddings", xticks=[], yticks=[])
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def plot_retrieval_grid(

@@ -1,0 +1,380 @@
+"""What `logo-eval` runs, as functions: [`evaluate_model`] with its [`EvaluationSettings`], and its parts (the
+embedders of models and baselines, every protocol for one embedder, whole photos)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from dataset_scripts import load_logodet3k
+from dataset_scripts.logodet3k import SPLIT_SCHEMES
+from dataset_scripts.scenes import split_scenes
+from modeling_logo.configuration_logo import LogoEmbeddingConfig
+from modeling_logo.detection import LogoLocalizer
+from modeling_logo.evaluation import (
+    EmbeddedSplit,
+    embed_photos,
+    embed_split,
+    honest_protocol,
+    localization_protocol,
+    paper_protocol,
+    photo_protocol,
+    retrieval_protocol,
+    seeded_sample,
+)
+from modeling_logo.few_shot import LogoGallery, Runtime, load_model_and_processor, window_boxes
+from modeling_logo.image_processing_logo import LogoImageProcessor, to_rgb
+from modeling_logo.modeling_logo import LogoEmbeddingModel
+
+from .report import (
+    HONEST_THRESHOLD_CALIBRATED,
+    HONEST_THRESHOLD_FROM_VALIDATION,
+    honest_table,
+    paper_table,
+    photo_table,
+    retrieval_table,
+    write_report,
+)
+
+
+Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
+
+#: Every brand a test brand: a trained model measured on brands of one's own, with its calibrated threshold.
+ALL_TEST = "all-test"
+BASELINES = ("untrained", "imagenet", "histogram")
+PHOTO_TITLE = "## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)"
+PHOTO_METHODS = {
+    "localizer": "localiser boxes, each embedded",
+    "windows": "multi-scale window search (no localiser)",
+    "whole-image": "the whole photo embedded as one crop",
+}
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What [`evaluate_model`] evaluates, on which data, and how: the options of `logo-eval`, with its defaults.
+
+    Args:
+        data_dir: a LogoDet-3K-layout folder, `<Category>/<Brand>/<n>.jpg` + `.xml`.
+        models: saved model directories or Hub ids (`--model`, repeatable).
+        baselines: any of `"untrained"` (the same architecture, random weights), `"imagenet"` (ImageNet backbone
+            and a random head; skipped with a note when its weights cannot be had) and `"histogram"` (a colour
+            histogram).
+        builder_config: the builder config of the crops, `"crops"` or `"images"` (`--config`).
+        cache_dir: the `datasets` cache of the prepared splits.
+        split_scheme: how brands are split (one of `dataset_scripts.logodet3k.SPLIT_SCHEMES`, as in training);
+            `"all-test"`: every brand a test brand, to measure trained models on brands of one's own.
+        train_fraction, validation_fraction: brand fractions of the `"brands"` and `"hash"` schemes; `None`: the
+            builder's default (`LogoDet3KConfig`).
+        threshold: with `"all-test"`, the open-set cosine threshold (default: each model's calibrated
+            `config.similarity_threshold`).
+        shots, ways, episodes: the K, the N (ints or `"all"`) and the number of the open-set N-way K-shot episodes.
+        backbone, image_size: the baselines' network when no model is given.
+        train_sample: training images for the memorisation mAP.
+        batch_size, runtime: how images are embedded (`runtime`: `"auto"`, `"torch"` or `"onnx"`).
+        localizer: a saved logo localiser: also evaluate localisation and whole photos.
+        photo_methods: the whole-photo methods to compare (keys of `PHOTO_METHODS`); `None`: all of them with a
+            localizer, none without.
+        photo_scenes, photo_episodes: scenes per split and open-set episodes per setting of the photo protocol.
+        seed: of every sampled episode and of the baselines' random weights.
+        report_dir: the folder of the report (`report.md`, `results.json`, figures); `None` or `""`: no report.
+    """
+
+    data_dir: str | Path
+    models: tuple[str | Path, ...] = ()
+    baselines: tuple[str, ...] = BASELINES
+    builder_config: str = "crops"
+    cache_dir: str | Path | None = None
+    split_scheme: str = "hash"
+    train_fraction: float | None = None
+    validation_fraction: float | None = None
+    threshold: float | None = None
+    shots: tuple[int, ...] = (1, 5)
+    ways: tuple[int | str, ...] = (5, 20, "all")
+    episodes: int = 500
+    backbone: str = "resnet50"
+    image_size: int = 224
+    train_sample: int = 1000
+    batch_size: int = 64
+    runtime: Runtime = "auto"
+    localizer: str | Path | None = None
+    photo_methods: tuple[str, ...] | None = None
+    photo_scenes: int = 150
+    photo_episodes: int = 200
+    seed: int = 0
+    report_dir: str | Path | None = "report"
+
+    def __post_init__(self):
+        for name in ("models", "baselines", "shots", "ways"):  # lists, from argparse or a caller, as tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.photo_methods is not None:
+            object.__setattr__(self, "photo_methods", tuple(self.photo_methods))
+        _check_choices("baselines", self.baselines, BASELINES)
+        _check_choices("photo_methods", self.photo_methods or (), tuple(PHOTO_METHODS))
+        _check_choices("split_scheme", (self.split_scheme,), SPLIT_SCHEMES)
+        if any(not isinstance(n, int) and n != "all" for n in self.ways):
+            raise ValueError(f"ways are numbers of brands or 'all', got {self.ways}.")
+        if not self.models and not self.baselines:
+            raise ValueError("nothing to evaluate: give --model and/or --baselines")
+        if self.split_scheme == ALL_TEST:
+            if not self.models:
+                raise ValueError("--split_scheme all-test measures trained models on your brands: give --model")
+            if self.localizer or self.photo_methods:
+                raise ValueError(
+                    "--split_scheme all-test evaluates logo crops only: whole photos need validation brands"
+                )
+        elif self.threshold is not None:
+            raise ValueError(
+                "--threshold is for --split_scheme all-test; other schemes choose it on validation brands"
+            )
+
+    def split_options(self) -> dict:
+        """Keyword arguments of `load_logodet3k`: the cache and how the brands are split."""
+        options = {"cache_dir": self.cache_dir, "split_scheme": self.split_scheme}
+        for name in ("train_fraction", "validation_fraction"):
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
+        return options
+
+
+def _check_choices(name: str, values: Iterable[str], choices: tuple[str, ...]) -> None:
+    unknown = [value for value in values if value not in choices]
+    if unknown:
+        raise ValueError(f"{name}: unknown {unknown}; choose from {list(choices)}.")
+
+
+def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_column: str = "brand") -> EmbeddedSplit:
+    """A classical baseline: the square-rooted HSV colour histogram of each image, L2-normalised."""
+    vectors = []
+    for row in dataset.select_columns(["image"]):
+        hsv = np.asarray(to_rgb(row["image"]).resize((64, 64), Image.BILINEAR).convert("HSV")).reshape(-1, 3)
+        histogram, _ = np.histogramdd(hsv, bins=(bins, bins, bins), range=((0, 256),) * 3)
+        vector = np.sqrt(histogram.ravel())
+        vectors.append(vector / max(np.linalg.norm(vector), 1e-12))
+    return EmbeddedSplit(np.stack(vectors), np.asarray(dataset[label_column]))
+
+
+def model_embedder(
+    model: LogoEmbeddingModel, image_processor: LogoImageProcessor, batch_size: int = 64, runtime: Runtime = "auto"
+) -> Embedder:
+    return lambda dataset: embed_split(model, image_processor, dataset, batch_size=batch_size, runtime=runtime)
+
+
+def evaluate_embedder(
+    embed: Embedder,
+    splits: datasets.DatasetDict,
+    *,
+    shots: tuple[int, ...] = (1, 5),
+    ways: tuple[int | str, ...] = (5, 20, "all"),
+    episodes: int = 500,
+    seed: int = 0,
+    train_sample: int = 1000,
+    threshold: float | None = None,
+) -> tuple[dict, EmbeddedSplit]:
+    """All protocols for one embedder: `{"paper": [...], "honest": [...], "retrieval": {...}, "train_retrieval":
+    {...}}` and the test embeddings. Validation brands tune the honest threshold and serve as out-of-distribution
+    queries for t-mAP; a sample of training brands measures memorisation.
+
+    Splits with only `test` (`--split_scheme all-test`) get the honest protocol at the given `threshold` (its rows
+    are skipped, with the reason, without one), no t-mAP and no training-brand mAP."""
+    test = embed(splits["test"])
+    validation = embed(splits["validation"]) if "validation" in splits else None
+    train = seeded_sample(splits["train"], train_sample, seed) if "train" in splits else []
+    if validation is None and threshold is None:
+        reason = "no calibrated threshold (config.similarity_threshold) and no validation brands to choose one"
+        honest = [{"ways": n, "shots": k, "skipped": reason} for n in ways for k in shots]
+    else:
+        honest = honest_protocol(
+            validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed,
+            threshold=threshold if validation is None else None,
+        )  # fmt: skip
+    result = {
+        "paper": [_paper_or_skip(test, k, seed) for k in shots],
+        "honest": honest,
+        "retrieval": retrieval_protocol(test, ood=validation),
+        "train_retrieval": retrieval_protocol(embed(train)) if len(train) else {},
+    }
+    return result, test
+
+
+def _paper_or_skip(split: EmbeddedSplit, shots: int, seed: int) -> dict:
+    try:
+        return paper_protocol(split, shots, seed=seed)
+    except ValueError as error:  # no brand has shots + 1 images
+        return {"shots": shots, "skipped": str(error)}
+
+
+def build_embedders(
+    models: Iterable[str | Path],
+    baselines: Iterable[str],
+    *,
+    batch_size: int = 64,
+    runtime: Runtime = "auto",
+    seed: int = 0,
+    backbone: str = "resnet50",
+    image_size: int = 224,
+) -> dict[str, Embedder]:
+    """An embedder per model (named by its path or id) and per baseline (`BASELINES`). The baselines take the first
+    model's architecture, else `backbone` at `image_size`, with random weights seeded by `seed`."""
+    embedders: dict[str, Embedder] = {}
+    config, processor = None, None
+    for name_or_path in models:
+        model, processor = load_model_and_processor(name_or_path)
+        config = config or model.config
+        embedders[str(name_or_path)] = model_embedder(model, processor, batch_size, runtime)
+    if config is None:
+        config = LogoEmbeddingConfig(backbone=backbone, image_size=image_size)
+        processor = LogoImageProcessor.from_model_config(config)
+    baseline_config = copy.deepcopy(config)
+    baseline_config.frozen_stages, baseline_config.backbone_weights = [], None
+    for baseline in baselines:
+        if baseline == "untrained":
+            torch.manual_seed(seed)
+            embedders["untrained (random init)"] = model_embedder(
+                LogoEmbeddingModel(baseline_config).eval(), processor, batch_size, runtime
+            )
+        elif baseline == "imagenet":
+            torch.manual_seed(seed)
+            try:
+                model = LogoEmbeddingModel(baseline_config, pretrained_backbone=True)
+            except OSError as error:
+                print(f"Skipping the ImageNet baseline: {error}")
+                continue
+            embedders["ImageNet backbone + random head"] = model_embedder(model, processor, batch_size, runtime)
+        elif baseline == "histogram":
+            embedders["colour histogram"] = colour_histogram_split
+    return embedders
+
+
+def photo_finders(localizer: LogoLocalizer | None, methods) -> dict[str, Callable]:
+    """`photo -> boxes` for each whole-photo method."""
+    finders = {}
+    for method in methods:
+        if method == "localizer":
+            if localizer is None:
+                continue
+            finders[method] = lambda photo: localizer([photo])[0]["boxes"].numpy()
+        elif method == "windows":
+            finders[method] = lambda photo: np.asarray(window_boxes(photo.width, photo.height), np.float32)
+        else:
+            finders[method] = lambda photo: np.asarray([[0, 0, photo.width, photo.height]], np.float32)
+    return finders
+
+
+def evaluate_photos(
+    settings: EvaluationSettings, crop_splits: datasets.DatasetDict, methods: Iterable[str] | None = None
+) -> dict:
+    """Localisation (class-agnostic AP50, recall) on test-brand scenes, and whole-photo open-set recognition for
+    each model and photo method (`methods`, default `settings.photo_methods`): `{"localization": {...}, model:
+    {method: [rows]}}`."""
+    methods = settings.photo_methods if methods is None else methods
+    scenes = load_logodet3k(settings.data_dir, "detection", **settings.split_options())
+    scenes = {
+        name: seeded_sample(split_scenes(scenes[name]), settings.photo_scenes, settings.seed)
+        for name in ("validation", "test")
+    }
+    localizer = (
+        LogoLocalizer.from_pretrained(settings.localizer, runtime=settings.runtime) if settings.localizer else None
+    )
+    batch_size, runtime = settings.batch_size, settings.runtime
+    results = {}
+    if localizer is not None:
+        results["localization"] = localization_protocol(localizer, scenes["test"])
+    for name_or_path in settings.models:
+        model, processor = load_model_and_processor(name_or_path)
+        embed_crops = LogoGallery(model, processor, batch_size=batch_size, runtime=runtime).embed_boxes
+        crops = {
+            name: (model_embedder(model, processor, batch_size, runtime)(crop_splits[name]),
+                   np.asarray(crop_splits[name]["source"]))
+            for name in ("validation", "test")
+        }  # fmt: skip
+        results[str(name_or_path)] = {}
+        for method, find_boxes in photo_finders(localizer, methods or ()).items():
+            print(f"Whole photos: {name_or_path} with {PHOTO_METHODS[method]} ...")
+            photos = {name: embed_photos(scenes[name], find_boxes, embed_crops) for name in scenes}
+            results[str(name_or_path)][method] = photo_protocol(
+                (photos["validation"], *crops["validation"]), (photos["test"], *crops["test"]),
+                ways=tuple(w for w in settings.ways if w != "all"), shots=settings.shots,
+                episodes=settings.photo_episodes, seed=settings.seed,
+            )  # fmt: skip
+    return results
+
+
+def calibrated_thresholds(settings: EvaluationSettings) -> dict[str, float | None]:
+    """The open-set threshold of each model under `all-test`: `settings.threshold`, else its calibrated
+    `config.similarity_threshold` (`None` where it has none; baselines have none)."""
+    thresholds = {}
+    for name_or_path in settings.models:
+        calibrated = LogoEmbeddingConfig.from_pretrained(name_or_path).similarity_threshold
+        thresholds[str(name_or_path)] = settings.threshold if settings.threshold is not None else calibrated
+        if thresholds[str(name_or_path)] is None:
+            print(f"{name_or_path} has no calibrated config.similarity_threshold: pass --threshold for open-set rows.")
+    return thresholds
+
+
+def evaluate_model(settings: EvaluationSettings) -> dict:
+    """Evaluate every model and baseline on the test brands, print the tables, write the report (unless
+    `settings.report_dir` is empty); returns the results by model name (`results.json` of the report)."""
+    options = settings.split_options()
+    splits = load_logodet3k(settings.data_dir, settings.builder_config, **options)
+    print({split: len(dataset) for split, dataset in splits.items()})
+    all_test = settings.split_scheme == ALL_TEST
+    thresholds = calibrated_thresholds(settings) if all_test else {}
+    embedders = build_embedders(
+        settings.models, settings.baselines, batch_size=settings.batch_size, runtime=settings.runtime,
+        seed=settings.seed, backbone=settings.backbone, image_size=settings.image_size,
+    )  # fmt: skip
+    results, test_splits = {}, {}
+    for name, embed in embedders.items():
+        print(f"Evaluating {name} ...")
+        results[name], test_splits[name] = evaluate_embedder(
+            embed, splits, shots=settings.shots, ways=settings.ways, episodes=settings.episodes, seed=settings.seed,
+            train_sample=settings.train_sample, threshold=thresholds.get(name),
+        )  # fmt: skip
+    honest_threshold = HONEST_THRESHOLD_CALIBRATED if all_test else HONEST_THRESHOLD_FROM_VALIDATION
+    print("\n## The paper's protocol (threshold tuned on test brands, as in the paper)\n")
+    print(paper_table(results))
+    print(f"\n## The honest protocol ({honest_threshold}, 95% CI)\n")
+    print(honest_table(results))
+    print("\n## Retrieval\n")
+    print(retrieval_table(results))
+    photo_results = None
+    photo_methods = settings.photo_methods
+    if photo_methods is None:
+        photo_methods = tuple(PHOTO_METHODS) if settings.localizer else ()
+    if photo_methods and (settings.models or settings.localizer):
+        photo_results = evaluate_photos(settings, splits, photo_methods)
+        print(f"\n{PHOTO_TITLE}\n")
+        print(photo_table(photo_results))
+        for name in settings.models:
+            results[str(name)]["photos"] = photo_results[str(name)]
+            results[str(name)]["localization"] = photo_results.get("localization")
+    if settings.report_dir:
+        test = splits["test"]
+        directory = write_report(
+            results, settings.report_dir, test_splits=test_splits, test_images=_LazyImages(test),
+            brand_names=test.features["brand"].names, shots=settings.shots, seed=settings.seed,
+            honest_threshold=honest_threshold,
+        )  # fmt: skip
+        if photo_results:
+            with open(directory / "report.md", "a", encoding="utf-8") as report:
+                report.write(f"\n\n{PHOTO_TITLE}\n\n{photo_table(photo_results)}\n")
+        print(f"\nReport written to {directory}/report.md")
+    return results
+
+
+class _LazyImages:
+    """Index a dataset's images without decoding the whole column."""
+
+    def __init__(self, dataset: datasets.Dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return self.dataset[index]["image"]
