@@ -29,8 +29,6 @@ from dataset_scripts.logo_sources import (
 from dataset_scripts.synthesize import (
     BACKGROUNDS,
     SceneObject,
-    _background_images,
-    _Warp,
     category_of,
     compose_scene,
     main,
@@ -38,6 +36,8 @@ from dataset_scripts.synthesize import (
     split_images,
     synthesize,
 )
+from dataset_scripts.synthesize.compose import _background_images
+from dataset_scripts.synthesize.warp import _Warp
 from dataset_scripts.voc import CATEGORIES, UNKNOWN_LOGO, read_voc, write_voc
 
 

@@ -1,0 +1,7 @@
+"""`python -m dataset_scripts.synthesize`."""
+
+from .cli import main
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Stage 4 of the generator: write the images, their VOC files and `LICENSES.md`, in worker processes, with a
+seeded generator per image; and a preview sheet."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from multiprocessing.pool import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
+
+from dataset_scripts.logo_sources import (
+    ICONIFY_LOGOS,
+    SIMPLE_ICONS,
+    Brand,
+    Source,
+    default_cache_dir,
+    load_mark,
+    load_marks,
+)
+from dataset_scripts.voc import CATEGORIES, UNKNOWN_LOGO, read_voc, write_voc
+
+from .compose import (
+    _DISTRACTOR_BRANDS,
+    _P_DISTRACTOR,
+    _P_EXTRA_BRANDS,
+    _P_SECOND_COPY,
+    BACKGROUNDS,
+    _background_images,
+    compose_scene,
+)
+from .plan import DesignPlan, plan_designs, stable_hash
+
+
+@dataclass
+class SynthesisSummary:
+    """What [`synthesize`] wrote, how long it took and what it skipped, by reason.
+
+    `seconds` is the whole run; `image_seconds` the image generation alone (without loading and rendering marks).
+    """
+
+    out_dir: Path
+    brands: int
+    designs: int
+    brands_with_several_designs: int
+    images: int
+    objects: int
+    seconds: float
+    image_seconds: float
+    skipped: dict[str, int]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / max(self.image_seconds, 1e-9)
+
+    def __str__(self) -> str:
+        licences = {reason: n for reason, n in self.skipped.items() if reason.startswith("licence ")}
+        other = sorted((n, reason) for reason, n in self.skipped.items() if reason not in licences)
+        skipped = [f"{sum(licences.values())} icons not under CC0-1.0"] * bool(licences)
+        skipped += [f"{n} × {reason}" for n, reason in reversed(other)]
+        lines = [
+            f"Wrote {self.images} images ({self.objects} labelled logos) of {self.designs} designs of {self.brands} "
+            f"brands ({self.brands_with_several_designs} with several designs) to {self.out_dir}",
+            f"in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s once the marks were ready).",
+        ]
+        if skipped:
+            lines.append("Skipped: " + ", ".join(skipped) + ".")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- writing files
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to draw any image of the set."""
+
+    out_dir: Path
+    plans: tuple[DesignPlan, ...]
+    distractors: tuple[Path, ...]
+    seed: int
+    image_size: int
+
+
+_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+    _background_images()
+
+
+@lru_cache(maxsize=512)
+def _mark(path: Path) -> np.ndarray:
+    return load_mark(path)
+
+
+def _generate_image(job: _Job, design_index: int, n: int) -> int:
+    """Compose and write image `n` (1-based) of design `design_index`; return its number of labelled logos."""
+    plan = job.plans[design_index]
+    rng = np.random.default_rng([job.seed, stable_hash(plan.folder), n])
+    extras = []
+    if rng.random() < _P_EXTRA_BRANDS:
+        others = [i for i, other in enumerate(job.plans) if other.brand != plan.brand]
+        if others:
+            picks = rng.choice(others, size=min(len(others), 1 + int(rng.random() < 0.3)), replace=False)
+            extras = [(_mark(job.plans[i].mark), job.plans[i].folder) for i in picks]
+    elif rng.random() < _P_SECOND_COPY:
+        extras = [(_mark(plan.mark), plan.folder)]
+    distractor = None
+    if job.distractors and rng.random() < _P_DISTRACTOR:
+        distractor = _mark(job.distractors[rng.integers(len(job.distractors))])
+    scene = compose_scene(
+        _mark(plan.mark), plan.folder, rng, image_size=job.image_size, extras=extras, distractor=distractor
+    )
+    folder = job.out_dir / plan.category / plan.folder
+    scene.image.save(folder / f"{n}.jpg", quality=scene.jpeg_quality)
+    write_voc(folder / f"{n}.xml", plan.folder, f"{n}.jpg", scene.image.size, [(o.name, o.box) for o in scene.objects])
+    return sum(o.name != UNKNOWN_LOGO for o in scene.objects)
+
+
+def _generate(task: tuple[int, int]) -> int:
+    return _generate_image(_JOB, *task)
+
+
+def synthesize(
+    out_dir: str | Path,
+    num_brands: int | None = 300,
+    images_per_brand: int = 12,
+    seed: int = 0,
+    workers: int | None = None,
+    image_size: int = 320,
+    source: Source = "both",
+    cache_dir: str | Path | None = None,
+    preview: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    brand_filter: Callable[[Brand], bool] | None = None,
+) -> SynthesisSummary:
+    """Generate the benchmark into `out_dir` (layout in the module doc) and return a summary.
+
+    Args:
+        out_dir: Output root; must not already hold a generated set unless `overwrite`.
+        num_brands: Brands to draw, picked by a `seed`-shuffle of all usable brands; `None` takes them all but the
+            64 kept as unlabelled distractors (the large training set: about 4,000 brands).
+        images_per_brand: Images per brand, split over its designs (each design folder gets at least one).
+        seed: Seed of the brand choice and of every image.
+        workers: Processes (default: all CPUs). The output does not depend on it.
+        image_size: Long side of the images, in pixels; the short side is 75-100% of it.
+        source: Marks from `"simple-icons"`, `"iconify"` or `"both"`.
+        cache_dir: Where the mark packages and renders are cached (default [`default_cache_dir`]).
+        preview: If set, also write a contact sheet of 24 images with their boxes to this PNG.
+        overwrite: Replace the category folders and `LICENSES.md` of an earlier run in `out_dir`.
+        progress: Show a progress bar.
+        brand_filter: Draw brands (and distractors) only among those for which it is true, e.g. the test brands of
+            a split, for a demo's examples.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if (num_brands is not None and num_brands < 1) or images_per_brand < 1:
+        raise ValueError("num_brands and images_per_brand must be at least 1")
+    previous = [out_dir / name for name in (*CATEGORIES, "LICENSES.md") if (out_dir / name).exists()]
+    if previous and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds a generated set; pass overwrite=True (--overwrite) to replace it"
+        )
+    for path in previous:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    workers = workers or os.cpu_count() or 1
+
+    brands, skipped = load_marks(cache_dir, source)
+    if brand_filter is not None:
+        brands = [brand for brand in brands if brand_filter(brand)]
+    every_brand = num_brands is None
+    if every_brand:
+        num_brands = max(1, len(brands) - _DISTRACTOR_BRANDS)
+    with _worker_pool(workers) as pool:
+        plans, distractors = plan_designs(
+            brands, num_brands, images_per_brand, seed, cache_dir, skipped, pool, allow_fewer=every_brand
+        )
+    for plan in plans:
+        (out_dir / plan.category / plan.folder).mkdir(parents=True, exist_ok=True)
+    _write_licences(out_dir / "LICENSES.md", plans, distractors)
+
+    job = _Job(out_dir, tuple(plans), tuple(distractors), seed, image_size)
+    generation_start = time.perf_counter()
+    tasks = [(d, n) for d, plan in enumerate(plans) for n in range(1, plan.num_images + 1)]
+    with _worker_pool(workers, job) as pool:
+        results = pool.imap_unordered(_generate, tasks, chunksize=4) if pool else map(_generate, tasks)
+        objects = sum(tqdm(results, total=len(tasks), desc="Generating images", unit="img", disable=not progress))
+
+    designs_per_brand = Counter(plan.brand for plan in plans)
+    summary = SynthesisSummary(
+        out_dir=out_dir,
+        brands=len(designs_per_brand),
+        designs=len(plans),
+        brands_with_several_designs=sum(count > 1 for count in designs_per_brand.values()),
+        images=len(tasks),
+        objects=objects,
+        seconds=time.perf_counter() - start,
+        image_seconds=time.perf_counter() - generation_start,
+        skipped=dict(skipped),
+    )
+    if preview is not None:
+        write_preview(out_dir, preview)
+    return summary
+
+
+@contextmanager
+def _worker_pool(workers: int, job: _Job | None = None) -> Iterator[Pool | None]:
+    """A pool of `workers` processes with `job` installed, or `None` (and `job` installed here) for one worker."""
+    if workers == 1:
+        if job is not None:
+            _init_worker(job)
+        yield None
+        return
+    initializer = (_init_worker, (job,)) if job is not None else ()
+    with multiprocessing.Pool(workers, *initializer) as pool:
+        yield pool
+        pool.close()
+        pool.join()
+
+
+def _write_licences(path: Path, plans: Sequence[DesignPlan], distractors: Sequence[Path]) -> None:
+    sources = Counter(plan.package for plan in plans)
+    lines = [
+        "# Licences of this generated logo set",
+        "",
+        "Generated by `dataset_scripts/synthesize.py` (modeling-logo). Every mark is a CC0-1.0 drawing from an npm",
+        "package; the brands themselves are trademarks of their owners, used here only to benchmark logo",
+        "recognition, with no endorsement implied.",
+        "",
+        f"- simple-icons: `{SIMPLE_ICONS.spec}`, CC0-1.0 (https://simpleicons.org); icons whose data entry names",
+        "  another licence were left out.",
+        f"- SVG Logos by Gil Barbara: `{ICONIFY_LOGOS.spec}`, CC0-1.0 (https://github.com/gilbarbara/logos).",
+        "- Background photos: images bundled with scikit-image (`skimage.data`):",
+        *(f"  - `{name}`: {licence}" for name, licence in BACKGROUNDS.items()),
+        "",
+        "Designs per package: " + ", ".join(f"`{package}`: {n}" for package, n in sorted(sources.items())) + ".",
+        f"Unlabelled distractors: {len(distractors)} further marks from the same packages.",
+        "",
+        "| folder | category | brand | package | icon | licence |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for plan in sorted(plans, key=lambda plan: (plan.category, plan.folder)):
+        cells = (plan.folder, plan.category, plan.title, plan.package, plan.name, plan.licence)
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_preview(out_dir: str | Path, path: str | Path, count: int = 24, columns: int = 6, cell: int = 256) -> Path:
+    """Write a contact sheet of `count` generated images (a fixed sample) with their boxes and labels."""
+    images = sorted(Path(out_dir).glob("*/*/*.jpg"))
+    if not images:
+        raise FileNotFoundError(f"no generated images under {out_dir}")
+    picks = np.random.default_rng(0).choice(len(images), size=min(count, len(images)), replace=False)
+    rows = math.ceil(len(picks) / columns)
+    sheet = Image.new("RGB", (columns * cell, rows * cell), "white")
+    font = ImageFont.load_default(size=11)
+    for k, i in enumerate(sorted(picks)):
+        with Image.open(images[i]) as image:
+            image = image.convert("RGB")
+        scale = min((cell - 4) / image.width, (cell - 4) / image.height)
+        thumbnail = image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR)
+        draw = ImageDraw.Draw(thumbnail)
+        for name, (x0, y0, x1, y1) in read_voc(images[i].with_suffix(".xml"))[1]:
+            box = (x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1)
+            draw.rectangle(box, outline=(255, 0, 255), width=2)
+            draw.text(
+                (box[0] + 2, box[1] + 1), name, fill=(255, 255, 0), font=font, stroke_width=2, stroke_fill="black"
+            )
+        sheet.paste(thumbnail, ((k % columns) * cell + 2, (k // columns) * cell + 2))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
