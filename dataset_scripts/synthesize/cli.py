@@ -16,7 +16,10 @@ from .write import SynthesisSummary, synthesize
 
 
 def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
-    parser = argparse.ArgumentParser(description=importlib.import_module(__package__).__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_scripts.synthesize",
+        description=importlib.import_module(__package__).__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--out", required=True, type=Path, help="output folder (LogoDet-3K layout)")
     parser.add_argument(
         "--brands", type=lambda text: None if text == "all" else int(text), default=300,
