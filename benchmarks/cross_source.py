@@ -21,7 +21,6 @@ Writes `benchmarks/results/cross_source.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import write_result  # noqa: E402
+
 from dataset_scripts import load_logodet3k, synthesize  # noqa: E402
 from logo_evaluation import build_embedders, evaluate_embedder  # noqa: E402
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images_per_brand", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7, help="of the generated scenes")
     parser.add_argument("--episodes", type=int, default=500)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "cross_source.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/cross_source.json")
     args = parser.parse_args(argv)
 
     data_dirs = {source: args.data_root / f"test-brands-{source}" for source in SOURCES}
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {name} | " + " | ".join(cells) + " |")
     output = {"test_brands": test_brands, "crops": sizes, "images_per_brand": args.images_per_brand,
               "seed": args.seed, "episodes": args.episodes, "results": results}  # fmt: skip
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(output, indent=2))
+    write_result("cross_source", output, args.output)
     return output
 
 

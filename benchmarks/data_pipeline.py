@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from pathlib import Path
 
 import torch
+from _results import write_result
 from torch.utils.data import DataLoader
 
 from dataset_scripts.collators import PKBatchSampler, collate_pk_batch
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--brands_per_batch", type=int, default=16)
     parser.add_argument("--images_per_brand_in_batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "data_pipeline.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/data_pipeline.json")
     args = parser.parse_args(argv)
 
     # One folder per setting: the builder's Arrow cache is keyed by the folder, not by what is in it.
@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['fed_over_step']:.0%} |")  # fmt: skip
     result = {"backbone": args.backbone, "image_size": args.image_size, "scene_size": args.scene_size,
               "step_images_per_second": step_rate, "rows": rows}  # fmt: skip
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_result("data_pipeline", result, args.output)
     return result
 
 

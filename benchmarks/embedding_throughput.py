@@ -12,7 +12,6 @@ by `torch.utils.flop_counter`). Every path is checked against eager fp32 before 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_result
 from torch.utils.flop_counter import FlopCounterMode
 
 from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
@@ -143,11 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row['max_abs_error']:.1e} |")  # fmt: skip
     result = {"backbone": model.config.backbone, "image_size": size, "gemm_gflops": gemm,
               "gflops_per_image": gflops_per_image, "limit_images_per_second": limit, "rows": rows}  # fmt: skip
-    output = Path(
-        args.output or Path(__file__).parent / "results" / f"embedding_throughput_{model.config.backbone}.json"
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+    write_result(f"embedding_throughput_{model.config.backbone}", result, args.output)
     return result
 
 

@@ -14,7 +14,6 @@ last epoch. Writes `benchmarks/results/frozen_phase.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from _results import write_result  # noqa: E402
+
 import train  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--views", type=int, default=4, help="cached augmentations per image")
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--num_workers", type=int, default=2)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "frozen_phase.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/frozen_phase.json")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"backbone": args.backbone, "image_size": args.image_size, "epochs": args.epochs, "views": args.views,
               "runs": runs, "epoch_speedup": speedup, "cache_cost_in_epochs": break_even,
               "retrieval_mAP_difference": difference, "seed_noise": noise}  # fmt: skip
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_result("frozen_phase", result, args.output)
     return result
 
 

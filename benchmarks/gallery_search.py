@@ -12,13 +12,12 @@ centres, each at a distance of about 0.5 from its centre. Recall@10 of an approx
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
+from _results import write_result
 
 
 def clustered_unit_vectors(count: int, dim: int, centres: int, spread: float, rng: np.random.Generator) -> np.ndarray:
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--single_queries", type=int, default=100, help="queries timed one at a time")
     parser.add_argument("--hnsw_m", type=int, default=16, help="HNSW links per node (0: skip HNSW)")
     parser.add_argument("--hnsw_ef_construction", type=int, default=40)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "gallery_search.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/gallery_search.json")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"| {row['index']} | {row['build_s']:.1f} | {row['ms_per_query']:.3f} | {row['single_query_ms']:.2f} | "
               f"{row['recall']:.3f} |")  # fmt: skip
     result = {"num_vectors": args.num_vectors, "dim": args.dim, "k": args.k, "rows": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_result("gallery_search", result, args.output)
     return result
 
 

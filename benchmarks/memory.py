@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import write_result
+
 
 REPO = Path(__file__).resolve().parents[1]
 APP_PATH = REPO / "space" / "app.py"
@@ -319,7 +321,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--skip_training", action="store_true")
     parser.add_argument("--skip_space", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "memory.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/memory.json")
     parser.add_argument("--_child", choices=["train", "space"], help=argparse.SUPPRESS)
     parser.add_argument("--_result", help=argparse.SUPPRESS)
     parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)
@@ -362,8 +364,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{time.perf_counter() - start:.0f} s in all")
 
     result = {"training": training, "space": space}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_result("memory", result, args.output)
     return result
 
 

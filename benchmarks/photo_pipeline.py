@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _results import write_result
 from embedding_throughput import forward_gflops, gemm_gflops
 from PIL import Image
 
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--localizer", default=str(LOCALIZER))
     parser.add_argument("--embedder", default=str(EMBEDDER))
     parser.add_argument("--photos", type=int, default=40)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "photo_pipeline.json"))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/photo_pipeline.json")
     args = parser.parse_args(argv)
 
     photos = test_photos(args.photos)
@@ -88,10 +87,6 @@ def main(argv: list[str] | None = None) -> dict:
     logos = sum(len(gallery.detect(photo)) for photo in photos)
     end_to_end = (time.perf_counter() - start) / len(photos)
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "processor": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
         "photo_size": [640, 480],
         "localizer_input": size,
         "localizer_gflops_per_photo": forward_gflops(model, size),
@@ -104,9 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         "logos_per_photo": logos / len(photos),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(write_result("photo_pipeline", result, args.out), indent=2))
     return result
 
 

@@ -2,11 +2,13 @@
 """Every performance benchmark in one run: prints the tables, writes JSON and plots to `benchmarks/results/`, and
 checks that the package's defaults are the fastest correct choices measured.
 
-    python benchmarks/run_all.py            # about 25 minutes on 2 CPU cores
-    python benchmarks/run_all.py --quick    # small sizes, a few minutes: a smoke run, not figures to quote
+    python benchmarks/run_all.py            # every benchmark at full size
+    python benchmarks/run_all.py --quick    # small sizes: a smoke run, not figures to quote
     python benchmarks/run_all.py --only embedding_throughput gallery_search
 
 Run it on an otherwise idle machine: every figure is a ratio measured side by side, but a busy CPU still skews them.
+The figures, and how long a run takes, are in `benchmarks/README.md`; each JSON result records the machine's facts
+(`_results.write_result`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ import frozen_phase  # noqa: E402
 import gallery_search  # noqa: E402
 import memory  # noqa: E402
 import scaling  # noqa: E402
+from _results import RESULTS, write_result  # noqa: E402
 
-
-RESULTS = HERE / "results"
 
 # name -> (module, arguments of the full run, arguments of the quick run)
 BENCHMARKS = {
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": seconds,
         "defaults": [dict(zip(("setting", "default", "fastest", "agree"), c)) for c in checks],
     }
-    (RESULTS / f"run_all{'_quick' if args.quick else ''}.json").write_text(json.dumps(summary, indent=2))
+    write_result(f"run_all{'_quick' if args.quick else ''}", summary)
     if failed:
         raise SystemExit(1)
     return results

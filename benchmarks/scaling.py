@@ -36,6 +36,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # memory.py, beside this file, wherever this runs from
+from _results import result_path, write_result  # noqa: E402
 from memory import peak_rss_mib, reset_peak_rss, rss_mib, run_child  # noqa: E402
 
 
@@ -303,7 +304,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--max_memory_gib", type=float, default=None,
                         help="skip an evaluation predicted to add more memory; default: 6 or 40%% of what is free")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "scaling.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/scaling.json")
     parser.add_argument("--plot", default=None, help="default: scaling.png beside --output")
     parser.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_result", help=argparse.SUPPRESS)
@@ -342,14 +343,13 @@ def main(argv: list[str] | None = None) -> dict:
     print_tables(points)
     fitted = slopes(points)
     print_slopes(fitted)
-    output = Path(args.output)
+    output = result_path("scaling", args.output)
     plot_path = Path(args.plot) if args.plot else output.with_suffix(".png")
     plot(points, plot_path)
     print(f"\n{time.perf_counter() - start:.0f} s in all; plot: {plot_path}")
     result = {"settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("num_brands", "skip")},
               "points": points, "slopes": fitted}  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2))
+    write_result("scaling", result, output)
     return result
 
 

@@ -1,0 +1,30 @@
+"""The benchmarks' one result writer: `benchmarks/_results.write_result`."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+
+def load_results_module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "_results.py"
+    spec = importlib.util.spec_from_file_location("benchmark_results", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_write_result_adds_the_machine_and_writes_name_json(tmp_path, monkeypatch):
+    results = load_results_module()
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")
+    written = results.write_result("gallery_search", {"rows": [{"index": "exact", "recall": 1.0}]})
+    saved = json.loads((tmp_path / "results" / "gallery_search.json").read_text())
+    assert saved == written and saved["rows"] == [{"index": "exact", "recall": 1.0}]
+    machine = saved["machine"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["torch"] == torch.__version__ and machine["cpu_count"] >= 1 and len(machine["date"]) == 10
+    # an explicit --output wins over the default path
+    results.write_result("gallery_search", {"rows": []}, tmp_path / "elsewhere" / "quick.json")
+    assert json.loads((tmp_path / "elsewhere" / "quick.json").read_text())["rows"] == []
+    assert results.result_path("scaling") == tmp_path / "results" / "scaling.json"
