@@ -241,10 +241,11 @@ class LogoImageProcessor(TorchvisionBackend):
 
     @classmethod
     def from_model_config(cls, config: LogoEmbeddingConfig, **kwargs) -> "LogoImageProcessor":
-        """The processor matching a model configuration: its `image_size`, `image_mean` and `image_std`."""
+        """The processor for a new model: images resized to the configuration's `image_size`, normalised with the
+        ImageNet mean and standard deviation (the processor's own defaults; `kwargs` override any attribute)."""
         side = config.image_size
         defaults = {"size": {"height": side, "width": side}, "crop_size": {"height": side, "width": side}}
-        return cls(**{**defaults, "image_mean": config.image_mean, "image_std": config.image_std, **kwargs})
+        return cls(**{**defaults, **kwargs})
 
     def fetch_images(self, images):
         """Open paths, bytes and URLs as PIL images (with a clear error for non-images); pass other inputs through."""

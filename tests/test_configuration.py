@@ -1,8 +1,12 @@
+import json
+
 import pytest
 from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoConfig
+from transformers.testing_utils import CaptureLogger
 
 from modeling_logo import BACKBONE_STAGES, LogoEmbeddingConfig, LogoEmbeddingModel
+from modeling_logo.configuration_logo import logger as configuration_logger
 
 
 def test_defaults_are_the_papers_architecture():
@@ -12,7 +16,7 @@ def test_defaults_are_the_papers_architecture():
     assert (config.hidden_size, config.embedding_size, config.head_dropout) == (256, 128, 0.3)
     assert config.normalize_embeddings is True
     assert config.image_size == 224
-    assert config.image_mean == [0.485, 0.456, 0.406] and config.image_std == [0.229, 0.224, 0.225]
+    assert not hasattr(config, "image_mean") and not hasattr(config, "image_std")  # the processor normalises
     assert config.frozen_stages == [] and config.similarity_threshold is None
 
 
@@ -25,8 +29,6 @@ def test_defaults_are_the_papers_architecture():
         ({"hidden_size": -3}, "hidden_size"),
         ({"image_size": 16}, "image_size"),
         ({"frozen_stages": ["layer5"]}, "layer5"),
-        ({"image_mean": [0.5, 0.5]}, "one value per RGB channel"),
-        ({"image_std": [0.2, 0.0, 0.2]}, "positive"),
         ({"similarity_threshold": 1.5}, "similarity_threshold"),
         ({"backbone": ""}, "backbone"),
         ({"embedding_size": "128"}, "embedding_size"),
@@ -64,3 +66,23 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_stage_names_are_ordered_from_input_to_output():
     assert BACKBONE_STAGES == ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+def test_configs_saved_with_normalisation_keys_still_load_without_them(tmp_path):
+    """Earlier versions saved `image_mean`/`image_std` in config.json; the processor's config holds them now."""
+    LogoEmbeddingConfig(image_size=96).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "image_mean" not in saved and "image_std" not in saved
+    saved.update(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with CaptureLogger(configuration_logger) as captured:
+        loaded = AutoConfig.from_pretrained(tmp_path)
+    assert loaded.image_size == 96 and not hasattr(loaded, "image_mean") and not hasattr(loaded, "image_std")
+    assert "image_mean" not in loaded.to_dict() and captured.out == ""  # the ImageNet values: nothing is lost
+    loaded.save_pretrained(tmp_path / "resaved")
+    assert "image_mean" not in json.loads((tmp_path / "resaved" / "config.json").read_text())
+
+    with CaptureLogger(configuration_logger) as captured:
+        config = LogoEmbeddingConfig(image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    assert not hasattr(config, "image_mean")
+    assert "ignores" in captured.out and "preprocessor_config.json" in captured.out

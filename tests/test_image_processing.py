@@ -128,8 +128,7 @@ def test_truncated_jpeg_is_a_clear_error(tmp_path, processor):
 
 
 def test_from_model_config_and_save_load_round_trip(tmp_path, tiny_config):
-    tiny_config.image_mean, tiny_config.image_std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
-    processor = LogoImageProcessor.from_model_config(tiny_config)
+    processor = LogoImageProcessor.from_model_config(tiny_config, image_mean=[0.5] * 3, image_std=[0.25] * 3)
     assert (processor.size.height, processor.size.width) == (64, 64)
     processor.save_pretrained(tmp_path)
     reloaded = LogoImageProcessor.from_pretrained(tmp_path)
