@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 import torchvision
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from modeling_logo import BACKBONE_STAGES, LogoEmbeddingConfig, LogoEmbeddingModel, LogoEmbeddingOutput
 
@@ -152,3 +152,125 @@ def test_backbone_weights_that_do_not_fit_are_refused(tmp_path, tiny_model):
 def test_imagenet_weights_offline_give_advice(tiny_model):
     with pytest.raises(OSError, match=r"HF_HUB_OFFLINE is set.*load_backbone_weights\('resnet50.pth'\)"):
         tiny_model.load_backbone_weights()
+
+
+def test_hidden_states_are_the_stem_and_stage_feature_maps(tiny_model):
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = tiny_model(pixels)
+        output = tiny_model(pixels, output_hidden_states=True)
+    assert plain.hidden_states is None
+    shapes = [tuple(feature_map.shape) for feature_map in output.hidden_states]
+    # stem (after max-pooling) and layer1 at 1/4 of the side, then 1/8, 1/16, 1/32; "resnet-tiny" stage widths
+    assert shapes == [(2, 64, 16, 16), (2, 16, 16, 16), (2, 32, 8, 8), (2, 64, 4, 4), (2, 128, 2, 2)]
+    assert output.hidden_states[-1] is output.last_hidden_state
+    torch.testing.assert_close(output.last_hidden_state, plain.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(output.embeddings, plain.embeddings, rtol=0, atol=0)
+    with torch.no_grad():
+        stem = tiny_model.backbone.maxpool(
+            tiny_model.backbone.act1(tiny_model.backbone.bn1(tiny_model.backbone.conv1(pixels)))
+        )
+    torch.testing.assert_close(output.hidden_states[0], stem, rtol=0, atol=0)
+
+    as_tuple = tiny_model(pixels, output_hidden_states=True, return_dict=False)
+    assert len(as_tuple) == 4 and len(as_tuple[3]) == 5
+    tiny_model.config.output_hidden_states = True  # the config's setting is the default
+    assert len(tiny_model(pixels).hidden_states) == 5
+    assert tiny_model(pixels, output_hidden_states=False).hidden_states is None
+    assert tiny_model(pooled_features=plain.pooler_output).hidden_states is None
+
+
+def _backbone_norms(model):
+    """(name, BatchNorm2d, whether it is a residual block's last norm) for every norm of the backbone."""
+    last = {
+        f"{stage}.{index}.bn2" for stage in BACKBONE_STAGES[1:] for index in range(len(getattr(model.backbone, stage)))
+    }
+    return [
+        (name, module, name in last)
+        for name, module in model.backbone.named_modules()
+        if isinstance(module, torch.nn.BatchNorm2d)
+    ]
+
+
+def _trained_like(model):
+    """Give every parameter and BatchNorm statistic a value no initialisation gives (as a trained model has)."""
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *(b for n, b in model.named_buffers() if "running" in n)]:
+            tensor.copy_(torch.rand_like(tensor) + 0.5)
+        for name, buffer in model.named_buffers():
+            if name.endswith("num_batches_tracked"):
+                buffer.fill_(7)
+    return model
+
+
+def test_checkpoint_missing_backbone_weights_initialises_them_like_a_new_model(tmp_path, tiny_config):
+    """transformers initialises the weights a checkpoint lacks with `_init_weights`: the backbone's too, not left as
+    uninitialised memory (zero BatchNorm weights, variances up to 1e31), and without touching the weights it has."""
+    torch.manual_seed(0)
+    model = _trained_like(LogoEmbeddingModel(tiny_config))
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    kept = {key: value for key, value in weights.items() if not key.startswith("backbone.")}
+    save_file(kept, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+
+    loaded, info = LogoEmbeddingModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert set(info["missing_keys"]) == {key for key in weights if key.startswith("backbone.")}
+    for name, norm, last_of_block in _backbone_norms(loaded):
+        assert torch.all(norm.weight == (0.0 if last_of_block else 1.0)), name  # timm's zero_init_last
+        assert torch.all(norm.bias == 0) and torch.all(norm.running_mean == 0), name
+        assert torch.all(norm.running_var == 1) and norm.num_batches_tracked == 0, name
+    for name, conv in loaded.backbone.named_modules():
+        if isinstance(conv, torch.nn.Conv2d):  # He initialisation, fan-out mode
+            expected = (2 / (conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1])) ** 0.5
+            assert conv.weight.std().item() == pytest.approx(expected, rel=0.35), name
+    state = loaded.state_dict()
+    for key, value in kept.items():  # the head as saved
+        torch.testing.assert_close(state[key], value, rtol=0, atol=0)
+    output = loaded.eval()(torch.randn(2, 3, 64, 64))
+    assert torch.isfinite(output.embeddings).all() and torch.isfinite(output.last_hidden_state).all()
+
+
+def test_checkpoint_missing_some_keys_keeps_every_key_it_has(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    model = _trained_like(LogoEmbeddingModel(tiny_config))
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = {"backbone.layer2.0.bn1.weight", "backbone.layer2.0.bn1.running_var", "backbone.conv1.weight"}
+    save_file({k: v for k, v in weights.items() if k not in dropped}, str(tmp_path / "model.safetensors"))
+
+    loaded = LogoEmbeddingModel.from_pretrained(tmp_path)
+    state = loaded.state_dict()
+    for key, value in weights.items():
+        if key not in dropped:
+            torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
+    assert torch.all(state["backbone.layer2.0.bn1.weight"] == 1) and torch.all(
+        state["backbone.layer2.0.bn1.running_var"] == 1
+    )
+    assert 0 < state["backbone.conv1.weight"].std() < 1
+
+
+def test_complete_checkpoint_loads_bit_exact(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    model = _trained_like(LogoEmbeddingModel(tiny_config))
+    model.save_pretrained(tmp_path)
+    loaded = LogoEmbeddingModel.from_pretrained(tmp_path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_new_models_are_initialised_like_timm_resnets_and_deterministic(tiny_config):
+    torch.manual_seed(3)
+    model = LogoEmbeddingModel(tiny_config)
+    torch.manual_seed(3)
+    same = LogoEmbeddingModel(tiny_config)
+    other = LogoEmbeddingModel(tiny_config)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert not torch.equal(other.backbone.conv1.weight, model.backbone.conv1.weight)
+    for name, norm, last_of_block in _backbone_norms(model):
+        assert torch.all(norm.weight == (0.0 if last_of_block else 1.0)), name
+        assert torch.all(norm.running_var == 1), name
+    assert torch.all(model.head.norm.weight == 1) and torch.all(model.head.projection.bias == 0)
+
+    tiny_config.backbone_kwargs = {"zero_init_last": False}  # timm's switch, honoured by `_init_weights`
+    assert all(torch.all(norm.weight == 1) for _, norm, _ in _backbone_norms(LogoEmbeddingModel(tiny_config)))
