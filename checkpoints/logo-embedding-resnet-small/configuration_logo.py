@@ -4,6 +4,10 @@ from typing import ClassVar
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
 
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -49,16 +53,16 @@ class LogoEmbeddingConfig(PreTrainedConfig):
         frozen_stages (`list[str]`, *optional*, defaults to `()`):
             Backbone stages (names from `BACKBONE_STAGES`) whose parameters are frozen and whose BatchNorm layers stay
             in eval mode, e.g. the whole backbone during the first phase of the paper's progressive unfreezing.
-        image_mean (`list[float]`, *optional*, defaults to the ImageNet mean):
-            Per-channel mean the images are normalised with.
-        image_std (`list[float]`, *optional*, defaults to the ImageNet standard deviation):
-            Per-channel standard deviation the images are normalised with.
         similarity_threshold (`float`, *optional*):
             Cosine similarity above which a query is accepted as a known brand, when calibrated on validation
             brands. `None` until a calibration sets it.
         backbone_weights (`str`, *optional*):
             Where the backbone's initial weights came from (a timm hub id or a file), recorded for the model card.
             It is provenance only: loading a saved model never downloads anything because of it.
+
+    Normalising the images (`image_mean`, `image_std`) is the image processor's job alone ([`LogoImageProcessor`],
+    saved in `preprocessor_config.json`). Configs saved by earlier versions also hold these two keys: they are dropped
+    on loading, with a warning when their values are not ImageNet's.
 
     Example:
 
@@ -81,16 +85,13 @@ class LogoEmbeddingConfig(PreTrainedConfig):
     normalize_embeddings: bool = True
     image_size: int = 224
     frozen_stages: list[str] | tuple[str, ...] = ()
-    image_mean: list[float] | tuple[float, ...] = IMAGENET_DEFAULT_MEAN
-    image_std: list[float] | tuple[float, ...] = IMAGENET_DEFAULT_STD
     similarity_threshold: float | None = None
     backbone_weights: str | None = None
 
     def __post_init__(self, **kwargs):
         # JSON has no tuples: store lists so that a saved and reloaded config compares equal.
         self.frozen_stages = list(self.frozen_stages)
-        self.image_mean = [float(value) for value in self.image_mean]
-        self.image_std = [float(value) for value in self.image_std]
+        _drop_normalization(kwargs)
         super().__post_init__(**kwargs)
         self.validate()
 
@@ -118,19 +119,33 @@ class LogoEmbeddingConfig(PreTrainedConfig):
                 f"Unknown backbone stage(s) {unknown} in `frozen_stages`; valid stages are {BACKBONE_STAGES}."
             )
 
-    def validate_normalization(self):
-        if len(self.image_mean) != 3 or len(self.image_std) != 3:
-            raise ValueError(
-                f"`image_mean` and `image_std` need one value per RGB channel, got {self.image_mean} and {self.image_std}."
-            )
-        if any(value <= 0 for value in self.image_std):
-            raise ValueError(f"`image_std` values must be positive, got {self.image_std}.")
-
     def validate_similarity_threshold(self):
         if self.similarity_threshold is not None and not -1.0 <= self.similarity_threshold <= 1.0:
             raise ValueError(
                 f"`similarity_threshold` is a cosine similarity and must be in [-1, 1], got {self.similarity_threshold}."
             )
+
+
+def _drop_normalization(kwargs: dict) -> None:
+    """Drop `image_mean`/`image_std`, which configs saved by earlier versions of this package carry: normalising is the
+    image processor's job, and its `preprocessor_config.json` holds the same values."""
+    defaults = {"image_mean": list(IMAGENET_DEFAULT_MEAN), "image_std": list(IMAGENET_DEFAULT_STD)}
+    old = {key: kwargs.pop(key) for key in defaults if key in kwargs}
+    if any(_floats(value) != defaults[key] for key, value in old.items()):
+        logger.warning_once(
+            f"LogoEmbeddingConfig ignores {old}: the image processor normalises the images, not the model. Give these "
+            "values to the processor (`LogoImageProcessor(image_mean=..., image_std=...)`, saved in "
+            "preprocessor_config.json) if they are not there already."
+        )
+    elif old:
+        logger.info(f"LogoEmbeddingConfig: dropped {sorted(old)} (deprecated; the image processor normalises).")
+
+
+def _floats(value):
+    try:
+        return [float(item) for item in value]
+    except (TypeError, ValueError):
+        return value
 
 
 __all__ = [

@@ -28,12 +28,18 @@ class LogoEmbeddingOutput(ModelOutput):
             The globally average-pooled backbone features (2048 for a ResNet-50) the head projects.
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_features, height, width)`):
             The backbone's last feature map, before pooling.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True` is passed or
+        `config.output_hidden_states=True`):
+            The backbone's feature maps, as for transformers' ResNet: the stem's output (after its max-pooling, 1/4 of
+            the image's side) and the output of each of the four stages (1/4, 1/8, 1/16 and 1/32 of the side), each of
+            shape `(batch_size, channels, height, width)`. The last is `last_hidden_state`.
     """
 
     # `embeddings` comes first: pipelines and `output[0]` return the first field.
     embeddings: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def create_backbone(
@@ -45,9 +51,7 @@ def create_backbone(
     ImageNet weights from the Hugging Face Hub (honouring `HF_HUB_OFFLINE` and the local cache) or from a local file
     through the same loader. Its ResNets use torchvision's parameter names, so torchvision checkpoints load too.
     """
-    preset = dict(BACKBONE_PRESETS.get(config.backbone, {"architecture": config.backbone}))
-    architecture = preset.pop("architecture")
-    kwargs = {**preset, **(config.backbone_kwargs or {})}
+    architecture, kwargs = backbone_arguments(config)
     if not timm.is_model(architecture):
         raise ValueError(
             f"Unknown backbone {config.backbone!r}. Use a timm ResNet name ({', '.join(timm.list_models('resnet[0-9]*')[:6])}, "
@@ -63,6 +67,13 @@ def create_backbone(
             "backbone (resnet18/34/50/101, resnext, ...) so that its stages can be frozen by name."
         )
     return backbone
+
+
+def backbone_arguments(config: LogoEmbeddingConfig) -> tuple[str, dict]:
+    """The timm architecture and constructor arguments of `config.backbone` (a preset's, then `backbone_kwargs`)."""
+    preset = dict(BACKBONE_PRESETS.get(config.backbone, {"architecture": config.backbone}))
+    architecture = preset.pop("architecture")
+    return architecture, {**preset, **(config.backbone_kwargs or {})}
 
 
 class LogoEmbeddingHead(nn.Module):
@@ -116,6 +127,13 @@ class LogoEmbeddingModel(PreTrainedModel):
     def __init__(self, config: LogoEmbeddingConfig, pretrained_backbone: bool | str | os.PathLike = False):
         super().__init__(config)
         self.backbone = create_backbone(config)
+        if backbone_arguments(config)[1].get("zero_init_last", True):  # timm's ResNet default
+            # The last norm of each residual block starts at weight 0 (each block the identity), as timm does.
+            for block in self.backbone.modules():
+                if callable(getattr(block, "zero_init_last", None)):
+                    last_norm = getattr(block, "bn3", None) or getattr(block, "bn2", None)
+                    if last_norm is not None:
+                        last_norm._zero_init_weight = True
         self.head = LogoEmbeddingHead(self.backbone.num_features, config)
         self.post_init()
         # After post_init(), which (re)initialises weights: pretrained backbone weights must not be overwritten.
@@ -124,24 +142,36 @@ class LogoEmbeddingModel(PreTrainedModel):
         self._apply_frozen_stages()
 
     def _init_weights(self, module: nn.Module):
-        # Only the head: timm initialises the backbone itself (and it may hold pretrained weights by now).
-        if not any(module is head_module for head_module in self.head.modules()):
-            return
-        if isinstance(module, nn.Linear):
+        """Initialise one module the way timm initialises a new ResNet, and the head likewise.
+
+        transformers calls this for every module of a new model (in `post_init()`) and, in `from_pretrained`, for the
+        modules whose weights the checkpoint lacks; the `transformers.initialization` functions leave every tensor
+        that was loaded (marked `_is_hf_initialized`) as it is. So a model built from a config, and the backbone
+        weights a checkpoint does not have, get He-initialised convolutions, BatchNorm layers with weight 1, bias 0
+        and fresh statistics (running mean 0, variance 1), and, as timm's `zero_init_last` does, a zero weight in the
+        last BatchNorm of each residual block (each block starts as the identity). Pretrained backbone weights are
+        loaded after `post_init()` ([`~LogoEmbeddingModel.load_backbone_weights`]), so they are never overwritten.
+        """
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm1d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            init.zeros_(module.num_batches_tracked)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(module, "weight", None) is not None:
+                (init.zeros_ if getattr(module, "_zero_init_weight", False) else init.ones_)(module.weight)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
 
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         return_dict: bool | None = None,
         pooled_features: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> LogoEmbeddingOutput | tuple:
         r"""
@@ -153,25 +183,47 @@ class LogoEmbeddingModel(PreTrainedModel):
             pooled_features (`torch.FloatTensor` of shape `(batch_size, num_features)`, *optional*):
                 Instead of `pixel_values`: pooled backbone features computed earlier (`pooler_output`). The backbone
                 is skipped; training uses this to run only the head while the whole backbone is frozen.
+            output_hidden_states (`bool`, *optional*):
+                Also return the backbone's feature maps (`hidden_states`: the stem's and each stage's). Defaults to
+                `config.output_hidden_states`.
 
         Returns:
-            [`LogoEmbeddingOutput`] with `embeddings`, `pooler_output` and `last_hidden_state` (`None` when
-            `pooled_features` were given).
+            [`LogoEmbeddingOutput`] with `embeddings`, `pooler_output`, `last_hidden_state` and, when asked for,
+            `hidden_states` (the last two are `None` when `pooled_features` were given).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if (pixel_values is None) == (pooled_features is None):
             raise ValueError("Pass either pixel_values or pooled_features.")
-        if pooled_features is None:
-            feature_map = self.backbone.forward_features(pixel_values)
-            pooled = self.backbone.forward_head(feature_map, pre_logits=True)
-        else:
+        hidden_states = None
+        if pooled_features is not None:
             feature_map, pooled = None, pooled_features
+        else:
+            if output_hidden_states:
+                hidden_states = self._backbone_feature_maps(pixel_values)
+                feature_map = hidden_states[-1]
+            else:
+                feature_map = self.backbone.forward_features(pixel_values)
+            pooled = self.backbone.forward_head(feature_map, pre_logits=True)
         # float32 for the normalisation and for every consumer (similarities, faiss), whatever the autocast dtype.
         embeddings = self.head(pooled).float()
         if self.config.normalize_embeddings:
             embeddings = F.normalize(embeddings, dim=-1)
-        output = LogoEmbeddingOutput(embeddings=embeddings, pooler_output=pooled, last_hidden_state=feature_map)
+        output = LogoEmbeddingOutput(
+            embeddings=embeddings, pooler_output=pooled, last_hidden_state=feature_map, hidden_states=hidden_states
+        )
         return output if return_dict else output.to_tuple()
+
+    def _backbone_feature_maps(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The stem's output and each stage's: what timm's `forward_features` computes, keeping every step."""
+        backbone = self.backbone
+        features = backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(pixel_values))))
+        feature_maps = [features]
+        for stage in BACKBONE_STAGES[1:]:
+            features = getattr(backbone, stage)(features)
+            feature_maps.append(features)
+        return tuple(feature_maps)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Backbone stages: progressive unfreezing (the paper unfreezes layer4 at epoch 15) works on these names.
@@ -292,4 +344,4 @@ def _not_found_advice(name: str, error: Exception) -> str:
     )
 
 
-__all__ = ["LogoEmbeddingModel", "LogoEmbeddingOutput", "LogoEmbeddingHead", "create_backbone"]
+__all__ = ["LogoEmbeddingModel", "LogoEmbeddingOutput", "LogoEmbeddingHead", "backbone_arguments", "create_backbone"]
