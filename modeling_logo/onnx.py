@@ -15,8 +15,6 @@ Needs the `onnx` extra (`pip install "modeling-logo[onnx]"`: onnx, onnxscript fo
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import tempfile
 import threading
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import cache_root
+from .fingerprint import model_fingerprint
 from .modeling_logo import LogoEmbeddingModel
 
 
@@ -180,54 +179,42 @@ def is_available() -> bool:
     return True
 
 
-# One embedder per model object, re-exported when the model's fingerprint (its head's output weights) changes.
+# One runner per model object, re-exported when the model's fingerprint changes.
 _EMBEDDERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _EXPORT_LOCK = threading.Lock()
 
 
-def weights_digest(model: LogoEmbeddingModel) -> str:
-    """A hash of everything the exported graph depends on: every parameter and buffer, and the config."""
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
-def cached_embedder(model: LogoEmbeddingModel, cache_dir: str | os.PathLike | None = None) -> OnnxLogoEmbedder:
+def cached_embedder(
+    model: LogoEmbeddingModel, cache_dir: str | os.PathLike | None = None, *, fingerprint: str | None = None
+) -> OnnxLogoEmbedder:
     """The ONNX Runtime embedder of `model`, exported (and checked) once per set of weights and cached on disk.
 
-    The export lives in `cache_dir` (default `onnx/` in [`~modeling_logo.cache.cache_root`]) under a hash of the
-    weights and config, so another process with the same model loads it in well under a second instead of exporting
-    again (about 8 s for resnet-small). Thread-safe: concurrent callers share one export.
+    The export lives in `cache_dir` (default `onnx/` in [`~modeling_logo.cache.cache_root`]) under the model's
+    [`~modeling_logo.fingerprint.model_fingerprint`] (pass it as `fingerprint` when known), so another process with
+    the same model loads it in well under a second instead of exporting again (about 8 s for resnet-small).
+    Thread-safe: concurrent callers share one export.
     """
-    from .few_shot import model_fingerprint
-
+    fingerprint = fingerprint or model_fingerprint(model)
     return _cached_runner(
-        model,
-        model_fingerprint(model),
-        lambda: f"{model.config.backbone}-{weights_digest(model)}.onnx",
-        export_onnx,
-        OnnxLogoEmbedder,
-        cache_dir,
+        model, f"{model.config.backbone}-{fingerprint}.onnx", export_onnx, OnnxLogoEmbedder, cache_dir
     )
 
 
-def _cached_runner(model, key: str, file_name, export, runner_class, cache_dir):
-    """The runner of `model`'s export, kept per model object while `key` is unchanged and on disk under
-    `file_name()` (a hash of the weights); exported (and checked) by `export(model, path)` when missing."""
+def _cached_runner(model, file_name: str, export, runner_class, cache_dir):
+    """The runner of `model`'s export, kept per model object while its `file_name` (named by the model's
+    fingerprint) is unchanged, and on disk under it; exported (and checked) by `export(model, path)` when missing."""
     with _EXPORT_LOCK:
         cached = _EMBEDDERS.get(model)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == file_name:
             return cached[1]
-        path = Path(cache_dir or cache_root() / "onnx") / file_name()
+        path = Path(cache_dir or cache_root() / "onnx") / file_name
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             # Export beside the target, then rename: a reader never sees a half-written file.
             with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
                 os.replace(export(model, Path(scratch) / path.name), path)
         runner = runner_class(path)
-        _EMBEDDERS[model] = (key, runner)
+        _EMBEDDERS[model] = (file_name, runner)
         return runner
 
 
@@ -295,11 +282,8 @@ class OnnxLogoLocalizer:
 def cached_localizer(model, cache_dir: str | os.PathLike | None = None) -> OnnxLogoLocalizer:
     """The ONNX Runtime runner of a localiser, exported (and checked) once per set of weights, cached on disk like
     [`cached_embedder`]'s exports."""
-    digest = weights_digest(model)
-    return _cached_runner(
-        model, digest, lambda: f"localizer-{model.config.backbone}-{digest}.onnx", export_localizer_onnx,
-        OnnxLogoLocalizer, cache_dir,
-    )  # fmt: skip
+    file_name = f"localizer-{model.config.backbone}-{model_fingerprint(model)}.onnx"
+    return _cached_runner(model, file_name, export_localizer_onnx, OnnxLogoLocalizer, cache_dir)
 
 
 def main(argv: list[str] | None = None) -> Path:
