@@ -11,7 +11,9 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_localizer import LogoLocalizerConfig
 from .configuration_logo import BACKBONE_PRESETS, BACKBONE_STAGES, LogoEmbeddingConfig
-from .few_shot import BrandMatch, LogoGallery, model_fingerprint
+from .embedder import LogoEmbedder
+from .few_shot import BrandMatch, LogoGallery
+from .fingerprint import model_fingerprint
 from .image_processing_localizer import LogoLocalizerImageProcessor
 from .image_processing_logo import InvalidImageError, LogoImageProcessor, open_image, to_rgb
 from .modeling_localizer import LogoLocalizerModel, LogoLocalizerOutput
@@ -47,6 +49,7 @@ __all__ = [
     "BACKBONE_STAGES",
     "BrandMatch",
     "InvalidImageError",
+    "LogoEmbedder",
     "LogoEmbeddingConfig",
     "LogoEmbeddingModel",
     "LogoEmbeddingOutput",

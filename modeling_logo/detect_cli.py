@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from .detection import DEFAULT_LOCALIZER, draw_detections
-    from .few_shot import GALLERY_CONFIG_NAME, LogoGallery, load_model_and_processor
+    from .embedder import LogoEmbedder
+    from .few_shot import GALLERY_CONFIG_NAME, LogoGallery
     from .image_processing_logo import InvalidImageError
 
     manifest = json.loads((Path(args.gallery) / GALLERY_CONFIG_NAME).read_text(encoding="utf-8"))
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("The gallery records no model: pass --model.")
     shipped = DEFAULT_LOCALIZER if Path(DEFAULT_LOCALIZER).is_dir() else None
     localizer = args.localizer or manifest.get("localizer") or shipped
-    gallery = LogoGallery.load(args.gallery, *load_model_and_processor(model_name), runtime=args.runtime)
+    gallery = LogoGallery.load(args.gallery, LogoEmbedder.from_pretrained(model_name, runtime=args.runtime))
     if localizer and localizer != "none":
         from .detection import LogoLocalizer
 

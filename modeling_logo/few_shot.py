@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,17 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .detection import LogoDetection, LogoLocalizer, as_photo, crop_box
+from .embedder import (
+    RUNTIMES,
+    ImageLike,
+    LogoEmbedder,
+    Runtime,
+    _is_single_image,
+    embed_images,
+    embedding_function,
+    load_model_and_processor,
+)
+from .fingerprint import LEGACY_FINGERPRINT_LENGTH, legacy_head_fingerprint, model_fingerprint
 from .image_processing_logo import InvalidImageError, LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
 
@@ -35,15 +45,8 @@ FAISS_MIN_BRANDS = 10_000
 SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-ivf")
 DETECTION_METHODS = ("auto", "localizer", "windows")
 
-ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
-
 #: Operating-system clutter in image folders: neither data nor worth a warning (nor are hidden files).
 IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
-
-#: What runs the network when embedding images: `"onnxruntime"` (an ONNX export of the model, cached), `"torch"`,
-#: or `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch.
-Runtime = Literal["auto", "torch", "onnxruntime"]
-RUNTIMES = ("auto", "torch", "onnxruntime")
 
 logger = logging.getLogger(__name__)
 
@@ -64,96 +67,6 @@ class SkippedFile:
     reason: str
 
 
-def model_fingerprint(model: LogoEmbeddingModel) -> str:
-    """A short hash of the head's output weights: embeddings of two models are only comparable when it matches."""
-    weight = model.head.output.weight.detach().to("cpu", torch.float32).contiguous()
-    return hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16]
-
-
-def load_model_and_processor(model_name_or_path: str | os.PathLike) -> tuple[LogoEmbeddingModel, LogoImageProcessor]:
-    """A saved model (directory or Hub id) in eval mode and its image processor; a model saved without its processor
-    gets the one derived from its config.
-
-    The model's weights are put in channels-last layout, torch's fastest correct path on CPU (1.3-1.4× eager here,
-    equal within 1e-7; `benchmarks/embedding_throughput.py`); [`embed_images`] feeds it channels-last pixels. With
-    `runtime="auto"` (the gallery's default) an ONNX Runtime export is faster still, when installed.
-    """
-    model = LogoEmbeddingModel.from_pretrained(model_name_or_path).eval().to(memory_format=torch.channels_last)
-    try:
-        image_processor = LogoImageProcessor.from_pretrained(model_name_or_path)
-    except OSError:
-        image_processor = LogoImageProcessor.from_model_config(model.config)
-    return model, image_processor
-
-
-def embedding_function(model: LogoEmbeddingModel, runtime: Runtime = "auto") -> Callable[[torch.Tensor], torch.Tensor]:
-    """The function `pixel_values -> embeddings` (float32, on the CPU) that runs `model` on `runtime`.
-
-    ONNX Runtime is the fastest correct CPU path measured (1.4× channels-last torch at batch 64, 2.9× at batch 1;
-    `benchmarks/embedding_throughput.py`). Its export is checked against torch within 1e-4 and cached per weights
-    ([`modeling_logo.onnx.cached_embedder`]): the function embeds what the model computed when it was made, so make a
-    new one after changing the weights. With `"auto"`, a model that cannot be exported falls back to torch, with a
-    warning.
-    """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
-    if runtime != "torch":
-        from . import onnx
-
-        usable = onnx.is_available() and model.device.type == "cpu" and not model.training
-        if runtime == "onnxruntime" and not usable:
-            raise ValueError(
-                'runtime="onnxruntime" needs the onnx extra (pip install "modeling-logo[onnx]") and a model on the CPU '
-                "in eval mode."
-            )
-        if usable:
-            try:
-                return onnx.cached_embedder(model)
-            except Exception as error:
-                if runtime == "onnxruntime":
-                    raise
-                logger.warning("ONNX export of %s failed (%s); embedding with torch.", model.config.backbone, error)
-    first_conv = next((m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    channels_last = first_conv is not None and first_conv.is_contiguous(memory_format=torch.channels_last)
-
-    @torch.inference_mode()
-    def run_torch(pixel_values: torch.Tensor) -> torch.Tensor:
-        pixel_values = pixel_values.to(model.device)
-        if channels_last:
-            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        return model(pixel_values).embeddings.float().cpu()
-
-    return run_torch
-
-
-def embed_images(
-    model: LogoEmbeddingModel,
-    image_processor: LogoImageProcessor,
-    images: Iterable[ImageLike],
-    *,
-    batch_size: int = 32,
-    progress: bool | None = None,
-    runtime: Runtime | Callable[[torch.Tensor], torch.Tensor] = "torch",
-) -> torch.Tensor:
-    """Embed images in batches with `model`: a float32 `(num_images, D)` tensor.
-
-    `images` may be any iterable (a list, a generator over a `datasets.Dataset`, ...): it is consumed batch by batch.
-    A progress bar shows by default when there is more than one batch (or the length is unknown). `runtime` (see
-    [`embedding_function`]) defaults to torch, which runs the model in the mode it is in (use eval mode); it may also
-    be a function made by [`embedding_function`].
-    """
-    total = len(images) if isinstance(images, Sized) else None
-    if progress is None:
-        progress = total is None or total > batch_size
-    forward = runtime if callable(runtime) else embedding_function(model, runtime)
-    iterator, outputs = iter(images), []
-    with tqdm(total=total, desc="Embedding images", unit="image", disable=not progress) as bar:
-        while chunk := list(islice(iterator, batch_size)):
-            outputs.append(forward(image_processor(chunk, return_tensors="pt").pixel_values))
-            bar.update(len(chunk))
-    return torch.cat(outputs) if outputs else torch.empty(0, model.config.embedding_size)
-
-
 class LogoGallery:
     r"""
     A gallery of brands for few-shot logo recognition.
@@ -166,15 +79,14 @@ class LogoGallery:
     Adding, removing or renaming a brand touches only that brand: nothing else is re-embedded.
 
     Args:
-        model ([`LogoEmbeddingModel`], *optional*):
-            The model that embeds images. Without one, the gallery works on embeddings only.
-        image_processor ([`LogoImageProcessor`], *optional*):
-            Defaults to the processor matching `model.config`.
+        embedder ([`LogoEmbedder`], *optional*):
+            What embeds images (a model, its processor and its runtime). Without one, the gallery works on
+            embeddings only ([`~LogoGallery.add_brand_embeddings`], queries given as vectors).
         threshold (`float`, *optional*):
             Default cosine-similarity threshold of `predict`. Defaults to the model's calibrated
             `config.similarity_threshold`, if any.
-        batch_size (`int`, *optional*, defaults to 32):
-            Images embedded per forward pass.
+        batch_size (`int`, *optional*):
+            Images embedded per forward pass. Defaults to the embedder's (32).
         search_backend (`"auto"`, `"faiss"`, `"torch"` or `"faiss-ivf"`, *optional*, defaults to `"auto"`):
             `"faiss"` searches an exact `IndexFlatIP`, `"torch"` a matrix product; both give the same ranking.
             `"auto"` uses faiss from `FAISS_MIN_BRANDS` brands on (faster than torch there: 90 vs 200 ms for one
@@ -183,19 +95,20 @@ class LogoGallery:
             exact top-10; `benchmarks/gallery_search.py`).
         ivf_nprobe (`int`, *optional*, defaults to 128):
             Lists `"faiss-ivf"` searches per query: more is slower and closer to exact.
-        runtime (`"auto"`, `"onnxruntime"` or `"torch"`, *optional*, defaults to `"auto"`):
-            What runs the model when images are embedded (see [`embedding_function`]): `"auto"` uses ONNX Runtime,
-            the fastest correct CPU path, when the `onnx` extra is installed. The model is exported once, on the
-            first image embedded; the gallery's embeddings belong to the weights the model had then.
         localizer ([`~modeling_logo.detection.LogoLocalizer`], *optional*):
             Finds the logos of a whole photo for [`~LogoGallery.detect`] (and for shots registered with
             `locate=True`). Without one, `detect` falls back to a multi-scale window search with the embedder.
 
+    The runtime (ONNX Runtime or torch) is the embedder's: `LogoEmbedder(model, runtime="torch")`, or
+    `LogoGallery.from_pretrained(path, runtime="torch")`. `LogoGallery(model, processor, runtime=...)` still works,
+    with a `DeprecationWarning`: it wraps them in a `LogoEmbedder`.
+
     Example:
 
     ```python
-    >>> gallery = LogoGallery.from_pretrained("./logo-model")
+    >>> gallery = LogoGallery.from_pretrained("./logo-model")  # or LogoGallery(LogoEmbedder(model, processor))
     >>> gallery.add_brand("Acme", ["acme_1.jpg", "acme_2.jpg"])
+    >>> gallery.add_brand_embeddings("Globex", globex_vectors)  # (n, D) embeddings made earlier
     >>> gallery.search("photo.jpg", top_k=3)
     [BrandMatch(brand='Acme', score=0.91), ...]
     >>> gallery.predict("photo.jpg", threshold=0.6)
@@ -207,31 +120,24 @@ class LogoGallery:
 
     def __init__(
         self,
-        model: LogoEmbeddingModel | None = None,
+        embedder: LogoEmbedder | None = None,
         image_processor: LogoImageProcessor | None = None,
         *,
         threshold: float | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         search_backend: Literal["auto", "faiss", "torch", "faiss-ivf"] = "auto",
-        runtime: Runtime = "auto",
+        runtime: Runtime | None = None,
         ivf_nprobe: int = 128,
         localizer: LogoLocalizer | None = None,
     ):
         if search_backend not in SEARCH_BACKENDS:
             raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {search_backend!r}.")
+        self.embedder = _as_embedder(embedder, image_processor, runtime, batch_size, "LogoGallery")
         self.ivf_nprobe = ivf_nprobe
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
-        self.runtime = runtime
-        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self.model = model.eval() if model is not None else None
-        if image_processor is None and model is not None:
-            image_processor = LogoImageProcessor.from_model_config(model.config)
-        self.image_processor = image_processor
         self.threshold = threshold
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (self.embedder.batch_size if self.embedder is not None else 32)
         self.search_backend = search_backend
-        self.embedding_size: int | None = model.config.embedding_size if model is not None else None
+        self.embedding_size: int | None = self.embedder.embedding_size if self.embedder is not None else None
         self._shots: dict[str, torch.Tensor] = {}
         self._prototypes: dict[str, torch.Tensor] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
@@ -239,25 +145,48 @@ class LogoGallery:
         self._faiss_index = None
         self.localizer = localizer
 
+    @property
+    def model(self):
+        """The embedder's model (`None` without an embedder)."""
+        return self.embedder.model if self.embedder is not None else None
+
+    @property
+    def image_processor(self) -> LogoImageProcessor | None:
+        """The embedder's image processor (`None` without an embedder)."""
+        return self.embedder.image_processor if self.embedder is not None else None
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The embedder's runtime (`None` without an embedder)."""
+        return self.embedder.runtime if self.embedder is not None else None
+
     @classmethod
     def from_pretrained(
-        cls, model_name_or_path: str | os.PathLike, *, localizer: str | os.PathLike | None = None, **kwargs
+        cls,
+        model_name_or_path: str | os.PathLike,
+        *,
+        localizer: str | os.PathLike | LogoLocalizer | None = None,
+        runtime: Runtime = "auto",
+        **kwargs,
     ) -> LogoGallery:
-        """An empty gallery with the model (and its image processor, when saved) from a directory or Hub id, and
-        optionally the logo localiser saved at `localizer` for whole photos."""
+        """An empty gallery embedding with the model saved at `model_name_or_path` (a directory or Hub id; see
+        [`LogoEmbedder.from_pretrained`]) on `runtime`, and optionally the logo localiser saved at `localizer` for
+        whole photos. Further `kwargs` are [`LogoGallery`]'s."""
         if localizer is not None and not isinstance(localizer, LogoLocalizer):
             localizer = LogoLocalizer.from_pretrained(localizer)
-        return cls(*load_model_and_processor(model_name_or_path), localizer=localizer, **kwargs)
+        embedder = _as_embedder(model_name_or_path, None, runtime, kwargs.get("batch_size"), "from_pretrained")
+        return cls(embedder, localizer=localizer, **kwargs)
 
     @classmethod
     def from_folder(
         cls,
         directory: str | os.PathLike,
-        model: LogoEmbeddingModel | str | os.PathLike,
+        embedder: LogoEmbedder | str | os.PathLike,
         image_processor: LogoImageProcessor | None = None,
         *,
         progress: bool | None = None,
         on_skip: Callable[[SkippedFile], None] | None = None,
+        runtime: Runtime | None = None,
         **kwargs,
     ) -> LogoGallery:
         """A gallery of the brands of a folder: one sub-folder per brand, named as the brand, holding 1-N example
@@ -270,9 +199,9 @@ class LogoGallery:
         there is more than one batch).
 
         Args:
-            model ([`LogoEmbeddingModel`], `str` or `os.PathLike`): the embedder, or a saved model's directory or
-                Hub id (loaded with its image processor).
-            **kwargs: further [`LogoGallery`] arguments (`threshold`, `batch_size`, `runtime`, ...).
+            embedder ([`LogoEmbedder`], `str` or `os.PathLike`): the embedder, or a saved model's directory or Hub id
+                (loaded with its image processor, on `runtime`).
+            **kwargs: further [`LogoGallery`] arguments (`threshold`, `batch_size`, ...).
 
         Raises:
             `FileNotFoundError`: `directory` is not a folder. `ValueError`: no brand folder holds a readable image.
@@ -282,10 +211,8 @@ class LogoGallery:
             raise FileNotFoundError(
                 f"{str(directory)!r} is not a folder: give a folder with one sub-folder per brand."
             )
-        if isinstance(model, (str, os.PathLike)):
-            model, saved_processor = load_model_and_processor(model)
-            image_processor = image_processor or saved_processor
-        gallery = cls(model, image_processor, **kwargs)
+        embedder = _as_embedder(embedder, image_processor, runtime, kwargs.get("batch_size"), "from_folder")
+        gallery = cls(embedder, **kwargs)
         report = on_skip or (lambda skipped: logger.warning("Skipped %s: %s", skipped.path, skipped.reason))
         brand_files: dict[str, list[Path]] = {}
         for entry in sorted(directory.iterdir()):
@@ -341,26 +268,24 @@ class LogoGallery:
     # Embedding
 
     def embed(self, images: Sequence[ImageLike], *, progress: bool | None = None) -> torch.Tensor:
-        """Embed images (PIL images, paths, bytes or arrays) in batches: a float32 tensor `(len(images), D)`.
+        """Embed images (PIL images, paths, bytes or arrays) in batches with the gallery's embedder: a float32 tensor
+        `(len(images), D)` ([`LogoEmbedder.encode`] at the gallery's `batch_size`).
 
         Args:
             progress (`bool`, *optional*): show a progress bar; by default when there is more than one batch.
         """
-        if self.model is None:
-            raise ValueError("This gallery has no model: pass embeddings, or create it with a model to embed images.")
-        if self._forward is None:
-            self._forward = embedding_function(self.model, self.runtime)
-        return embed_images(
-            self.model,
-            self.image_processor,
-            images,
-            batch_size=self.batch_size,
-            progress=progress,
-            runtime=self._forward,
-        )
+        if self.embedder is None:
+            raise ValueError(
+                "This gallery has no model: pass embeddings (add_brand_embeddings), or create it with a LogoEmbedder "
+                "to embed images."
+            )
+        if _is_single_image(images):
+            images = [images]
+        return self.embedder.encode(images, batch_size=self.batch_size, show_progress_bar=progress)
 
     def _embeddings_of(self, items: ImageLike | Sequence[ImageLike]) -> tuple[torch.Tensor, bool]:
-        """Embeddings (unit norm, float32, on CPU) of images or of ready embeddings; and whether one item was given.
+        """Embeddings (unit norm, float32, on CPU) of queries, images or ready embeddings; and whether one query was
+        given. (Shots are never guessed: `add_brand` takes images, `add_brand_embeddings` embeddings.)
 
         A 1-D float tensor/array is one embedding, a 2-D one whose rows have the embedding size is several, and so is
         a list of 1-D float vectors; anything else is taken as images.
@@ -447,14 +372,15 @@ class LogoGallery:
     def add_brand(
         self,
         brand: str,
-        shots: ImageLike | Sequence[ImageLike],
+        images: ImageLike | Sequence[ImageLike],
         *,
         overwrite: bool = False,
         metadata: dict[str, Any] | None = None,
         boxes: Sequence[Sequence[float] | None] | None = None,
         locate: bool = False,
     ) -> None:
-        """Register a brand from example images (or their embeddings); one image is a 1-shot brand.
+        """Register a brand from example images (PIL images, paths, bytes or arrays; SVG too); one image is a 1-shot
+        brand. Embeddings go to [`~LogoGallery.add_brand_embeddings`].
 
         Args:
             boxes (*optional*): one `(xmin, ymin, xmax, ymax)` box (or `None`) per shot: the shot is cropped to it,
@@ -464,18 +390,40 @@ class LogoGallery:
                 SVG render is used as it is when `False`).
 
         Raises:
-            `ValueError`: the brand exists (pass `overwrite=True` to replace it), the name is empty, or no shots;
-            with `locate=True`, a shot in which no logo is found.
+            `TypeError`: embeddings were given (use `add_brand_embeddings`). `ValueError`: the brand exists (pass
+            `overwrite=True` to replace it), the name is empty, or no images; with `locate=True`, a shot in which no
+            logo is found.
         """
         self._check_new_brand(brand, overwrite)
+        images = self._images_of(images, "add_brand", "add_brand_embeddings(brand, vectors)")
         if boxes is not None or locate:
-            shots = self._crop_shots(shots, boxes, locate)
-        embeddings, _ = self._embeddings_of(shots)
-        self._set_shots(brand, embeddings)
+            images = self._crop_shots(images, boxes, locate)
+        self._set_shots(brand, self._embed_shots(images))
         self._metadata[brand] = dict(metadata or {})
 
-    def _crop_shots(self, shots, boxes, locate: bool) -> list[Image.Image]:
-        photos = [as_photo(shot) for shot in ([shots] if _is_single_image(shots) else list(shots))]
+    def add_brand_embeddings(
+        self,
+        brand: str,
+        vectors: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
+        *,
+        overwrite: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Register a brand from the embeddings of its shots: an `(n, D)` array, tensor or list of vectors (one
+        `D`-vector is a 1-shot brand). They are normalised to unit length. Images go to [`~LogoGallery.add_brand`].
+
+        Raises:
+            `TypeError`: images were given (use `add_brand`). `ValueError`: the brand exists (without
+            `overwrite=True`), the name is empty, no vectors, or vectors of the wrong size or not finite.
+        """
+        self._check_new_brand(brand, overwrite)
+        vectors = self._vectors_of(vectors, "add_brand_embeddings", "add_brand(brand, images)")
+        self._check_embeddings(vectors)
+        self._set_shots(brand, F.normalize(vectors, dim=-1))
+        self._metadata[brand] = dict(metadata or {})
+
+    def _crop_shots(self, images: list[ImageLike], boxes, locate: bool) -> list[Image.Image]:
+        photos = [as_photo(image) for image in images]
         boxes = [None] * len(photos) if boxes is None else list(boxes)
         if len(boxes) != len(photos):
             raise ValueError(f"{len(boxes)} boxes for {len(photos)} shots: give one box (or None) per shot.")
@@ -498,19 +446,18 @@ class LogoGallery:
         """Register many brands from their shot embeddings at once, e.g. `{"Acme": (n, D) array, ...}`.
 
         All prototypes are computed in one pass: 10,000 brands take a fraction of a second, where as many
-        [`~LogoGallery.add_brand`] calls take seconds. Unit shots are kept bit for bit; others are normalised.
+        [`~LogoGallery.add_brand_embeddings`] calls take seconds. Unit shots are kept bit for bit; others are
+        normalised.
 
         Raises:
-            `ValueError`: a brand exists (without `overwrite=True`), a name is empty, a brand has no shots, or the
-            embeddings have the wrong size or are not finite. Nothing is added then.
+            `TypeError`: a brand's shots are images (register those with `add_brand`). `ValueError`: a brand exists
+            (without `overwrite=True`), a name is empty, a brand has no shots, or the embeddings have the wrong size
+            or are not finite. Nothing is added then.
         """
         names = list(shots)
         for brand in names:
             self._check_new_brand(brand, overwrite)
-        arrays = [torch.as_tensor(np.asarray(shots[brand], dtype=np.float32)) for brand in names]
-        arrays = [array[None] if array.ndim == 1 else array for array in arrays]  # one shot given as a vector
-        if any(array.ndim != 2 for array in arrays):
-            raise ValueError("Each brand's shots must be an (n, D) array of embeddings (or one D-vector).")
+        arrays = [self._vectors_of(shots[brand], "add_brands", "add_brand(brand, images)") for brand in names]
         counts = [len(array) for array in arrays]
         if any(count == 0 for count in counts):
             raise ValueError(f"Brand {names[counts.index(0)]!r} has no shots.")
@@ -528,10 +475,69 @@ class LogoGallery:
             self._metadata[brand] = dict((metadata or {}).get(brand) or {})
         self._invalidate()
 
-    def add_shots(self, brand: str, shots: ImageLike | Sequence[ImageLike]) -> None:
-        """Add example images (or embeddings) to an existing brand; its prototype is updated."""
-        embeddings, _ = self._embeddings_of(shots)
-        self._set_shots(brand, torch.cat([self._shots[self._existing(brand)], embeddings]))
+    def add_shots(self, brand: str, images: ImageLike | Sequence[ImageLike]) -> None:
+        """Add example images to an existing brand; its prototype is updated. Embeddings go to
+        [`~LogoGallery.add_shot_embeddings`]."""
+        self._existing(brand)
+        embeddings = self._embed_shots(self._images_of(images, "add_shots", "add_shot_embeddings(brand, vectors)"))
+        self._set_shots(brand, torch.cat([self._shots[brand], embeddings]))
+
+    def add_shot_embeddings(self, brand: str, vectors: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> None:
+        """Add shot embeddings (`(n, D)`, or one `D`-vector) to an existing brand; its prototype is updated."""
+        self._existing(brand)
+        vectors = self._vectors_of(vectors, "add_shot_embeddings", "add_shots(brand, images)")
+        self._check_embeddings(vectors)
+        self._set_shots(brand, torch.cat([self._shots[brand], F.normalize(vectors, dim=-1)]))
+
+    def _images_of(self, images: ImageLike | Sequence[ImageLike], method: str, instead: str) -> list[ImageLike]:
+        """`images` as a non-empty list of images; a `TypeError` naming `instead` for what can only be embeddings
+        (1-D vectors, a 2-D float array of rows of the embedding size, a list of vectors or of numbers)."""
+        if isinstance(images, (np.ndarray, torch.Tensor)):
+            if images.ndim == 1 or (images.ndim == 2 and self._looks_like_embeddings(images)):
+                raise TypeError(f"{method}() takes images, not embeddings: use {instead} for embeddings.")
+        elif isinstance(images, Sequence) and not isinstance(images, (str, bytes, bytearray)) and images:
+            if all(isinstance(x, (int, float, np.number)) for x in images) or all(
+                (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 1)
+                or (isinstance(x, Sequence) and not isinstance(x, (str, bytes, bytearray)))
+                for x in images
+            ):
+                raise TypeError(f"{method}() takes images, not embeddings: use {instead} for embeddings.")
+        images = [images] if _is_single_image(images) else list(images)
+        if not images:
+            raise ValueError("No images given.")
+        return images
+
+    def _vectors_of(self, vectors, method: str, instead: str) -> torch.Tensor:
+        """`vectors` as a float32 `(n, D)` tensor on the CPU (one `D`-vector: `n = 1`); a `TypeError` naming
+        `instead` for images (PIL images, paths, bytes, arrays of more than two dimensions)."""
+        image_types = (Image.Image, str, os.PathLike, bytes, bytearray)
+        is_image = isinstance(vectors, image_types) or (
+            isinstance(vectors, (np.ndarray, torch.Tensor)) and vectors.ndim >= 3
+        )
+        if not is_image and isinstance(vectors, Sequence):
+            is_image = any(
+                isinstance(x, image_types) or (isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim >= 2)
+                for x in vectors
+            )
+        if is_image:
+            raise TypeError(f"{method}() takes embeddings, not images: use {instead} for images.")
+        if isinstance(vectors, torch.Tensor):
+            array = vectors.detach().to("cpu", torch.float32)
+        else:
+            try:
+                array = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"{method}() takes embeddings (an (n, D) array of floats): {error}") from None
+        array = array[None] if array.ndim == 1 else array  # one shot given as a vector
+        if array.ndim != 2:
+            raise ValueError("Each brand's shots must be an (n, D) array of embeddings (or one D-vector).")
+        return array
+
+    def _embed_shots(self, images: list[ImageLike]) -> torch.Tensor:
+        """Unit embeddings of shot images, checked against the gallery's embedding size."""
+        vectors = self.embed(images)
+        self._check_embeddings(vectors)
+        return F.normalize(vectors, dim=-1)
 
     def remove_shot(self, brand: str, index: int) -> None:
         """Remove one shot of a brand by position; removing its last shot removes the brand."""
@@ -763,19 +769,14 @@ class LogoGallery:
     # Persistence: safetensors + JSON, no pickle.
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write the gallery to `directory`: `gallery.safetensors` (the shots) and `gallery.json` (brands, threshold)."""
+        """Write the gallery to `directory`: `gallery.safetensors` (the shots) and `gallery.json` (brands, threshold,
+        the embedder's name and [`~LogoEmbedder.fingerprint`])."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         shots = torch.cat(list(self._shots.values())) if self._shots else torch.empty(0, self.embedding_size or 0)
         save_file({"shots": shots.contiguous()}, str(directory / GALLERY_WEIGHTS_NAME))
         manifest = {
-            "format": GALLERY_FORMAT,
-            "version": GALLERY_FORMAT_VERSION,
-            "embedding_size": self.embedding_size,
-            "threshold": self.threshold,
-            "model": self.model.config.name_or_path if self.model is not None else None,
-            "model_fingerprint": model_fingerprint(self.model) if self.model is not None else None,
-            "localizer": self.localizer.config.name_or_path if self.localizer is not None else None,
+            **self._header(),
             "brands": [
                 {"name": brand, "num_shots": len(shots), "metadata": self._metadata[brand]}
                 for brand, shots in self._shots.items()
@@ -785,22 +786,84 @@ class LogoGallery:
             json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The gallery as plain JSON-able data: the fields of `gallery.json` ([`~LogoGallery.save`]) with each brand's
+        shots inline as lists of floats (float32 values, exact: [`~LogoGallery.from_dict`] gives the same shots bit
+        for bit). The Space keeps a session's gallery in this form."""
+        return {
+            **self._header(),
+            "brands": [
+                {"name": brand, "shots": shots.tolist(), "metadata": dict(self._metadata[brand])}
+                for brand, shots in self._shots.items()
+            ],
+        }
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        embedder: LogoEmbedder | None = None,
+        *,
+        check_model: bool = True,
+        **kwargs,
+    ) -> LogoGallery:
+        """The gallery of [`~LogoGallery.to_dict`]'s `data`, embedding new images with `embedder` (nothing is
+        re-embedded). As [`~LogoGallery.load`], an embedder other than the one that embedded the shots is refused
+        unless `check_model=False`; further `kwargs` are [`LogoGallery`]'s (the threshold defaults to the data's).
+
+        Raises:
+            `ValueError`: `data` is not a gallery's, or does not match the embedder.
+        """
+        try:
+            if data.get("format") != GALLERY_FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, expected {GALLERY_FORMAT!r}")
+            brands = [(entry["name"], entry["shots"], entry.get("metadata") or {}) for entry in data["brands"]]
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"Not a gallery's data (LogoGallery.to_dict()): {error}") from None
+        _check_version(data, "These data")
+        embedder = _as_embedder(embedder, None, kwargs.pop("runtime", None), kwargs.get("batch_size"), "from_dict")
+        _check_embedder(data, embedder, check_model, "This gallery")
+        kwargs.setdefault("threshold", data.get("threshold"))
+        gallery = cls(embedder, **kwargs)
+        if data.get("embedding_size"):
+            gallery.embedding_size = data["embedding_size"]
+        gallery.add_brands({name: shots for name, shots, _ in brands}, metadata={name: m for name, _, m in brands})
+        return gallery
+
+    def _header(self) -> dict[str, Any]:
+        """What `gallery.json` and `to_dict` say besides the brands."""
+        config = self.embedder.config if self.embedder is not None else None
+        return {
+            "format": GALLERY_FORMAT,
+            "version": GALLERY_FORMAT_VERSION,
+            "embedding_size": self.embedding_size,
+            "threshold": self.threshold,
+            "model": config.name_or_path if config is not None else None,
+            "model_fingerprint": self.embedder.fingerprint if self.embedder is not None else None,
+            "localizer": getattr(getattr(self.localizer, "config", None), "name_or_path", None),
+        }
+
     @classmethod
     def load(
         cls,
         directory: str | os.PathLike,
-        model: LogoEmbeddingModel | None = None,
+        embedder: LogoEmbedder | None = None,
         image_processor: LogoImageProcessor | None = None,
         *,
         check_model: bool = True,
+        runtime: Runtime | None = None,
         **kwargs,
     ) -> LogoGallery:
         """Load a gallery written by [`~LogoGallery.save`].
 
         Args:
-            model ([`LogoEmbeddingModel`], *optional*): the model to embed new images and queries with.
-            check_model (`bool`, *optional*, defaults to `True`): refuse a model other than the one that embedded the
-                shots (embeddings of different models are not comparable).
+            embedder ([`LogoEmbedder`], *optional*): what embeds new images and queries (a saved model's directory
+                or Hub id loads one, on `runtime`). Without one, the gallery works on embeddings only.
+            check_model (`bool`, *optional*, defaults to `True`): refuse an embedder other than the one that embedded
+                the shots (embeddings of different models are not comparable): its
+                [`~LogoEmbedder.fingerprint`] must be the one the gallery recorded. Galleries saved by earlier
+                versions recorded a hash of the head's output weights, which is checked instead.
+            **kwargs: further [`LogoGallery`] arguments (the threshold defaults to the saved one).
 
         Raises:
             `FileNotFoundError`: a gallery file is missing. `ValueError`: a file is corrupt or does not match.
@@ -821,8 +884,7 @@ class LogoGallery:
                 raise ValueError(f"format is {manifest.get('format')!r}, expected {GALLERY_FORMAT!r}")
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{config_path} is corrupt or not a gallery manifest: {error}") from error
-        if manifest.get("version", 0) > GALLERY_FORMAT_VERSION:
-            raise ValueError(f"{directory} uses gallery format version {manifest['version']}; upgrade modeling_logo.")
+        _check_version(manifest, str(directory))
         try:
             shots = load_file(str(weights_path))["shots"]
         except (SafetensorError, KeyError, OSError) as error:
@@ -832,24 +894,73 @@ class LogoGallery:
             raise ValueError(
                 f"{directory} is inconsistent: the manifest lists {sum(counts)} shots, the file holds {len(shots)}."
             )
-        if model is not None:
-            if manifest.get("embedding_size") not in (None, model.config.embedding_size):
-                raise ValueError(
-                    f"The gallery holds {manifest['embedding_size']}-d embeddings, the model makes "
-                    f"{model.config.embedding_size}-d ones."
-                )
-            if check_model and manifest.get("model_fingerprint") not in (None, model_fingerprint(model)):
-                raise ValueError(
-                    f"The gallery in {directory} was embedded by another model ({manifest.get('model')!r}); its "
-                    "embeddings are not comparable with this model's. Rebuild it from the images, or pass "
-                    "check_model=False if you know better."
-                )
+        embedder = _as_embedder(embedder, image_processor, runtime, kwargs.get("batch_size"), "LogoGallery.load")
+        _check_embedder(manifest, embedder, check_model, f"The gallery in {directory}")
         kwargs.setdefault("threshold", manifest.get("threshold"))
-        gallery = cls(model, image_processor, **kwargs)
+        gallery = cls(embedder, **kwargs)
         gallery.embedding_size = manifest.get("embedding_size") or (shots.shape[1] if len(shots) else None)
         names = [brand for brand, _, _ in brands]
         gallery.add_brands(dict(zip(names, torch.split(shots, counts))), metadata={b: m for b, _, m in brands})
         return gallery
+
+
+def _as_embedder(
+    embedder: LogoEmbedder | LogoEmbeddingModel | str | os.PathLike | None,
+    image_processor: LogoImageProcessor | None,
+    runtime: Runtime | None,
+    batch_size: int | None,
+    where: str,
+) -> LogoEmbedder | None:
+    """The `LogoEmbedder` a gallery embeds with: the one given; one loaded from a saved model's directory or Hub id;
+    or, deprecated, one wrapping a model (and its processor) passed the earlier way."""
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
+    options = {"runtime": runtime or "auto", **({"batch_size": batch_size} if batch_size else {})}
+    if embedder is None or isinstance(embedder, LogoEmbedder):
+        if image_processor is not None or (embedder is not None and runtime not in (None, embedder.runtime)):
+            raise TypeError(
+                f"{where}: the image processor and the runtime are the embedder's: pass "
+                "LogoEmbedder(model, image_processor, runtime=...)."
+            )
+        return embedder
+    if isinstance(embedder, (str, os.PathLike)):
+        if image_processor is not None:
+            raise TypeError(f"{where}: a saved model brings its own processor: pass LogoEmbedder(model, processor).")
+        return LogoEmbedder.from_pretrained(embedder, **options)
+    if isinstance(embedder, torch.nn.Module):
+        warnings.warn(
+            f"{where}(model, image_processor, runtime=...) is deprecated: pass "
+            "LogoEmbedder(model, image_processor, runtime=...) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return LogoEmbedder(embedder, image_processor, **options)
+    raise TypeError(f"{where} takes a LogoEmbedder, got {type(embedder).__name__}.")
+
+
+def _check_version(manifest: Mapping[str, Any], source: str) -> None:
+    if manifest.get("version", 0) > GALLERY_FORMAT_VERSION:
+        raise ValueError(f"{source} uses gallery format version {manifest['version']}; upgrade modeling_logo.")
+
+
+def _check_embedder(manifest: Mapping[str, Any], embedder: LogoEmbedder | None, check_model: bool, what: str) -> None:
+    """Refuse an embedder of another embedding size, or (with `check_model`) of another fingerprint."""
+    if embedder is None:
+        return
+    if manifest.get("embedding_size") not in (None, embedder.embedding_size):
+        raise ValueError(
+            f"The gallery holds {manifest['embedding_size']}-d embeddings, the model makes "
+            f"{embedder.embedding_size}-d ones."
+        )
+    saved = manifest.get("model_fingerprint")
+    if saved is None or not check_model:
+        return
+    legacy = len(saved) == LEGACY_FINGERPRINT_LENGTH  # saved before the full-weights fingerprint: the head's hash
+    if saved != (legacy_head_fingerprint(embedder.model) if legacy else embedder.fingerprint):
+        raise ValueError(
+            f"{what} was embedded by another model ({manifest.get('model')!r}); its embeddings are not comparable "
+            "with this model's. Rebuild it from the images, or pass check_model=False if you know better."
+        )
 
 
 def window_boxes(
@@ -873,22 +984,13 @@ def _is_clutter(path: Path | str) -> bool:
     return name.startswith(".") or name in IGNORED_FILES
 
 
-def _is_single_image(items: Any) -> bool:
-    if isinstance(items, (Image.Image, str, os.PathLike, bytes, bytearray)):
-        return True
-    if isinstance(items, (np.ndarray, torch.Tensor)):
-        # One image is HWC/CHW (3-D) or grayscale (2-D); a batch is 4-D.
-        return items.ndim in (2, 3)
-    if not isinstance(items, Iterable):
-        raise TypeError(f"Expected an image, an embedding or a list of them, got {type(items).__name__}.")
-    return False
-
-
 __all__ = [
     "LogoGallery",
+    "LogoEmbedder",
     "BrandMatch",
     "SkippedFile",
     "IGNORED_FILES",
+    "RUNTIMES",
     "embed_images",
     "embedding_function",
     "load_model_and_processor",

@@ -4,7 +4,7 @@
 
 `my-brands/` holds one sub-folder per brand, named as the brand, with 1-N example images of its logo (JPEG, PNG,
 WebP, ... or SVG). Files that are not readable images are reported on stderr and skipped; the build goes on. The
-output is the `LogoGallery.save` format (`gallery.json` + `gallery.safetensors`): `LogoGallery.load(out, model)`,
+output is the `LogoGallery.save` format (`gallery.json` + `gallery.safetensors`): `LogoGallery.load(out, embedder)`,
 `logo-detect --gallery out`, or zip it and upload it to the Space.
 """
 
@@ -64,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from tqdm.auto import tqdm
 
-    from .few_shot import LogoGallery, SkippedFile, load_model_and_processor
+    from .embedder import LogoEmbedder
+    from .few_shot import LogoGallery, SkippedFile
 
     try:
-        model, processor = load_model_and_processor(args.model)
+        embedder = LogoEmbedder.from_pretrained(args.model, runtime=args.runtime, batch_size=args.batch_size)
     except OSError as error:
         print(f"logo-gallery: could not load the model {args.model!r}: {error}", file=sys.stderr)
         return 1
@@ -79,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         gallery = LogoGallery.from_folder(
-            args.brands_dir, model, processor, progress=True, on_skip=report, threshold=args.threshold,
-            batch_size=args.batch_size, runtime=args.runtime,
-        )  # fmt: skip
+            args.brands_dir, embedder, progress=True, on_skip=report, threshold=args.threshold
+        )
     except ValueError as error:
         print(f"logo-gallery: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import torch
 from dataset_scripts import load_logodet3k
 from dataset_scripts.logodet3k import hash_split_of
 from dataset_scripts.synthesize import synthesize
-from modeling_logo import LogoEmbeddingModel, LogoGallery, LogoLocalizerModel
+from modeling_logo import LogoEmbedder, LogoEmbeddingModel, LogoGallery, LogoLocalizerModel
 from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import (
     embed_photos,
@@ -143,7 +143,7 @@ def test_whole_photos_are_recognised_with_the_localizer_not_as_one_image(unseen_
     """5-shot brands from box crops, queries whole scenes (right brand *and* box): the localiser's boxes recognise
     them, the whole photo embedded as one crop does not. Replacing the localiser by the whole image fails this."""
     model, processor = load_model_and_processor(CHECKPOINT)
-    gallery = LogoGallery(model, processor, runtime="torch")
+    gallery = LogoGallery(LogoEmbedder(model, processor, runtime="torch"))
     crops = embed_split(model, processor, unseen_crops)
     localizer = LogoLocalizer.from_pretrained(LOCALIZER, runtime="torch")
 

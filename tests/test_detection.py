@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modeling_logo import LogoGallery
+from modeling_logo import LogoEmbedder, LogoGallery
 from modeling_logo.detection import LogoDetection, crop_box, draw_detections
 from modeling_logo.evaluation import EmbeddedSplit, PhotoSplit, open_set_metrics, photo_episodes
 from modeling_logo.few_shot import window_boxes
@@ -53,7 +53,8 @@ def logos():
 
 @pytest.fixture
 def gallery(tiny_model, processor, logos):
-    gallery = LogoGallery(tiny_model, processor, threshold=0.9, runtime="torch", localizer=ExactLocalizer())
+    embedder = LogoEmbedder(tiny_model, processor, runtime="torch")
+    gallery = LogoGallery(embedder, threshold=0.9, localizer=ExactLocalizer())
     # shots as a user would crop them from other photos of the brand
     gallery.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
     gallery.add_brand("Bolt", [crop_box(photo_with(logos[1], seed=1), LOGO_BOX)])
@@ -79,7 +80,7 @@ def test_an_unregistered_logo_is_found_but_named_unknown(gallery, logos):
 
 
 def test_shots_from_whole_photos_are_cropped(tiny_model, processor, logos):
-    gallery = LogoGallery(tiny_model, processor, runtime="torch", localizer=ExactLocalizer())
+    gallery = LogoGallery(LogoEmbedder(tiny_model, processor, runtime="torch"), localizer=ExactLocalizer())
     gallery.add_brand("Acme", [photo_with(logos[0], seed=3)], locate=True)  # the most confident box: the logo
     gallery.add_brand("Acme-box", [photo_with(logos[0], seed=4)], boxes=[LOGO_BOX])
     gallery.add_brand("Acme-crop", [crop_box(photo_with(logos[0], seed=5), LOGO_BOX)])
@@ -89,24 +90,24 @@ def test_shots_from_whole_photos_are_cropped(tiny_model, processor, logos):
     assert float(gallery.prototype("Acme-box") @ crop) > float(gallery.prototype("Acme-whole") @ crop)
     with pytest.raises(ValueError, match="one box"):
         gallery.add_brand("Two", [logos[0], logos[1]], boxes=[LOGO_BOX])
-    nothing = LogoGallery(tiny_model, processor, runtime="torch", localizer=ExactLocalizer(boxes=torch.zeros(0, 4)))
+    nothing = LogoGallery(
+        LogoEmbedder(tiny_model, processor, runtime="torch"), localizer=ExactLocalizer(boxes=torch.zeros(0, 4))
+    )
     with pytest.raises(ValueError, match="No logo was found in shot 0"):
         nothing.add_brand("Acme", [photo_with(None)], locate=True)
     assert "Acme" not in nothing
     with pytest.raises(ValueError, match="no localiser"):
-        LogoGallery(tiny_model, processor).add_brand("Acme", [logos[0]], locate=True)
+        LogoGallery(LogoEmbedder(tiny_model, processor)).add_brand("Acme", [logos[0]], locate=True)
 
 
 @pytest.fixture(scope="module")
 def shipped_embedder():
     """The shipped embedder: a random tiny one finds every crop alike, so search quality needs a trained one."""
-    from modeling_logo.few_shot import load_model_and_processor
-
-    return load_model_and_processor(SHIPPED_EMBEDDER)
+    return LogoEmbedder.from_pretrained(SHIPPED_EMBEDDER, runtime="torch")
 
 
 def test_window_search_finds_a_registered_logo_without_a_localiser(shipped_embedder, logos):
-    gallery = LogoGallery(*shipped_embedder, runtime="torch")
+    gallery = LogoGallery(shipped_embedder)
     gallery.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
     detections = gallery.detect(photo_with(logos[0], seed=2))  # no localiser: "auto" searches windows
     assert detections and detections[0].brand == "Acme"
@@ -126,7 +127,7 @@ def test_window_boxes_cover_the_photo_at_every_scale():
 
 
 def test_empty_gallery_still_reports_logos(tiny_model, processor, logos):
-    gallery = LogoGallery(tiny_model, processor, runtime="torch", localizer=ExactLocalizer())
+    gallery = LogoGallery(LogoEmbedder(tiny_model, processor, runtime="torch"), localizer=ExactLocalizer())
     detections = gallery.detect(photo_with(logos[0]))
     assert len(detections) == 2 and all(d.brand is None and d.best_brand is None for d in detections)
 
@@ -149,7 +150,7 @@ def test_draw_detections_boxes_known_and_unknown_logos():
 def test_logo_detect_writes_one_json_line_per_photo_and_skips_bad_files(shipped_embedder, logos, tmp_path):
     from modeling_logo import detect_cli
 
-    saved = LogoGallery(*shipped_embedder, runtime="torch")
+    saved = LogoGallery(shipped_embedder)
     saved.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
     saved.save(tmp_path / "gallery")
     photos = tmp_path / "photos"
@@ -242,7 +243,7 @@ def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos,
     av = pytest.importorskip("av")
     from modeling_logo import detect_cli
 
-    saved = LogoGallery(*shipped_embedder, runtime="torch")
+    saved = LogoGallery(shipped_embedder)
     saved.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
     saved.save(tmp_path / "gallery")
     video = tmp_path / "clip.mp4"

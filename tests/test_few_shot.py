@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_logo import BrandMatch, LogoEmbeddingModel, LogoGallery
+from modeling_logo import BrandMatch, LogoEmbedder, LogoEmbeddingModel, LogoGallery
 
 from .conftest import make_logo_images
 
@@ -15,7 +15,7 @@ BRANDS = ["Acme", "Café & Co's", "Ünïcödé 株式会社", "AT&T", "dots.and 
 
 @pytest.fixture
 def gallery(tiny_model):
-    return LogoGallery(tiny_model, batch_size=4)
+    return LogoGallery(LogoEmbedder(tiny_model), batch_size=4)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_unknown_brands_are_rejected_below_the_threshold():
     known = unit(rng.normal(size=(4, 128)))
     gallery = LogoGallery()
     for index, vector in enumerate(known):
-        gallery.add_brand(f"brand {index}", vector)
+        gallery.add_brand_embeddings(f"brand {index}", vector)
     stranger = unit(rng.normal(size=128))
     assert gallery.search(stranger, top_k=1)[0].score < 0.5
     assert gallery.predict(stranger, threshold=0.5) is None
@@ -69,7 +69,7 @@ def test_unknown_brands_are_rejected_below_the_threshold():
 
 
 def test_threshold_defaults_come_from_the_gallery_then_the_model(tiny_model, shot_images):
-    gallery = LogoGallery(tiny_model)
+    gallery = LogoGallery(LogoEmbedder(tiny_model))
     gallery.add_brand("Acme", shot_images[0])
     with pytest.raises(ValueError, match="No threshold"):
         gallery.predict(shot_images[1])
@@ -89,6 +89,9 @@ def test_adding_and_removing_shots_and_brands(gallery, shot_images):
     assert len(gallery.shots("Acme")) == 3
     globex_before = gallery.shots("Globex")
 
+    gallery.add_shot_embeddings("Acme", gallery.embed(shot_images[5:6]) * 2)  # normalised
+    torch.testing.assert_close(gallery.shots("Acme")[-1], unit(gallery.embed(shot_images[5:6]))[0])
+    gallery.remove_shot("Acme", -1)
     gallery.remove_shot("Acme", 0)
     torch.testing.assert_close(gallery.shots("Acme"), gallery.embed(shot_images[3:5]))
     torch.testing.assert_close(gallery.shots("Globex"), globex_before)  # other brands untouched
@@ -97,6 +100,11 @@ def test_adding_and_removing_shots_and_brands(gallery, shot_images):
     assert gallery.brands == ["Acme Corp", "Globex"] and gallery.metadata("Acme Corp") == {"source": "upload"}
     gallery.add_brand("Globex", shot_images[6], overwrite=True)
     assert len(gallery.shots("Globex")) == 1
+    gallery.add_brand_embeddings("Initech", gallery.embed(shot_images[7:9]).numpy(), metadata={"source": "vectors"})
+    torch.testing.assert_close(gallery.shots("Initech"), unit(gallery.embed(shot_images[7:9])))
+    with pytest.raises(ValueError, match="already in the gallery"):
+        gallery.add_brand_embeddings("Initech", gallery.embed(shot_images[7:8]))
+    gallery.remove_brand("Initech")
     gallery.remove_brand("Acme Corp")
     assert gallery.brands == ["Globex"] and "Acme Corp" not in gallery
     gallery.remove_shot("Globex", 0)  # its last shot: the brand goes
@@ -133,6 +141,22 @@ def test_invalid_inputs_are_clear_errors(gallery, shot_images, tmp_path):
     assert gallery.brands == ["Acme"]  # a bad query loses nothing
     with pytest.raises(ValueError, match="no model"):
         LogoGallery().add_brand("Acme", shot_images[0])
+    # Shots are images for add_brand and add_shots, embeddings for add_brand_embeddings and add_shot_embeddings:
+    # never guessed. The wrong kind is a TypeError that names the right method; nothing is added.
+    vectors = gallery.embed(shot_images[1:3])
+    for wrong in (vectors, vectors[0], vectors.numpy(), list(vectors), vectors.tolist(), vectors[0].tolist()):
+        with pytest.raises(TypeError, match="add_brand_embeddings"):
+            gallery.add_brand("Vectors", wrong)
+        with pytest.raises(TypeError, match="add_shot_embeddings"):
+            gallery.add_shots("Acme", wrong)
+    for wrong in (shot_images[1], shot_images[1:3], tmp_path / "notes.txt", b"bytes", np.zeros((72, 96, 3))):
+        with pytest.raises(TypeError, match=r"add_brand\(brand, images\)"):
+            gallery.add_brand_embeddings("Images", wrong)
+        with pytest.raises(TypeError, match=r"add_shots\(brand, images\)"):
+            gallery.add_shot_embeddings("Acme", wrong)
+    with pytest.raises(TypeError, match="add_brand"):
+        gallery.add_brands({"Images": shot_images[1:3]})
+    assert gallery.brands == ["Acme"] and len(gallery.shots("Acme")) == 1
 
 
 def test_faiss_and_matmul_give_the_same_ranking():
@@ -141,7 +165,7 @@ def test_faiss_and_matmul_give_the_same_ranking():
     galleries = {backend: LogoGallery(search_backend=backend) for backend in ("torch", "faiss")}
     for gallery in galleries.values():
         for index, vector in enumerate(prototypes):
-            gallery.add_brand(f"b{index}", vector)
+            gallery.add_brand_embeddings(f"b{index}", vector)
     torch_results, faiss_results = (galleries[b].search(queries, top_k=10) for b in ("torch", "faiss"))
     assert [[m.brand for m in row] for row in torch_results] == [[m.brand for m in row] for row in faiss_results]
     np.testing.assert_allclose(
@@ -158,7 +182,7 @@ def test_save_and_load_round_trip(gallery, shot_images, tmp_path, tiny_model):
     gallery.save(tmp_path / "gallery")
     assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == ["gallery.json", "gallery.safetensors"]
 
-    loaded = LogoGallery.load(tmp_path / "gallery", tiny_model)
+    loaded = LogoGallery.load(tmp_path / "gallery", LogoEmbedder(tiny_model))
     assert loaded.brands == BRANDS and loaded.threshold == 0.37
     for brand in BRANDS:
         torch.testing.assert_close(loaded.shots(brand), gallery.shots(brand), rtol=0, atol=0)
@@ -171,7 +195,7 @@ def test_loading_with_another_model_is_refused(gallery, shot_images, tmp_path, t
     gallery.add_brand("Acme", shot_images[0])
     gallery.save(tmp_path)
     torch.manual_seed(99)
-    other = LogoEmbeddingModel(tiny_config)
+    other = LogoEmbedder(LogoEmbeddingModel(tiny_config))
     with pytest.raises(ValueError, match="embedded by another model"):
         LogoGallery.load(tmp_path, other)
     assert LogoGallery.load(tmp_path, other, check_model=False).brands == ["Acme"]
@@ -212,53 +236,159 @@ def test_from_pretrained_builds_a_working_gallery(saved_model_dir, shot_images):
     gallery.add_brand("Acme", shot_images[:2])
     gallery.add_brand("Globex", shot_images[2:4])
     assert gallery.predict(shot_images[2]) == "Globex"
-    assert gallery.image_processor.size.height == 64
+    assert isinstance(gallery.embedder, LogoEmbedder) and gallery.image_processor.size.height == 64
+    assert LogoGallery.from_pretrained(saved_model_dir, runtime="torch", batch_size=3).embedder.batch_size == 3
+
+
+def test_the_embedder_encodes_like_sentence_transformers(saved_model_dir, shot_images):
+    embedder = LogoEmbedder.from_pretrained(saved_model_dir, runtime="torch", batch_size=4)
+    batch = embedder.encode(shot_images)  # 10 images in batches of 4
+    assert batch.shape == (10, 128) and batch.dtype == torch.float32 and batch.device.type == "cpu"
+    torch.testing.assert_close(batch.norm(dim=-1), torch.ones(10))
+    one = embedder.encode(shot_images[3])  # one image: one vector
+    assert one.shape == (128,)
+    torch.testing.assert_close(one, batch[3], atol=1e-5, rtol=0)
+    as_numpy = embedder.encode(iter(shot_images), batch_size=3, show_progress_bar=True, convert_to_numpy=True)
+    assert isinstance(as_numpy, np.ndarray)
+    np.testing.assert_allclose(as_numpy, batch.numpy(), atol=1e-5, rtol=0)
+    assert embedder.encode([]).shape == (0, 128)
+    assert embedder.embedding_size == 128 and embedder.device.type == "cpu" and embedder.config.image_size == 64
+    assert not embedder.model.training and embedder.prepare() == "torch"
 
 
 def test_loaded_models_run_channels_last_with_the_same_embeddings(saved_model_dir, shot_images):
-    """load_model_and_processor picks the fastest correct CPU path (benchmarks/embedding_throughput.py)."""
+    """LogoEmbedder.from_pretrained picks the fastest correct CPU path (benchmarks/embedding_throughput.py);
+    load_model_and_processor and embed_images, kept for callers that pass the pair, are the same code."""
     from modeling_logo.few_shot import embed_images, load_model_and_processor
 
-    model, processor = load_model_and_processor(saved_model_dir)
-    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    embedder = LogoEmbedder.from_pretrained(saved_model_dir, runtime="torch")
+    assert embedder.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     plain = LogoEmbeddingModel.from_pretrained(saved_model_dir).eval()
     torch.testing.assert_close(
-        embed_images(model, processor, shot_images), embed_images(plain, processor, shot_images), atol=1e-5, rtol=0
+        embedder.encode(shot_images), embed_images(plain, embedder.image_processor, shot_images), atol=1e-5, rtol=0
     )
+    model, processor = load_model_and_processor(saved_model_dir)
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert processor.to_dict() == embedder.image_processor.to_dict()
+    torch.testing.assert_close(embed_images(model, processor, shot_images), embedder.encode(shot_images))
+
+
+def test_the_saved_image_processor_is_used_and_only_a_model_without_one_gets_its_configs(tiny_model, tmp_path):
+    from modeling_logo import LogoImageProcessor
+
+    tiny_model.save_pretrained(tmp_path / "model-only")
+    assert LogoEmbedder.from_pretrained(tmp_path / "model-only").image_processor.size.height == 64  # from the config
+    tiny_model.save_pretrained(tmp_path / "with-processor")
+    LogoImageProcessor(size={"height": 80, "width": 80}).save_pretrained(tmp_path / "with-processor")
+    assert LogoEmbedder.from_pretrained(tmp_path / "with-processor").image_processor.size.height == 80
+    (tmp_path / "with-processor" / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(OSError):  # a damaged processor is an error, not silently replaced by the config's
+        LogoEmbedder.from_pretrained(tmp_path / "with-processor")
 
 
 def test_galleries_embed_with_onnx_runtime_by_default_with_the_same_embeddings(saved_model_dir, shot_images):
-    """runtime="auto" picks ONNX Runtime when the onnx extra is installed: same embeddings, exported once."""
+    """runtime="auto" picks ONNX Runtime when the onnx extra is installed: same embeddings, exported once, cached
+    under the model's fingerprint."""
     pytest.importorskip("onnxruntime")
-    from modeling_logo.few_shot import embed_images, embedding_function, load_model_and_processor
+    from modeling_logo.cache import cache_root
+    from modeling_logo.few_shot import embed_images, embedding_function
     from modeling_logo.onnx import OnnxLogoEmbedder
 
-    model, processor = load_model_and_processor(saved_model_dir)
-    gallery = LogoGallery(model, processor)
+    embedder = LogoEmbedder.from_pretrained(saved_model_dir)
+    model, processor = embedder.model, embedder.image_processor
+    gallery = LogoGallery(embedder)
     onnx_embeddings = gallery.embed(shot_images)
-    assert isinstance(gallery._forward, OnnxLogoEmbedder)
+    assert embedder.prepare() == "onnxruntime" and isinstance(embedding_function(model), OnnxLogoEmbedder)
+    assert any(embedder.fingerprint in path.name for path in (cache_root() / "onnx").iterdir())
     torch.testing.assert_close(onnx_embeddings, embed_images(model, processor, shot_images), atol=1e-4, rtol=0)
-    # Another gallery of the same model shares the export; changed weights get a new one.
-    assert LogoGallery(model, processor, runtime="onnxruntime").embed(shot_images[:1]).shape == (1, 128)
-    assert embedding_function(model) is gallery._forward
+    # Another embedder of the same model shares the export; changed weights get a new one.
+    assert LogoEmbedder(model, processor, runtime="onnxruntime").encode(shot_images[:1]).shape == (1, 128)
+    shared = embedding_function(model)
+    assert embedding_function(model) is shared
     with torch.no_grad():
         model.head.output.weight.mul_(-1)
         model.head.output.bias.mul_(-1)
-    assert embedding_function(model) is not gallery._forward
+    assert embedding_function(model) is not shared
     torch.testing.assert_close(
-        LogoGallery(model, processor).embed(shot_images[:2]), -onnx_embeddings[:2], atol=1e-4, rtol=0
+        LogoGallery(LogoEmbedder(model, processor)).embed(shot_images[:2]), -onnx_embeddings[:2], atol=1e-4, rtol=0
     )
 
 
-def test_runtime_choices_are_checked(tiny_model):
+def test_runtime_choices_are_checked(tiny_model, processor):
     from modeling_logo.few_shot import embedding_function
 
     with pytest.raises(ValueError, match="runtime must be one of"):
-        LogoGallery(tiny_model, runtime="tensorrt")
+        LogoEmbedder(tiny_model, runtime="tensorrt")
+    with pytest.raises(TypeError, match="embedder's"):  # the runtime is the embedder's, not the gallery's
+        LogoGallery(LogoEmbedder(tiny_model), runtime="torch")
     with pytest.raises(ValueError, match="eval mode"):
         embedding_function(LogoEmbeddingModel(tiny_model.config).train(), "onnxruntime")
     # A model in training mode runs on torch under "auto": an export would freeze dropout and BatchNorm statistics.
     assert not hasattr(embedding_function(LogoEmbeddingModel(tiny_model.config).train()), "session")
+    # The earlier call, a model and its processor, still works: wrapped in an embedder, with a warning.
+    with pytest.warns(DeprecationWarning, match="LogoEmbedder"):
+        gallery = LogoGallery(tiny_model, processor, runtime="torch", batch_size=2)
+    assert gallery.embedder.model is tiny_model and gallery.runtime == "torch" and gallery.embedder.batch_size == 2
+
+
+def test_one_fingerprint_for_the_same_weights_wherever_they_come_from(tiny_model, tmp_path, shot_images):
+    from modeling_logo import model_fingerprint
+
+    tiny_model.save_pretrained(tmp_path / "model")
+    loaded = LogoEmbeddingModel.from_pretrained(tmp_path / "model")
+    assert model_fingerprint(loaded) == model_fingerprint(tiny_model) == LogoEmbedder(tiny_model).fingerprint
+    loaded.config.similarity_threshold = 0.7  # calibrating the threshold changes no embedding
+    assert model_fingerprint(loaded) == model_fingerprint(tiny_model)
+    with torch.no_grad():
+        loaded.backbone.conv1.weight[0, 0, 0, 0] += 1e-3  # one weight of the backbone, not only the head's
+    assert model_fingerprint(loaded) != model_fingerprint(tiny_model)
+    gallery = LogoGallery(LogoEmbedder(tiny_model))
+    gallery.add_brand("Acme", shot_images[0])
+    gallery.save(tmp_path / "gallery")
+    manifest = json.loads((tmp_path / "gallery" / "gallery.json").read_text())
+    assert manifest["model_fingerprint"] == model_fingerprint(tiny_model)
+    with pytest.raises(ValueError, match="embedded by another model"):
+        LogoGallery.load(tmp_path / "gallery", LogoEmbedder(loaded))
+
+
+def test_galleries_saved_with_the_earlier_head_fingerprint_still_load(tiny_model, tiny_config, tmp_path, shot_images):
+    from modeling_logo.fingerprint import legacy_head_fingerprint
+
+    gallery = LogoGallery(LogoEmbedder(tiny_model))
+    gallery.add_brand("Acme", shot_images[0])
+    gallery.save(tmp_path)
+    manifest = json.loads((tmp_path / "gallery.json").read_text())
+    manifest["model_fingerprint"] = legacy_head_fingerprint(tiny_model)  # as galleries were saved before
+    assert len(manifest["model_fingerprint"]) == 16
+    (tmp_path / "gallery.json").write_text(json.dumps(manifest))
+    assert LogoGallery.load(tmp_path, LogoEmbedder(tiny_model)).brands == ["Acme"]
+    torch.manual_seed(99)
+    with pytest.raises(ValueError, match="embedded by another model"):
+        LogoGallery.load(tmp_path, LogoEmbedder(LogoEmbeddingModel(tiny_config)))
+
+
+def test_to_dict_and_from_dict_round_trip(gallery, shot_images, tiny_model, tiny_config):
+    for index, brand in enumerate(BRANDS):
+        gallery.add_brand(brand, shot_images[index : index + 1 + index % 2], metadata={"n": index, "note": brand})
+    gallery.threshold = 0.37
+    data = json.loads(json.dumps(gallery.to_dict()))  # plain JSON data
+    assert data["model_fingerprint"] == gallery.embedder.fingerprint and data["embedding_size"] == 128
+    restored = LogoGallery.from_dict(data, gallery.embedder)
+    assert restored.brands == BRANDS and restored.threshold == 0.37
+    for brand in BRANDS:
+        torch.testing.assert_close(restored.shots(brand), gallery.shots(brand), rtol=0, atol=0)  # bit for bit
+        torch.testing.assert_close(restored.prototype(brand), gallery.prototype(brand))
+        assert restored.metadata(brand) == gallery.metadata(brand)
+    assert restored.search(shot_images, top_k=3) == gallery.search(shot_images, top_k=3)
+    assert restored.to_dict() == data
+    assert LogoGallery.from_dict(data).brands == BRANDS  # embeddings only
+    torch.manual_seed(99)
+    with pytest.raises(ValueError, match="embedded by another model"):
+        LogoGallery.from_dict(data, LogoEmbedder(LogoEmbeddingModel(tiny_config)))
+    for damaged in ({}, {**data, "format": "other"}, {**data, "brands": [{"shots": []}]}, []):
+        with pytest.raises(ValueError, match="Not a gallery"):
+            LogoGallery.from_dict(damaged)
+    assert LogoGallery().to_dict()["brands"] == [] and len(LogoGallery.from_dict(LogoGallery().to_dict())) == 0
 
 
 def test_loading_normalises_only_shots_edited_off_the_unit_sphere(gallery, shot_images, tmp_path):
@@ -275,7 +405,7 @@ def test_add_brands_registers_many_brands_at_once_like_add_brand(shot_images, ga
     vectors = unit(torch.randn(12, 128))
     one_by_one = LogoGallery()
     for index, brand in enumerate(BRANDS):
-        one_by_one.add_brand(brand, vectors[index * 2 : index * 2 + 2], metadata={"n": index})
+        one_by_one.add_brand_embeddings(brand, vectors[index * 2 : index * 2 + 2], metadata={"n": index})
     at_once = LogoGallery()
     at_once.add_brands({brand: vectors[i * 2 : i * 2 + 2].numpy() for i, brand in enumerate(BRANDS)},
                        metadata={brand: {"n": i} for i, brand in enumerate(BRANDS)})  # fmt: skip

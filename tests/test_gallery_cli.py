@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from modeling_logo import LogoGallery
-from modeling_logo.few_shot import SkippedFile, load_model_and_processor
+from modeling_logo import LogoEmbedder, LogoGallery
+from modeling_logo.few_shot import SkippedFile
 from modeling_logo.gallery_cli import main
 
 from .conftest import make_logo_images
@@ -37,9 +37,8 @@ def brands_dir(tmp_path):
 
 def test_from_folder_registers_every_brand_with_its_files_and_reports_the_rest(brands_dir, tiny_model, processor):
     skipped: list[SkippedFile] = []
-    gallery = LogoGallery.from_folder(
-        brands_dir, tiny_model, processor, on_skip=skipped.append, batch_size=2, runtime="torch"
-    )
+    embedder = LogoEmbedder(tiny_model, processor, runtime="torch")
+    gallery = LogoGallery.from_folder(brands_dir, embedder, on_skip=skipped.append, batch_size=2)
     assert gallery.brands == ["Acme", "Ben & Jerry's", "Zed"]
     assert gallery.metadata("Acme")["files"] == ["Acme/1.png", "Acme/old/2.jpg"]
     assert [len(gallery.shots(brand)) for brand in gallery.brands] == [2, 1, 1]
@@ -49,15 +48,15 @@ def test_from_folder_registers_every_brand_with_its_files_and_reports_the_rest(b
     assert "logo.svg' is not a readable SVG image" in reasons["Broken/logo.svg"]
     assert reasons["Broken"] == "a brand folder without any readable image"
     # the same embeddings as registering each brand by hand, batched across brands or not
-    by_hand = LogoGallery(tiny_model, processor, runtime="torch")
+    by_hand = LogoGallery(embedder)
     by_hand.add_brand("Acme", [brands_dir / "Acme" / "1.png", brands_dir / "Acme" / "old" / "2.jpg"])
     by_hand.add_brand("Ben & Jerry's", brands_dir / "Ben & Jerry's" / "logo.svg")
     for brand in ("Acme", "Ben & Jerry's"):
         torch.testing.assert_close(gallery.shots(brand), by_hand.shots(brand), atol=1e-5, rtol=0)
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        LogoGallery.from_folder(brands_dir / "missing", tiny_model)
+        LogoGallery.from_folder(brands_dir / "missing", embedder)
     with pytest.raises(ValueError, match="No brand folder"):
-        LogoGallery.from_folder(brands_dir / "Broken", tiny_model, on_skip=lambda item: None)
+        LogoGallery.from_folder(brands_dir / "Broken", embedder, on_skip=lambda item: None)
 
 
 def test_logo_gallery_build_writes_a_loadable_gallery(brands_dir, saved_model_dir, tmp_path, capsys):
@@ -70,7 +69,7 @@ def test_logo_gallery_build_writes_a_loadable_gallery(brands_dir, saved_model_di
     manifest = json.loads((out / "gallery.json").read_text(encoding="utf-8"))
     assert manifest["model"] == str(saved_model_dir) and manifest["threshold"] == 0.7
 
-    gallery = LogoGallery.load(out, *load_model_and_processor(saved_model_dir), runtime="torch")
+    gallery = LogoGallery.load(out, LogoEmbedder.from_pretrained(saved_model_dir, runtime="torch"))
     assert gallery.brands == ["Acme", "Ben & Jerry's", "Zed"]
     assert gallery.search(brands_dir / "Zed" / "zed.webp")[0].brand == "Zed"
 
