@@ -2,56 +2,53 @@
 whole photo.
 
 Run locally with `python space/app.py [--model DIR_OR_HUB_ID] [--localizer DIR_OR_HUB_ID]` (or `LOGO_MODEL=...`,
-`LOGO_LOCALIZER=...`). Each visitor has their own gallery of brands and their own choice of model (kept in
-`gr.State`); loaded models, and the logo localiser, are shared and only read. Without a localiser, logos are found by
-a window search with the embedding model (it only finds logos of registered brands).
+`LOGO_LOCALIZER=...`), or from Python: `from space.app import build_demo; build_demo(embedder).launch()`.
+
+The demo is a thin layer over [`modeling_logo.LogoGallery`]: each visitor's gallery is kept in `gr.State` as
+`gallery.to_dict()` (with the name of the model it belongs to) and rebuilt with `LogoGallery.from_dict` for each
+request; adding, removing and renaming brands are the gallery's. Loaded models ([`modeling_logo.LogoEmbedder`]s) and
+the logo localiser are shared and only read. Without a localiser, logos are found by a window search with the
+embedding model (it only finds logos of registered brands). Example brands are passed in (`build_demo(...,
+example_brands=...)`); only the launcher, `main()`, generates them with `dataset_scripts`.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import hashlib
+import io
+import logging
 import os
+import tempfile
+import threading
+import zipfile
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import gradio as gr
+from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry
-
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import logging  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import zipfile  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gradio as gr  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from modeling_logo import (  # noqa: E402
+from modeling_logo import (
     InvalidImageError,
+    LogoEmbedder,
     LogoEmbeddingConfig,
     LogoEmbeddingModel,
     LogoGallery,
-    LogoImageProcessor,
     open_image,
     to_rgb,
 )
-from modeling_logo.cache import cache_root  # noqa: E402
-from modeling_logo.detection import (  # noqa: E402
+from modeling_logo.cache import cache_root
+from modeling_logo.detection import (
     LogoDetection,
     LogoLocalizer,
     crop_box,
     draw_detections,
 )
-from modeling_logo.few_shot import (  # noqa: E402
-    GALLERY_CONFIG_NAME,
-    GALLERY_WEIGHTS_NAME,
-    embedding_function,
-    load_model_and_processor,
-)
+from modeling_logo.few_shot import GALLERY_CONFIG_NAME, GALLERY_WEIGHTS_NAME
 
 
 logger = logging.getLogger(__name__)
@@ -103,28 +100,23 @@ DETECTION_HEADERS = ["#", "Brand", "Cosine", "Box score", "Closest brand", "Box 
 # Model
 
 
-def load_model(name: str | os.PathLike | None = None) -> tuple[LogoEmbeddingModel, LogoImageProcessor, bool]:
-    """The model and processor from `name` (a directory or Hub id), else the first of `DEFAULT_MODEL_DIRS` that holds
-    a model, else an untrained model.
+def load_embedder(name: str | os.PathLike | None = None) -> tuple[LogoEmbedder, bool]:
+    """The embedder of the model `name` (a directory or Hub id), else of the first of `DEFAULT_MODEL_DIRS` that holds
+    a model, else of an untrained model.
 
-    Returns `(model, processor, untrained)`.
+    Returns `(embedder, untrained)`.
     """
     if name is None:
         name = next((str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()), None)
     if name is not None and name != UNTRAINED_CHOICE:
-        model, processor = load_model_and_processor(name)
-        untrained = False
+        embedder, untrained = LogoEmbedder.from_pretrained(name), False
     else:
         logger.warning("No trained model found: using an UNTRAINED resnet-small model.")
-        config = LogoEmbeddingConfig(backbone="resnet-small", image_size=96)
-        model, processor, untrained = (
-            LogoEmbeddingModel(config).eval(),
-            LogoImageProcessor.from_model_config(config),
-            True,
-        )
+        embedder = LogoEmbedder(LogoEmbeddingModel(LogoEmbeddingConfig(backbone="resnet-small", image_size=96)))
+        untrained = True
     # Export it for ONNX Runtime now (cached on disk), rather than on the first visitor's first image.
-    embedding_function(model)
-    return model, processor, untrained
+    embedder.prepare()
+    return embedder, untrained
 
 
 def model_choices(current: str) -> list[str]:
@@ -157,64 +149,41 @@ def load_localizer(name: str | os.PathLike | None = None) -> LogoLocalizer | Non
 
 @dataclass
 class ExampleSet:
-    """Generated example scenes: `shots` of the brands to register, `queries` as (image path, true brand), and the
-    annotated box of each shot's logo (`None` where it has none: the whole shot is used)."""
+    """Example brands: `shots` (image paths) of the brands to register, `queries` as (image path, true brand), the
+    box of each shot's logo (`None` where it has none: the whole shot is used), and whether the brands are ones no
+    model of this project trained on (`unseen`: so the generated ones of [`prepare_examples`] are)."""
 
     shots: dict[str, list[str]]
     queries: list[tuple[str, str]]
     boxes: dict[str, list[tuple[float, float, float, float] | None]] = field(default_factory=dict)
+    unseen: bool = False
 
 
-def _logo_box(record) -> tuple[float, float, float, float] | None:
-    """The largest annotated logo of a generated scene's own brand folder (a scene may hold other brands' logos)."""
-    from dataset_scripts.voc import read_voc
-
-    try:
-        _size, objects = read_voc(record.xml_path)
-    except (OSError, ValueError, TypeError, SyntaxError):  # ElementTree's ParseError is a SyntaxError
-        return None
-    own = [box for name, box in objects if name == record.image_path.parent.name]
-    return max(own, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
-
-
-def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) -> ExampleSet | None:
-    """Generate (once, cached in `directory`) scenes of `EXAMPLE_BRANDS + 1` test brands: `EXAMPLE_SHOTS` shots of the
-    first ones to register and `EXAMPLE_QUERIES` queries each; the last brand only gives queries, to be rejected.
-
-    Returns `None` (and logs why) when the generator or its marks are unavailable: the demo works without examples.
-    """
-    try:
-        from dataset_scripts.logo_sources import MarkSourceError
-        from dataset_scripts.logodet3k import hash_split_of, scan_data_dir
-        from dataset_scripts.synthesize import synthesize
-    except ImportError as error:
-        logger.info("No example brands: the data generator is not installed (%s).", error)
-        return None
-    directory = Path(directory or cache_root() / f"space-examples-{seed}")
-    per_brand = EXAMPLE_SHOTS + EXAMPLE_QUERIES
-    if not any(directory.glob("*/*/*.xml")):
-        try:
-            synthesize(directory, EXAMPLE_BRANDS + 1, per_brand, seed=seed, workers=1, progress=False,
-                       brand_filter=lambda brand: hash_split_of(brand.folder) == "test", overwrite=True)  # fmt: skip
-        except (MarkSourceError, OSError, ValueError) as error:
-            logger.warning("No example brands: %s", error)
-            return None
-    records = defaultdict(list)
-    for record in sorted(scan_data_dir(directory).records, key=lambda r: (r.brand, r.design, int(r.image_path.stem))):
-        records[record.brand].append(record)
-    brands = sorted(records)
-    shots = {brand: [str(r.image_path) for r in records[brand][:EXAMPLE_SHOTS]] for brand in brands[:EXAMPLE_BRANDS]}
-    boxes = {brand: [_logo_box(r) for r in records[brand][:EXAMPLE_SHOTS]] for brand in shots}
-    queries = [(str(r.image_path), brand) for brand in brands for r in records[brand][-EXAMPLE_QUERIES:]]
-    return ExampleSet(shots, queries, boxes)
+def as_example_set(examples: ExampleSet | Mapping[str, Sequence[str]] | None) -> ExampleSet | None:
+    """Example brands as the demo takes them: an `ExampleSet`, or a plain `{brand: [shot paths]}` (no example
+    queries then), or `None` (no examples)."""
+    if examples is None or isinstance(examples, ExampleSet):
+        return examples
+    return ExampleSet({brand: [str(path) for path in paths] for brand, paths in examples.items()}, [])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Per-session state: plain data (the model's name; brand -> shot embeddings and thumbnails), never the model itself.
+# Per-session state: plain data, never the model itself: `{"model": its name, "gallery": LogoGallery.to_dict()}`, each
+# brand's thumbnails (one per shot, base64 PNG) in its metadata.
 
 
 def _empty_state(model: str = "") -> dict[str, Any]:
-    return {"model": model, "brands": {}}
+    return {"model": model, "gallery": LogoGallery().to_dict()}
+
+
+def _brand_thumbnails(entry: Mapping[str, Any]) -> list[str | None]:
+    """A brand's thumbnails (an entry of `to_dict()["brands"]`): one per shot; galleries of earlier versions of the
+    demo kept one per brand, those built elsewhere (`logo-gallery build`, `LogoGallery.from_folder`) none: a grey
+    placeholder (`None`) per shot."""
+    metadata = entry.get("metadata") or {}
+    return metadata.get("thumbnails") or (
+        [metadata["thumbnail"]] if metadata.get("thumbnail") else [None] * len(entry["shots"])
+    )
 
 
 def _thumbnail_data(image: Image.Image) -> str:
@@ -310,34 +279,43 @@ def _open_upload(item: Any) -> Image.Image:
 
 
 class GalleryApp:
-    """The demo's callbacks. Loaded models are shared and read-only (cached by name); a session's state names the
-    model it uses and holds its brands' shot embeddings, which belong to that model. The logo localiser (class-
-    agnostic, so the same for every model) is loaded once and attached to every session's gallery; without one,
-    whole photos are searched with windows of the embedding model."""
+    """The demo's callbacks. Loaded embedders are shared and read-only (cached by model name); a session's state names
+    the model it uses and holds its gallery (`LogoGallery.to_dict()`), whose shot embeddings belong to that model. The
+    logo localiser (class-agnostic, so the same for every model) is loaded once and attached to every session's
+    gallery; without one, whole photos are searched with windows of the embedding model.
+
+    Args:
+        embedder ([`LogoEmbedder`]): the default model's embedder.
+        gallery ([`LogoGallery`], *optional*): brands every new session starts with (its embedder's).
+        examples (`ExampleSet`, *optional*): example brands and queries (see `main`, which generates them).
+    """
 
     def __init__(
         self,
-        model: LogoEmbeddingModel,
-        processor: LogoImageProcessor,
+        embedder: LogoEmbedder,
         *,
         untrained: bool = False,
         model_name: str | None = None,
-        examples: ExampleSet | None = None,
+        examples: ExampleSet | Mapping[str, Sequence[str]] | None = None,
         localizer: LogoLocalizer | None = None,
         localizer_name: str | None = None,
+        gallery: LogoGallery | None = None,
     ):
-        self.default_model = model_name or (
-            UNTRAINED_CHOICE if untrained else getattr(model, "name_or_path", "") or "model"
-        )
-        self._models = {self.default_model: (model.eval(), processor, untrained)}
+        self.default_model = model_name or (UNTRAINED_CHOICE if untrained else embedder.config.name_or_path or "model")
+        self._models = {self.default_model: (embedder, untrained)}
         self._loading = threading.Lock()
-        self.examples = examples
+        self.examples = as_example_set(examples)
         self.localizer = localizer
         self.localizer_name = localizer_name or (
             getattr(getattr(localizer, "model", None), "name_or_path", "") or "logo localiser"
             if localizer is not None
             else None
         )
+        self._initial = gallery.to_dict() if gallery is not None else LogoGallery().to_dict()
+
+    def initial_state(self) -> dict[str, Any]:
+        """A new session's state: the default model, and the brands of the gallery the demo was built with."""
+        return {"model": self.default_model, "gallery": self._initial}
 
     def localizer_note(self) -> str:
         """What finds the logos of a query photo: the localiser, or the window search (`WINDOW_SEARCH_NOTE`)."""
@@ -349,7 +327,8 @@ class GalleryApp:
 
     # -- models ---------------------------------------------------------------------------------------------------
 
-    def model_of(self, state: dict[str, Any] | None) -> tuple[LogoEmbeddingModel, LogoImageProcessor, bool]:
+    def model_of(self, state: dict[str, Any] | None) -> tuple[LogoEmbedder, bool]:
+        """`(embedder, untrained)` of a session's model."""
         return self._models[(state or {}).get("model") or self.default_model]
 
     def threshold_of(self, state: dict[str, Any] | None) -> float:
@@ -357,9 +336,9 @@ class GalleryApp:
         return float(threshold) if threshold is not None else DEFAULT_THRESHOLD
 
     def model_note(self, state: dict[str, Any] | None) -> str:
-        model, _, untrained = self.model_of(state)
+        embedder, untrained = self.model_of(state)
         name = (state or {}).get("model") or self.default_model
-        config = model.config
+        config = embedder.config
         note = f"**Model:** `{name}` ({config.backbone}, {config.image_size} px, threshold {self.threshold_of(state):.2f})"
         return f"{UNTRAINED_WARNING}\n\n{note}" if untrained else note
 
@@ -372,55 +351,47 @@ class GalleryApp:
         with self._loading:
             if name not in self._models:
                 try:
-                    self._models[name] = load_model(name)
+                    self._models[name] = load_embedder(name)
                 except (OSError, ValueError) as error:
                     raise gr.Error(f"Could not load model {name!r}: {error}") from None
-        had_brands = bool((state or {}).get("brands"))
+        had_brands = bool(self.brands_of(state))
         state = _empty_state(name)
         if had_brands:
             gr.Info("The gallery was emptied: its embeddings belonged to the previous model.")
         return (state, *self.views(state), self.threshold_of(state), self.model_note(state))
 
-    def new_gallery(self, state: dict[str, Any] | None) -> LogoGallery:
-        """An empty `LogoGallery` of a session's model, with the shared localiser."""
-        model, processor, _ = self.model_of(state)
-        return LogoGallery(model, processor, search_backend="torch", localizer=self.localizer)
+    # -- the session's gallery ------------------------------------------------------------------------------------
 
     def gallery_of(self, state: dict[str, Any] | None) -> LogoGallery:
-        """A `LogoGallery` rebuilt from a session's stored embeddings (cheap: nothing is re-embedded)."""
-        gallery = self.new_gallery(state)
-        brands = (state or _empty_state())["brands"]
-        gallery.add_brands(
-            {brand: entry["shots"] for brand, entry in brands.items()},
-            metadata={brand: {"thumbnails": entry["thumbnails"]} for brand, entry in brands.items()},
-        )
-        return gallery
+        """The session's `LogoGallery`, rebuilt from its state with the session's embedder and the shared localiser
+        (cheap: nothing is re-embedded)."""
+        state = state or self.initial_state()
+        embedder, _ = self.model_of(state)
+        return LogoGallery.from_dict(state["gallery"], embedder, search_backend="torch", localizer=self.localizer)
+
+    def state_of(self, gallery: LogoGallery, state: dict[str, Any] | None) -> dict[str, Any]:
+        """The state of a session (of `state`'s model) whose gallery is now `gallery`."""
+        return {"model": (state or {}).get("model") or self.default_model, "gallery": gallery.to_dict()}
 
     @staticmethod
-    def state_of(gallery: LogoGallery, model: str) -> dict[str, Any]:
-        brands = {}
-        for brand in gallery.brands:
-            metadata, shots = gallery.metadata(brand), gallery.shots(brand).tolist()
-            # Galleries of earlier versions kept one thumbnail per brand; those built elsewhere (`logo-gallery
-            # build`, `LogoGallery.from_folder`) none: a grey placeholder per shot.
-            thumbnails = metadata.get("thumbnails") or (
-                [metadata["thumbnail"]] if metadata.get("thumbnail") else [None] * len(shots)
-            )
-            brands[brand] = {"shots": shots, "thumbnails": thumbnails}
-        return {"model": model, "brands": brands}
+    def brands_of(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The brand entries (`name`, `shots`, `metadata`) of a state's gallery, in order."""
+        return list(((state or {}).get("gallery") or {}).get("brands") or [])
 
     # -- views ----------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def views(state: dict[str, Any]) -> tuple[list[tuple[Image.Image, str]], Any, str]:
+    @classmethod
+    def views(cls, state: dict[str, Any]) -> tuple[list[tuple[Image.Image, str]], Any, str]:
         """The brand gallery (every shot), the brand dropdown and a summary line for a state."""
-        brands = state["brands"]
-        items = [
-            (_thumbnail_file(thumbnail), f"{brand} ({i + 1}/{len(entry['thumbnails'])})")
-            for brand, entry in brands.items()
-            for i, thumbnail in enumerate(entry["thumbnails"])
-        ]
-        names = list(brands)
+        brands = cls.brands_of(state)
+        items = []
+        for entry in brands:
+            thumbnails = _brand_thumbnails(entry)
+            items += [
+                (_thumbnail_file(thumbnail), f"{entry['name']} ({i + 1}/{len(thumbnails)})")
+                for i, thumbnail in enumerate(thumbnails)
+            ]
+        names = [entry["name"] for entry in brands]
         dropdown = gr.Dropdown(choices=names, value=names[-1] if names else None)
         summary = f"{len(names)} brand(s) registered: {', '.join(names)}" if names else "The gallery is empty."
         return items, dropdown, summary
@@ -437,11 +408,11 @@ class GalleryApp:
     ):
         """Register a brand from its shots; with `whole_photos`, each shot is cropped to its most confident logo (as
         `LogoGallery.add_brand(..., locate=True)`, the crop shown as its thumbnail)."""
-        state = state or _empty_state(self.default_model)
+        state = state or self.initial_state()
         name = (name or "").strip()
         if not name:
             raise gr.Error("Enter a brand name.")
-        if name in state["brands"]:
+        if name in {entry["name"] for entry in self.brands_of(state)}:
             raise gr.Error(f"Brand {name!r} is already in the gallery: remove it first to replace it.")
         files = [f for f in [*(files or []), webcam] if f is not None]
         if not files:
@@ -464,7 +435,7 @@ class GalleryApp:
                 f"“{WHOLE_PHOTOS_LABEL}” needs a logo localiser, and this demo runs without one: upload crops of the "
                 "logo and untick it (or start the demo with --localizer). The gallery is unchanged."
             )
-        gallery, boxes = self.new_gallery(state), []
+        gallery, boxes = LogoGallery(localizer=self.localizer), []
         for image, name in zip(images, names):
             box = gallery.locate(image)
             if box is None:
@@ -481,51 +452,60 @@ class GalleryApp:
         brands: dict[str, list[Image.Image]],
         boxes: dict[str, list[Any] | None] | None = None,
     ):
-        """Embed and add brands (each shot cropped to its box, where `boxes` gives one) to a copy of the state."""
-        gallery = self.new_gallery(state)
-        state = {"model": state.get("model") or self.default_model, "brands": dict(state["brands"])}
+        """Add brands (each shot cropped to its box, where `boxes` gives one) to the session's gallery, each with a
+        thumbnail per shot (the crop) in its metadata."""
+        gallery = self.gallery_of(state)
         for name, images in brands.items():
             shot_boxes = (boxes or {}).get(name)
-            gallery.add_brand(name, images, boxes=shot_boxes)
             crops = [
                 image if box is None else crop_box(image, box)
                 for image, box in zip(images, shot_boxes or [None] * len(images))
             ]
-            state["brands"][name] = {
-                "shots": gallery.shots(name).tolist(),
-                "thumbnails": [_thumbnail_data(crop) for crop in crops],
-            }
+            thumbnails = [_thumbnail_data(crop) for crop in crops]
+            gallery.add_brand(name, images, boxes=shot_boxes, metadata={"thumbnails": thumbnails})
+        state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
     def remove_brand(self, name: str | None, state: dict[str, Any] | None):
-        state = state or _empty_state(self.default_model)
-        if not name or name not in state["brands"]:
-            raise gr.Error(f"Brand {name!r} is not in the gallery." if name else "Choose a brand to remove.")
-        state = {**state, "brands": {b: e for b, e in state["brands"].items() if b != name}}
+        state = state or self.initial_state()
+        if not name:
+            raise gr.Error("Choose a brand to remove.")
+        gallery = self.gallery_of(state)
+        try:
+            gallery.remove_brand(name)
+        except KeyError:
+            raise gr.Error(f"Brand {name!r} is not in the gallery.") from None
+        state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
     def rename_brand(self, name: str | None, new_name: str | None, state: dict[str, Any] | None):
-        state = state or _empty_state(self.default_model)
+        state = state or self.initial_state()
         new_name = (new_name or "").strip()
-        if not name or name not in state["brands"]:
-            raise gr.Error(f"Brand {name!r} is not in the gallery." if name else "Choose a brand to rename.")
+        if not name:
+            raise gr.Error("Choose a brand to rename.")
         if not new_name:
             raise gr.Error("Enter the new name.")
-        if new_name in state["brands"] and new_name != name:
-            raise gr.Error(f"Brand {new_name!r} is already in the gallery.")
-        brands = {new_name if b == name else b: e for b, e in state["brands"].items()}  # keeps the order
-        state = {**state, "brands": brands}
+        gallery = self.gallery_of(state)
+        try:
+            gallery.rename_brand(name, new_name)  # keeps its place in the list
+        except KeyError:
+            raise gr.Error(f"Brand {name!r} is not in the gallery.") from None
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
     def load_examples(self, state: dict[str, Any] | None):
         """Register the example brands (test brands of the generated benchmark, unseen in training)."""
-        state = state or _empty_state(self.default_model)
+        state = state or self.initial_state()
         if self.examples is None:
-            raise gr.Error("No example brands: the data generator or its marks are not available here.")
+            raise gr.Error("No example brands: none were given to this demo (the data generator is not available).")
+        registered = {entry["name"] for entry in self.brands_of(state)}
         missing = {
-            b: [open_image(p) for p in paths] for b, paths in self.examples.shots.items() if b not in state["brands"]
+            b: [open_image(p) for p in paths] for b, paths in self.examples.shots.items() if b not in registered
         }
-        gr.Info(f"Registered {len(missing)} example brand(s) from {EXAMPLE_SHOTS} shots each.")
+        shots = {len(paths) for paths in self.examples.shots.values()}
+        gr.Info(f"Registered {len(missing)} example brand(s) from {'/'.join(map(str, sorted(shots)))} shots each.")
         return self._register(state, missing, {b: self.examples.boxes.get(b) for b in missing})
 
     def search(self, image: Any, threshold: float | None, state: dict[str, Any] | None):
@@ -535,8 +515,8 @@ class GalleryApp:
         logo is found or when it matches better: a query that is itself a logo), the best brand's shots, the photo
         annotated with every logo's box and label, and the table of logos found (`DETECTION_HEADERS`).
         """
-        state = state or _empty_state(self.default_model)
-        if not state["brands"]:
+        state = state or self.initial_state()
+        if not self.brands_of(state):
             raise gr.Error("The gallery is empty: add at least one brand (1-5 example images) before searching.")
         if image is None:
             raise gr.Error("Upload a query image.")
@@ -565,17 +545,17 @@ class GalleryApp:
             verdict = f"{best.brand} (cosine {best.score:.3f} ≥ threshold {threshold:.2f}) · {source}"
         else:
             verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f}) · {source}"
+        (entry,) = [entry for entry in self.brands_of(state) if entry["name"] == best.brand]
         best_shots = [
-            (_thumbnail_file(t), f"{best.brand} shot {i + 1}")
-            for i, t in enumerate(state["brands"][best.brand]["thumbnails"])
+            (_thumbnail_file(t), f"{best.brand} shot {i + 1}") for i, t in enumerate(_brand_thumbnails(entry))
         ]
         annotated = _annotated_file(draw_detections(query, detections))
         ranking = {m.brand: round(m.score, 4) for m in matches}
         return ranking, verdict, best_shots, annotated, detection_rows(detections)
 
     def download_gallery(self, state: dict[str, Any] | None) -> str:
-        state = state or _empty_state(self.default_model)
-        if not state["brands"]:
+        state = state or self.initial_state()
+        if not self.brands_of(state):
             raise gr.Error("The gallery is empty: there is nothing to download.")
         directory = Path(tempfile.mkdtemp(prefix="logo-gallery-"))
         self.gallery_of(state).save(directory / "gallery")
@@ -589,13 +569,13 @@ class GalleryApp:
         """Replace the session's gallery with an uploaded zip of the `LogoGallery.save` format: this demo's download,
         or a zipped folder written by `logo-gallery build` / `LogoGallery.save` (the files may sit in a folder
         inside the zip). Its embeddings must come from this session's model."""
-        state = state or _empty_state(self.default_model)
+        state = state or self.initial_state()
         if file is None:
             raise gr.Error(
                 "Choose a gallery .zip: downloaded from this demo, or a zipped `logo-gallery build` folder."
             )
         path = _file_path(file)
-        model, processor, _ = self.model_of(state)
+        embedder, _ = self.model_of(state)
         try:
             with tempfile.TemporaryDirectory(prefix="logo-gallery-") as directory:
                 with zipfile.ZipFile(path) as zf:
@@ -606,14 +586,14 @@ class GalleryApp:
                         if name not in members:
                             raise FileNotFoundError(f"the archive has no {name}")
                         Path(directory, name).write_bytes(zf.read(members[name]))
-                gallery = LogoGallery.load(directory, model, processor, search_backend="torch")
+                gallery = LogoGallery.load(directory, embedder, search_backend="torch")
         except zipfile.BadZipFile:
             raise gr.Error(
                 "This file is not a .zip gallery (this demo's download, or a zipped gallery folder)."
             ) from None
         except (ValueError, FileNotFoundError) as error:
             raise gr.Error(f"Could not load the gallery: {error}") from None
-        state = self.state_of(gallery, state.get("model") or self.default_model)
+        state = self.state_of(gallery, state)
         gr.Info(f"Loaded {len(gallery)} brand(s).")
         return (state, *self.views(state))
 
@@ -623,43 +603,52 @@ class GalleryApp:
 
 
 def build_demo(
-    model: LogoEmbeddingModel | None = None,
-    processor: LogoImageProcessor | None = None,
+    gallery_or_embedder: LogoGallery | LogoEmbedder | None = None,
     *,
+    example_brands: ExampleSet | Mapping[str, Sequence[str]] | None = None,
     untrained: bool = False,
     model_name: str | None = None,
-    examples: bool | ExampleSet | None = True,
     localizer: LogoLocalizer | str | os.PathLike | bool | None = True,
 ) -> gr.Blocks:
-    """The demo's `gr.Blocks` for a model and processor (by default: `load_model()`). Launch it with `.launch()`.
+    """The demo's `gr.Blocks` (launch it with `.launch()`).
 
-    `examples=True` generates the example brands and queries ([`prepare_examples`]; skipped where the generator is
-    unavailable), `False` leaves them out, an `ExampleSet` uses it. `localizer=True` loads the logo localiser named
-    by `LOGO_LOCALIZER`, else the first of `DEFAULT_LOCALIZER_DIRS` ([`load_localizer`]); a path or Hub id loads
-    that one, a `LogoLocalizer` is used as it is, `None`/`False` runs without one (window search, with a note).
+    Args:
+        gallery_or_embedder ([`LogoEmbedder`] or [`LogoGallery`], *optional*): the embedder of the default model
+            (by default [`load_embedder`]: `LOGO_MODEL`, else the first of `DEFAULT_MODEL_DIRS`), or a gallery whose
+            embedder it is and whose brands every session starts with (and whose localiser it uses, if any).
+        example_brands (`ExampleSet` or `{brand: [shot paths]}`, *optional*): the example brands (and example
+            queries) offered by *Add example brands*; none by default. `main` generates unseen test brands
+            ([`prepare_examples`]).
+        localizer: `True` loads the logo localiser named by `LOGO_LOCALIZER`, else the first of
+            `DEFAULT_LOCALIZER_DIRS` ([`load_localizer`]); a path or Hub id loads that one, a `LogoLocalizer` is used
+            as it is, `None`/`False` runs without one (window search, with a note).
+
     API endpoints: `/add_brand`, `/remove_brand`, `/rename_brand`, `/search`, `/select_model`, `/load_examples`,
     `/download_gallery`, `/upload_gallery`.
     """
-    if model is None:
+    gallery = gallery_or_embedder if isinstance(gallery_or_embedder, LogoGallery) else None
+    embedder = gallery.embedder if gallery is not None else gallery_or_embedder
+    if gallery is not None and embedder is None:
+        raise ValueError("build_demo needs a gallery with an embedder (LogoGallery(LogoEmbedder(...))).")
+    if embedder is None:
         model_name = model_name or os.environ.get("LOGO_MODEL") or None
-        model, processor, untrained = load_model(model_name)
-    if processor is None:
-        processor = LogoImageProcessor.from_model_config(model.config)
+        embedder, untrained = load_embedder(model_name)
     localizer_name = None
+    if localizer is True and gallery is not None and gallery.localizer is not None:
+        localizer = gallery.localizer
     if localizer is True:
         localizer = os.environ.get("LOGO_LOCALIZER") or default_localizer()
         if localizer is None:
             logger.warning("No logo localiser found: whole photos are searched with windows of the embedding model.")
     if isinstance(localizer, (str, os.PathLike)):
         localizer_name, localizer = str(localizer), load_localizer(localizer)
-    example_set = prepare_examples() if examples is True else (examples or None)
     app = GalleryApp(
-        model, processor, untrained=untrained, model_name=model_name, examples=example_set,
-        localizer=localizer or None, localizer_name=localizer_name,
+        embedder, untrained=untrained, model_name=model_name, examples=example_brands, localizer=localizer or None,
+        localizer_name=localizer_name, gallery=gallery,
     )  # fmt: skip
-    initial = _empty_state(app.default_model)
+    initial = app.initial_state()
 
-    with gr.Blocks(title="Few-shot logo recognition") as demo:
+    with gr.Blocks(title="Few-shot logo recognition", analytics_enabled=False) as demo:
         gr.Markdown(
             "# Few-shot logo recognition\n"
             f"Register a brand from 1 to {MAX_SHOTS} example images (crops of its logo, or whole photos), then upload "
@@ -670,6 +659,8 @@ def build_demo(
         if untrained:
             gr.Markdown(UNTRAINED_WARNING, elem_id="untrained-warning")
         state = gr.State(initial)
+        initial_items, _dropdown, initial_summary = app.views(initial)
+        initial_names = [entry["name"] for entry in app.brands_of(initial)]
         with gr.Accordion("Model", open=False):
             with gr.Row():
                 model_choice = gr.Dropdown(
@@ -698,17 +689,23 @@ def build_demo(
                 add_button = gr.Button("Add brand", variant="primary", elem_id="add-brand")
                 if app.examples is not None:
                     examples_button = gr.Button(
-                        f"Add {len(app.examples.shots)} example brands (never seen in training)",
+                        f"Add {len(app.examples.shots)} example brands"
+                        + (" (never seen in training)" if app.examples.unseen else ""),
                         elem_id="add-examples",
                     )
                 with gr.Row():
-                    brand_choice = gr.Dropdown(label="Brand", choices=[], interactive=True)
+                    brand_choice = gr.Dropdown(
+                        label="Brand", choices=initial_names, value=initial_names[-1] if initial_names else None,
+                        interactive=True,
+                    )  # fmt: skip
                     new_name = gr.Textbox(label="New name")
                 with gr.Row():
                     rename_button = gr.Button("Rename brand")
                     remove_button = gr.Button("Remove brand")
-                summary = gr.Markdown("The gallery is empty.", elem_id="summary")
-                brand_gallery = gr.Gallery(label="Your brands and their shots", columns=5, height="auto")
+                summary = gr.Markdown(initial_summary, elem_id="summary")
+                brand_gallery = gr.Gallery(
+                    initial_items or None, label="Your brands and their shots", columns=5, height="auto"
+                )
                 with gr.Accordion("Save or restore the gallery", open=False):
                     download_button = gr.Button("Download gallery (.zip)")
                     download_file = gr.File(label="Gallery archive", interactive=False)
@@ -726,7 +723,7 @@ def build_demo(
                     sources=["upload", "webcam", "clipboard"],
                     elem_id="query-image",
                 )
-                if app.examples is not None:
+                if app.examples is not None and app.examples.queries:
                     gr.Examples(
                         [[path] for path, _ in app.examples.queries], inputs=[query],
                         example_labels=[f"{brand} (query)" for _, brand in app.examples.queries],
@@ -775,6 +772,54 @@ def build_demo(
     return demo
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# The launcher: the example brands are generated here (with dataset_scripts), not by the demo itself.
+
+
+def _logo_box(record) -> tuple[float, float, float, float] | None:
+    """The largest annotated logo of a generated scene's own brand folder (a scene may hold other brands' logos)."""
+    from dataset_scripts.voc import read_voc
+
+    try:
+        _size, objects = read_voc(record.xml_path)
+    except (OSError, ValueError, TypeError, SyntaxError):  # ElementTree's ParseError is a SyntaxError
+        return None
+    own = [box for name, box in objects if name == record.image_path.parent.name]
+    return max(own, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), default=None)
+
+
+def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) -> ExampleSet | None:
+    """Generate (once, cached in `directory`) scenes of `EXAMPLE_BRANDS + 1` test brands: `EXAMPLE_SHOTS` shots of the
+    first ones to register and `EXAMPLE_QUERIES` queries each; the last brand only gives queries, to be rejected.
+
+    Returns `None` (and logs why) when the generator or its marks are unavailable: the demo works without examples.
+    """
+    try:
+        from dataset_scripts.logo_sources import MarkSourceError
+        from dataset_scripts.logodet3k import hash_split_of, scan_data_dir
+        from dataset_scripts.synthesize import synthesize
+    except ImportError as error:
+        logger.info("No example brands: the data generator is not installed (%s).", error)
+        return None
+    directory = Path(directory or cache_root() / f"space-examples-{seed}")
+    per_brand = EXAMPLE_SHOTS + EXAMPLE_QUERIES
+    if not any(directory.glob("*/*/*.xml")):
+        try:
+            synthesize(directory, EXAMPLE_BRANDS + 1, per_brand, seed=seed, workers=1, progress=False,
+                       brand_filter=lambda brand: hash_split_of(brand.folder) == "test", overwrite=True)  # fmt: skip
+        except (MarkSourceError, OSError, ValueError) as error:
+            logger.warning("No example brands: %s", error)
+            return None
+    records = defaultdict(list)
+    for record in sorted(scan_data_dir(directory).records, key=lambda r: (r.brand, r.design, int(r.image_path.stem))):
+        records[record.brand].append(record)
+    brands = sorted(records)
+    shots = {brand: [str(r.image_path) for r in records[brand][:EXAMPLE_SHOTS]] for brand in brands[:EXAMPLE_BRANDS]}
+    boxes = {brand: [_logo_box(r) for r in records[brand][:EXAMPLE_SHOTS]] for brand in shots}
+    queries = [(str(r.image_path), brand) for brand in brands for r in records[brand][-EXAMPLE_QUERIES:]]
+    return ExampleSet(shots, queries, boxes, unseen=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("LOGO_MODEL") or None, help="model directory or Hub id")
@@ -786,8 +831,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    model, processor, untrained = load_model(args.model)
-    demo = build_demo(model, processor, untrained=untrained, model_name=args.model, localizer=args.localizer or True)
+    embedder, untrained = load_embedder(args.model)
+    demo = build_demo(
+        embedder, example_brands=prepare_examples(), untrained=untrained, model_name=args.model,
+        localizer=args.localizer or True,
+    )  # fmt: skip
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

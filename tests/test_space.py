@@ -1,4 +1,4 @@
-"""The Gradio demo in space/app.py, launched in-process with a tiny random model and driven by gradio_client.
+"""The Gradio demo (`space.app`), launched in-process with a tiny random model and driven by gradio_client.
 
 Whole photos are searched either by the window fallback (no localiser: the `server` fixture) or, where a test
 depends on where the logo is, by `ForegroundLocalizer`, a stand-in that boxes exactly the logo pasted on a plain
@@ -6,10 +6,10 @@ background (the `located_server` fixture): the assertions never depend on an unt
 random `LogoLocalizerModel` is only used to check that a saved localiser loads and drives the same pipeline.
 """
 
-import importlib.util
+import ast
+import json
 import re
 import socket
-import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from modeling_logo import (
+    LogoEmbedder,
     LogoEmbeddingConfig,
     LogoEmbeddingModel,
     LogoGallery,
@@ -44,19 +45,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 
-APP_PATH = Path(__file__).resolve().parent.parent / "space" / "app.py"
+APP_PATH = Path(__file__).resolve().parent.parent / "space" / "app.py"  # read by the test of its imports
 ORIENTATION_TAG = 0x0112
 ACCEPT = 0.99  # a shot image is ~1.0 from its own 1-shot prototype
 SCENE_SIZE = (320, 240)
 SCENE_BACKGROUND = (128, 128, 128)
-
-
-def _load_app_module():
-    spec = importlib.util.spec_from_file_location("space_app", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _free_port() -> int:
@@ -124,13 +117,15 @@ def scenes(images, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_module():
-    return _load_app_module()
+    import space.app
+
+    return space.app
 
 
-def _tiny_model(seed: int = 0) -> tuple[LogoEmbeddingModel, LogoImageProcessor]:
+def _tiny_embedder(seed: int = 0, **kwargs) -> LogoEmbedder:
     torch.manual_seed(seed)
     config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)
-    return LogoEmbeddingModel(config).eval(), LogoImageProcessor.from_model_config(config)
+    return LogoEmbedder(LogoEmbeddingModel(config), LogoImageProcessor.from_model_config(config), **kwargs)
 
 
 def _launch(demo):
@@ -141,8 +136,9 @@ def _launch(demo):
 
 @pytest.fixture(scope="module")
 def server(app_module):
-    """The demo without a logo localiser: whole photos are searched with windows (the fallback)."""
-    demo = app_module.build_demo(*_tiny_model(), localizer=None)
+    """The demo without a logo localiser (whole photos are searched with windows, the fallback), with the generated
+    example brands where the mark packages are available."""
+    demo = app_module.build_demo(_tiny_embedder(), example_brands=app_module.prepare_examples(), localizer=None)
     try:
         yield _launch(demo)
     finally:
@@ -152,7 +148,7 @@ def server(app_module):
 @pytest.fixture(scope="module")
 def located_server(app_module):
     """The demo with `ForegroundLocalizer`, which boxes exactly the logo of a `scenes` photo."""
-    demo = app_module.build_demo(*_tiny_model(), examples=False, localizer=ForegroundLocalizer())
+    demo = app_module.build_demo(_tiny_embedder(), localizer=ForegroundLocalizer())
     try:
         yield _launch(demo)
     finally:
@@ -350,8 +346,8 @@ def test_a_gallery_built_from_a_folder_uploads_as_a_zip(server, images, tmp_path
         (brands / brand).mkdir(parents=True)
         for path in images[brand]:
             Image.open(path).save(brands / brand / Path(path).name)
-    model, processor = _tiny_model()  # the server's model: the gallery's embeddings belong to it
-    LogoGallery.from_folder(brands, model, processor, runtime="torch").save(tmp_path / "my-gallery" / "gallery")
+    embedder = _tiny_embedder(runtime="torch")  # the server's model: the gallery's embeddings belong to it
+    LogoGallery.from_folder(brands, embedder).save(tmp_path / "my-gallery" / "gallery")
     archive = tmp_path / "my-gallery.zip"
     with zipfile.ZipFile(archive, "w") as zf:  # as `zip -r` writes it: the files inside a folder
         for name in ("gallery.json", "gallery.safetensors"):
@@ -408,10 +404,72 @@ def test_exif_orientation_is_applied_to_shots(server, images, tmp_path):
 def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(app_module, "DEFAULT_MODEL_DIRS", (tmp_path / "missing",))
-    model, processor, untrained = app_module.load_model(None)
-    assert untrained and model.config.backbone == "resnet-small"
-    demo = app_module.build_demo(model, processor, untrained=untrained)
+    embedder, untrained = app_module.load_embedder(None)
+    assert untrained and embedder.config.backbone == "resnet-small"
+    demo = app_module.build_demo(embedder, untrained=untrained)
     assert "Untrained model" in str(demo.config)
+
+
+def test_the_session_state_is_the_gallerys_dict_and_brands_are_the_gallerys(app_module, images):
+    embedder = _tiny_embedder(runtime="torch")
+    app = app_module.GalleryApp(embedder, localizer=None)
+    state, *_views = app.add_brand("A", [images["A"][0]], None)
+    state, *_views = app.add_brand("B", images["B"], state)
+    assert set(state) == {"model", "gallery"} and json.loads(json.dumps(state)) == state  # plain JSON data
+    gallery = LogoGallery.from_dict(state["gallery"], embedder)
+    assert gallery.brands == ["A", "B"] and len(gallery.metadata("B")["thumbnails"]) == 2
+    by_hand = LogoGallery(embedder)
+    by_hand.add_brand("B", images["B"])
+    torch.testing.assert_close(gallery.shots("B"), by_hand.shots("B"), rtol=0, atol=0)
+    assert state["gallery"] == gallery.to_dict()
+
+    state, *_views = app.rename_brand("A", "Acme", state)
+    assert LogoGallery.from_dict(state["gallery"], embedder).brands == ["Acme", "B"]
+    state, _items, _dropdown, summary = app.remove_brand("B", state)
+    assert summary == "1 brand(s) registered: Acme"
+    with pytest.raises(app_module.gr.Error, match="not in the gallery"):
+        app.remove_brand("B", state)
+    state, *_views = app.add_brand("B", images["B"], state)
+    with pytest.raises(app_module.gr.Error, match="already in the gallery"):
+        app.rename_brand("Acme", "B", state)
+
+
+def test_a_demo_built_on_a_gallery_starts_every_session_with_its_brands(app_module, images):
+    embedder = _tiny_embedder(runtime="torch")
+    gallery = LogoGallery(embedder)
+    gallery.add_brand("Acme", [images["A"][0]])
+    demo = app_module.build_demo(gallery, localizer=None)
+    assert demo.analytics_enabled is False  # no telemetry, without environment tricks before importing gradio
+    assert "1 brand(s) registered: Acme" in str(demo.config)
+    app = app_module.GalleryApp(embedder, gallery=gallery)
+    _ranking, verdict, best_shots, _annotated, _rows = app.search(images["A"][0], ACCEPT, None)
+    assert verdict.startswith("Acme ") and len(best_shots) == 1  # a grey placeholder: the gallery has no thumbnail
+    with pytest.raises(ValueError, match="embedder"):
+        app_module.build_demo(LogoGallery(), localizer=None)
+
+
+def test_example_brands_are_passed_in(app_module, images):
+    embedder = _tiny_embedder(runtime="torch")
+    assert "add-examples" not in str(app_module.build_demo(embedder, localizer=None).config)  # none by default
+    demo = app_module.build_demo(embedder, example_brands={"Acme": images["A"]}, localizer=None)
+    assert "Add 1 example brands" in str(demo.config)
+    app = app_module.GalleryApp(embedder, examples={"Acme": images["A"]})
+    _state, _items, _dropdown, summary = app.load_examples(None)
+    assert summary == "1 brand(s) registered: Acme"
+
+
+def test_only_the_launcher_imports_dataset_scripts():
+    """The demo's core takes its example brands as arguments; the launcher (`main`) generates them."""
+    tree = ast.parse(APP_PATH.read_text(encoding="utf-8"))
+    importers = set()
+    for function in tree.body:
+        for node in ast.walk(function):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name.split(".")[0] == "dataset_scripts" for name in names):
+                importers.add(getattr(function, "name", "<module level>"))
+    assert importers == {"prepare_examples", "_logo_box"}
+    assert "GRADIO_ANALYTICS_ENABLED" not in APP_PATH.read_text(encoding="utf-8")
 
 
 def _grey_fraction(image: Image.Image) -> float:
@@ -490,26 +548,26 @@ def test_window_search_note_shows_without_a_localiser(server, located_server, cl
 def test_saved_localizer_is_used_by_default_by_path_or_env(
     app_module, tiny_localizer_dir, monkeypatch, images, scenes
 ):
-    model, processor = _tiny_model()
+    embedder = _tiny_embedder()
     monkeypatch.delenv("LOGO_LOCALIZER", raising=False)
     monkeypatch.setattr(app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing",))
     assert app_module.load_localizer() is None
-    assert "No logo localiser" in str(app_module.build_demo(model, processor, examples=False).config)
+    assert "No logo localiser" in str(app_module.build_demo(embedder).config)
     monkeypatch.setattr(
         app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing", tiny_localizer_dir)
     )
-    config = str(app_module.build_demo(model, processor, examples=False).config)
+    config = str(app_module.build_demo(embedder).config)
     assert "No logo localiser" not in config and f"`{tiny_localizer_dir}`" in config  # the default directory
     monkeypatch.setenv("LOGO_LOCALIZER", "none")
-    assert "No logo localiser" in str(app_module.build_demo(model, processor, examples=False).config)
+    assert "No logo localiser" in str(app_module.build_demo(embedder).config)
     monkeypatch.setattr(app_module, "DEFAULT_LOCALIZER_DIRS", (tiny_localizer_dir.parent / "missing",))
     monkeypatch.setenv("LOGO_LOCALIZER", str(tiny_localizer_dir))
-    assert f"`{tiny_localizer_dir}`" in str(app_module.build_demo(model, processor, examples=False).config)
+    assert f"`{tiny_localizer_dir}`" in str(app_module.build_demo(embedder).config)
 
     # A real (random) localiser drives the pipeline: one row and one box per logo box it finds, whatever they are.
     localizer = app_module.load_localizer(tiny_localizer_dir)
     assert isinstance(localizer, LogoLocalizer)
-    app = app_module.GalleryApp(model, processor, localizer=localizer)
+    app = app_module.GalleryApp(embedder, localizer=localizer)
     state, *_views = app.add_brand("A", [images["A"][0]], None)
     path = scenes["A-right"][0]
     _ranking, _verdict, _shots, annotated, rows = app.search(path, 0.5, state)
@@ -525,7 +583,8 @@ def test_cli_passes_the_localizer_option(app_module, monkeypatch):
         def launch(self, **kwargs):
             pass
 
-    monkeypatch.setattr(app_module, "load_model", lambda name: (*_tiny_model(), False))
+    monkeypatch.setattr(app_module, "load_embedder", lambda name: (_tiny_embedder(), False))
+    monkeypatch.setattr(app_module, "prepare_examples", lambda: {"Acme": ["acme.png"]})
     monkeypatch.setattr(app_module, "build_demo", lambda *args, **kwargs: calls.append(kwargs) or FakeDemo())
     monkeypatch.delenv("LOGO_LOCALIZER", raising=False)
     app_module.main(["--localizer", "some/localizer"])
@@ -533,6 +592,7 @@ def test_cli_passes_the_localizer_option(app_module, monkeypatch):
     monkeypatch.setenv("LOGO_LOCALIZER", "env/localizer")
     app_module.main([])
     assert [call["localizer"] for call in calls] == ["some/localizer", True, "env/localizer"]
+    assert all(call["example_brands"] == {"Acme": ["acme.png"]} for call in calls)  # the launcher makes the examples
 
 
 CHROMIUM = Path("/usr/bin/chromium")
