@@ -94,9 +94,11 @@ class EmbeddingTrainingArguments:
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
     crop_max_size: int | None = field(
         default=None,
-        metadata={"help": "Longest side of the stored crops (shrunk once when the data is prepared, so that loading "
-                  "keeps up with training). Default: 2 × image_size; 0 keeps crops at full size."},
-    )  # fmt: skip
+        metadata={
+            "help": "Longest side of the stored crops (shrunk once when the data is prepared, so that loading "
+            "keeps up with training). Default: 2 × image_size; 0 keeps crops at full size."
+        },
+    )
     # model
     init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
     backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset (resnet-small)."})
@@ -151,10 +153,12 @@ class EmbeddingTrainingArguments:
     num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes."})
     frozen_feature_views: int = field(
         default=0,
-        metadata={"help": "While the whole backbone is frozen, train the head on backbone features of N cached "
-                  "augmentations per image instead of running the backbone every step (much faster epochs); "
-                  "switches off at unfreezing. 0: off."},
-    )  # fmt: skip
+        metadata={
+            "help": "While the whole backbone is frozen, train the head on backbone features of N cached "
+            "augmentations per image instead of running the backbone every step (much faster epochs); "
+            "switches off at unfreezing. 0: off."
+        },
+    )
     # evaluation, checkpoints, outputs
     threshold_target: str = field(
         default="f1", metadata={"help": "How the saved open-set threshold is chosen: f1, precision@0.95, far@0.01."}
@@ -635,9 +639,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     if args.miner == "collator":
         collate = TripletCollator() if args.loss == "triplet" else PairCollator()
     train_loader = DataLoader(
-        train_dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.num_workers,
+        train_dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),  # worker seeds do not consume the global RNG
-    )  # fmt: skip
+    )
     train_sample = seeded_sample(train_split, args.train_sample, args.seed)
     # A large scene pool has many validation images per brand; a fixed sample keeps epochs comparable and quick.
     validation_split = splits["validation"]
@@ -649,8 +656,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     if args.early_stopping_patience:
         callbacks.append(EarlyStopping(args.early_stopping_patience))
     callbacks += user_callbacks
-    loss_fn = build_loss(args.loss, margin=args.margin, num_classes=train_split.features["brand"].num_classes,
-                         embedding_size=model.config.embedding_size)  # fmt: skip
+    loss_fn = build_loss(
+        args.loss,
+        margin=args.margin,
+        num_classes=train_split.features["brand"].num_classes,
+        embedding_size=model.config.embedding_size,
+    )
     miner = build_miner(args.miner, args.loss, margin=args.margin)
     train_loss_fn, train_miner = gathered_criterion(loss_fn, miner, args, accelerator.num_processes)
     loss_is_gathered = train_loss_fn is not loss_fn  # the distributed wrapper's loss is N × the global batch's
@@ -736,15 +747,18 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
         if args.frozen_feature_views and set(unwrapped.config.frozen_stages) == set(BACKBONE_STAGES):
             if feature_loader is None:
                 features = compute_backbone_features(
-                    unwrapped, train_dataset, args.frozen_feature_views, num_workers=args.num_workers,
+                    unwrapped,
+                    train_dataset,
+                    args.frozen_feature_views,
+                    num_workers=args.num_workers,
                     progress=accelerator.is_local_main_process,
-                )  # fmt: skip
+                )
                 feature_loader = accelerator.prepare(
                     DataLoader(
                         CachedFeatureDataset(features, train_split["brand"], seed=args.seed),
                         batch_sampler=sampler,
                         collate_fn=collate,
-                    )  # fmt: skip
+                    )
                 )
                 cache_seconds = time.perf_counter() - epoch_start
             epoch_loader = feature_loader
@@ -754,8 +768,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
         loader = accelerator.skip_first_batches(epoch_loader, state.step_in_epoch * args.gradient_accumulation_steps)
         loader.set_epoch(state.epoch)  # Accelerate's loaders otherwise reset the epoch to their own iteration count
         losses = []
-        progress = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
-                        disable=not accelerator.is_local_main_process)  # fmt: skip
+        progress = tqdm(
+            total=steps_per_epoch,
+            initial=state.step_in_epoch,
+            desc=f"epoch {state.epoch}",
+            disable=not accelerator.is_local_main_process,
+        )
         for batch in loader:
             if state.step_in_epoch >= steps_per_epoch:
                 break
@@ -850,11 +868,17 @@ def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict
 
     print("\nEvaluating the best model on the test brands (never seen in training) ...")
     settings = EvaluationSettings(
-        data_dir=data_dir, models=(args.output_dir,), baselines=("untrained", "histogram"),
-        builder_config=args.builder_config, ways=(5, 20, "all"), episodes=args.test_episodes,
-        train_sample=args.train_sample, seed=args.seed, report_dir=Path(args.output_dir) / "report",
+        data_dir=data_dir,
+        models=(args.output_dir,),
+        baselines=("untrained", "histogram"),
+        builder_config=args.builder_config,
+        ways=(5, 20, "all"),
+        episodes=args.test_episodes,
+        train_sample=args.train_sample,
+        seed=args.seed,
+        report_dir=Path(args.output_dir) / "report",
         **split_options(args),
-    )  # fmt: skip
+    )
     return evaluate_model(settings)
 
 

@@ -244,8 +244,12 @@ def main(argv: list[str] | None = None) -> TrainingState:
         loader = accelerator.skip_first_batches(train_loader, state.step_in_epoch)
         loader.set_epoch(state.epoch)
         losses = []
-        progress = tqdm(total=steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch}",
-                        disable=not accelerator.is_local_main_process)  # fmt: skip
+        progress = tqdm(
+            total=steps_per_epoch,
+            initial=state.step_in_epoch,
+            desc=f"epoch {state.epoch}",
+            disable=not accelerator.is_local_main_process,
+        )
         epoch_start = time.perf_counter()
         for batch in loader:
             if state.step_in_epoch >= steps_per_epoch:

@@ -29,10 +29,10 @@ import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _results import write_result  # noqa: E402
+from _results import write_result
 
-from dataset_scripts import load_logodet3k, synthesize  # noqa: E402
-from logo_evaluation import build_embedders, evaluate_embedder  # noqa: E402
+from dataset_scripts import load_logodet3k, synthesize
+from logo_evaluation import build_embedders, evaluate_embedder
 
 
 SOURCES = ("simple-icons", "iconify")
@@ -40,10 +40,24 @@ SOURCES = ("simple-icons", "iconify")
 
 def generate(source: str, out: Path, images_per_brand: int, seed: int) -> None:
     if not (out / "LICENSES.md").exists():
-        synthesize.main([
-            "--out", str(out), "--source", source, "--brands", "all", "--images-per-brand", str(images_per_brand),
-            "--image-size", "192", "--seed", str(seed), "--no-progress", "--overwrite",
-        ])  # fmt: skip
+        synthesize.main(
+            [
+                "--out",
+                str(out),
+                "--source",
+                source,
+                "--brands",
+                "all",
+                "--images-per-brand",
+                str(images_per_brand),
+                "--image-size",
+                "192",
+                "--seed",
+                str(seed),
+                "--no-progress",
+                "--overwrite",
+            ]
+        )
 
 
 def brand_names(dataset: datasets.Dataset) -> set[str]:
@@ -119,8 +133,14 @@ def main(argv: list[str] | None = None) -> dict:
                 value = by_source[source][column]
                 cells.append(f"{value[0]:.3f} ± {value[1]:.3f}" if isinstance(value, tuple) else f"{value:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    output = {"test_brands": test_brands, "crops": sizes, "images_per_brand": args.images_per_brand,
-              "seed": args.seed, "episodes": args.episodes, "results": results}  # fmt: skip
+    output = {
+        "test_brands": test_brands,
+        "crops": sizes,
+        "images_per_brand": args.images_per_brand,
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "results": results,
+    }
     write_result("cross_source", output, args.output)
     return output
 

@@ -79,8 +79,13 @@ def loading_rate(dataset: AugmentedDataset, count: int) -> float:
 
 def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers: int, steps: int) -> float:
     """Training images per second with a DataLoader of `workers` processes feeding the steps."""
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_pk_batch, num_workers=workers,
-                        persistent_workers=workers > 0)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_pk_batch,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
     def forever():  # as many epochs as the steps need
         for epoch in itertools.count():
@@ -126,13 +131,21 @@ def main(argv: list[str] | None = None) -> dict:
     labels = torch.arange(args.brands_per_batch).repeat_interleave(args.images_per_brand_in_batch)
     fixed_batch = {"pixel_values": torch.randn(batch_size, 3, args.image_size, args.image_size), "labels": labels}
     step_rate = train_step_rate(model, fixed_batch, loss_fn, miner, optimizer, args.steps)
-    print(f"{args.backbone} at {args.image_size} px: training step {step_rate:.1f} images/s "
-          f"(batch {batch_size}, {torch.get_num_threads()} threads)\n")  # fmt: skip
+    print(
+        f"{args.backbone} at {args.image_size} px: training step {step_rate:.1f} images/s "
+        f"(batch {batch_size}, {torch.get_num_threads()} threads)\n"
+    )
 
     rows = []
     for crop_max_size in (None, 2 * args.image_size):
-        splits = load_logodet3k(data_dir, "crops", split_scheme="brands", train_fraction=0.8,
-                                validation_fraction=0.1, crop_max_size=crop_max_size)  # fmt: skip
+        splits = load_logodet3k(
+            data_dir,
+            "crops",
+            split_scheme="brands",
+            train_fraction=0.8,
+            validation_fraction=0.1,
+            crop_max_size=crop_max_size,
+        )
         train_split = splits["train"]
         sizes = [max(image.size) for image in train_split.select(range(min(64, len(train_split))))["image"]]
         dataset = AugmentedDataset(train_split, transform)
@@ -140,10 +153,17 @@ def main(argv: list[str] | None = None) -> dict:
         sampler = PKBatchSampler(train_split["brand"], args.brands_per_batch, args.images_per_brand_in_batch)
         for workers in (0, 1, 2):
             fed = loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers, args.steps)
-            rows.append({"crops": f"≤ {crop_max_size} px" if crop_max_size else "full size",
-                         "median_crop_px": sorted(sizes)[len(sizes) // 2], "loading_images_per_second": rate,
-                         "loading_over_step": rate / step_rate, "workers": workers,
-                         "fed_training_images_per_second": fed, "fed_over_step": fed / step_rate})  # fmt: skip
+            rows.append(
+                {
+                    "crops": f"≤ {crop_max_size} px" if crop_max_size else "full size",
+                    "median_crop_px": sorted(sizes)[len(sizes) // 2],
+                    "loading_images_per_second": rate,
+                    "loading_over_step": rate / step_rate,
+                    "workers": workers,
+                    "fed_training_images_per_second": fed,
+                    "fed_over_step": fed / step_rate,
+                }
+            )
 
     print(
         "| crops | median crop px | decode+augment img/s (1 thread) | × step rate | workers | "
@@ -151,11 +171,18 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        print(f"| {row['crops']} | {row['median_crop_px']} | {row['loading_images_per_second']:.0f} | "
-              f"{row['loading_over_step']:.1f} | {row['workers']} | {row['fed_training_images_per_second']:.1f} | "
-              f"{row['fed_over_step']:.0%} |")  # fmt: skip
-    result = {"backbone": args.backbone, "image_size": args.image_size, "scene_size": args.scene_size,
-              "step_images_per_second": step_rate, "rows": rows}  # fmt: skip
+        print(
+            f"| {row['crops']} | {row['median_crop_px']} | {row['loading_images_per_second']:.0f} | "
+            f"{row['loading_over_step']:.1f} | {row['workers']} | {row['fed_training_images_per_second']:.1f} | "
+            f"{row['fed_over_step']:.0%} |"
+        )
+    result = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "scene_size": args.scene_size,
+        "step_images_per_second": step_rate,
+        "rows": rows,
+    }
     write_result("data_pipeline", result, args.output)
     return result
 

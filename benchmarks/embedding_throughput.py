@@ -124,25 +124,36 @@ def main(argv: list[str] | None = None) -> dict:
             error = float((run(reference_pixels).float() - reference).abs().max())
             for batch_size in args.batch_sizes:
                 rate = images_per_second(run, torch.randn(batch_size, 3, size, size), args.min_seconds)
-                rows.append({"path": name, "batch_size": batch_size, "images_per_second": rate,
-                             "max_abs_error": error})  # fmt: skip
+                rows.append(
+                    {"path": name, "batch_size": batch_size, "images_per_second": rate, "max_abs_error": error}
+                )
     # The CPU's rate drifts on a shared machine: the limit is the best GEMM rate seen before or after the paths.
     gemm = max(gemm_before, gemm_gflops())
     limit = gemm / gflops_per_image
     for row in rows:
         row["fraction_of_limit"] = row["images_per_second"] / limit
-    print(f"fp32 GEMM: {gemm:.1f} GFLOP/s (before the paths {gemm_before:.1f}); {model.config.backbone} at {size} px: "
-          f"{gflops_per_image:.3f} GFLOP/image; limit: {limit:.1f} images/s\n")  # fmt: skip
+    print(
+        f"fp32 GEMM: {gemm:.1f} GFLOP/s (before the paths {gemm_before:.1f}); {model.config.backbone} at {size} px: "
+        f"{gflops_per_image:.3f} GFLOP/image; limit: {limit:.1f} images/s\n"
+    )
 
     print("| path | batch | images/s | × eager | of the limit | max |Δ| vs eager |")
     print("| --- | --- | --- | --- | --- | --- |")
     eager = {row["batch_size"]: row["images_per_second"] for row in rows if row["path"] == "eager fp32"}
     for row in rows:
-        print(f"| {row['path']} | {row['batch_size']} | {row['images_per_second']:.1f} | "
-              f"{row['images_per_second'] / eager[row['batch_size']]:.2f} | {row['fraction_of_limit']:.0%} | "
-              f"{row['max_abs_error']:.1e} |")  # fmt: skip
-    result = {"backbone": model.config.backbone, "image_size": size, "gemm_gflops": gemm,
-              "gflops_per_image": gflops_per_image, "limit_images_per_second": limit, "rows": rows}  # fmt: skip
+        print(
+            f"| {row['path']} | {row['batch_size']} | {row['images_per_second']:.1f} | "
+            f"{row['images_per_second'] / eager[row['batch_size']]:.2f} | {row['fraction_of_limit']:.0%} | "
+            f"{row['max_abs_error']:.1e} |"
+        )
+    result = {
+        "backbone": model.config.backbone,
+        "image_size": size,
+        "gemm_gflops": gemm,
+        "gflops_per_image": gflops_per_image,
+        "limit_images_per_second": limit,
+        "rows": rows,
+    }
     write_result(f"embedding_throughput_{model.config.backbone}", result, args.output)
     return result
 

@@ -21,21 +21,43 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from _results import write_result  # noqa: E402
+from _results import write_result
 
-import train  # noqa: E402
+import train
 
 
 def run(args: argparse.Namespace, seed: int, views: int, workdir: Path) -> dict:
     output = workdir / f"seed{seed}-views{views}"
     data = ["--data_dir", args.data_dir] if args.data_dir else []  # default: the benchmark, generated if missing
-    state = train.main([
-        *data, "--backbone", args.backbone, "--image_size", str(args.image_size),
-        "--num_epochs", str(args.epochs), "--unfreeze", f"layer4:{args.epochs + 1}", "--freeze_other_stages", "true",
-        "--frozen_feature_views", str(views), "--seed", str(seed), "--output_dir", str(output),
-        "--report_to", "none", "--evaluate_on_test", "false", "--num_workers", str(args.num_workers),
-        "--learning_rate", str(args.learning_rate),
-    ])  # fmt: skip
+    state = train.main(
+        [
+            *data,
+            "--backbone",
+            args.backbone,
+            "--image_size",
+            str(args.image_size),
+            "--num_epochs",
+            str(args.epochs),
+            "--unfreeze",
+            f"layer4:{args.epochs + 1}",
+            "--freeze_other_stages",
+            "true",
+            "--frozen_feature_views",
+            str(views),
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(output),
+            "--report_to",
+            "none",
+            "--evaluate_on_test",
+            "false",
+            "--num_workers",
+            str(args.num_workers),
+            "--learning_rate",
+            str(args.learning_rate),
+        ]
+    )
     history = state.history
     return {
         "seed": seed,
@@ -77,17 +99,32 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{args.backbone} at {args.image_size} px, backbone frozen for {args.epochs} epochs\n")
     print("| run | s/epoch (training) | cache build s | validation retrieval mAP | validation paper mAP |")
     print("| --- | --- | --- | --- | --- |")
-    for name, row in [("backbone every step, seed 0", every_step), ("backbone every step, seed 1", every_step_seed1),
-                      (f"cached features ({args.views} views), seed 0", cached)]:  # fmt: skip
-        print(f"| {name} | {mean(row['train_seconds_per_epoch'][steady]):.2f} | {row['feature_cache_seconds']:.1f} | "
-              f"{row['retrieval_mAP']:.4f} | {row['paper_mAP']:.4f} |")  # fmt: skip
+    for name, row in [
+        ("backbone every step, seed 0", every_step),
+        ("backbone every step, seed 1", every_step_seed1),
+        (f"cached features ({args.views} views), seed 0", cached),
+    ]:
+        print(
+            f"| {name} | {mean(row['train_seconds_per_epoch'][steady]):.2f} | {row['feature_cache_seconds']:.1f} | "
+            f"{row['retrieval_mAP']:.4f} | {row['paper_mAP']:.4f} |"
+        )
     noise = abs(every_step["retrieval_mAP"] - every_step_seed1["retrieval_mAP"])
     difference = abs(cached["retrieval_mAP"] - every_step["retrieval_mAP"])
-    print(f"\nepochs {speedup:.1f}× faster; the cache costs {break_even:.1f} uncached epochs; retrieval mAP "
-          f"difference {difference:.4f} vs seed-to-seed {noise:.4f}")  # fmt: skip
-    result = {"backbone": args.backbone, "image_size": args.image_size, "epochs": args.epochs, "views": args.views,
-              "runs": runs, "epoch_speedup": speedup, "cache_cost_in_epochs": break_even,
-              "retrieval_mAP_difference": difference, "seed_noise": noise}  # fmt: skip
+    print(
+        f"\nepochs {speedup:.1f}× faster; the cache costs {break_even:.1f} uncached epochs; retrieval mAP "
+        f"difference {difference:.4f} vs seed-to-seed {noise:.4f}"
+    )
+    result = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "views": args.views,
+        "runs": runs,
+        "epoch_speedup": speedup,
+        "cache_cost_in_epochs": break_even,
+        "retrieval_mAP_difference": difference,
+        "seed_noise": noise,
+    }
     write_result("frozen_phase", result, args.output)
     return result
 

@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     gallery = clustered_unit_vectors(args.num_vectors, args.dim, 50_000, 0.5, rng)
     queries = clustered_unit_vectors(args.num_queries, args.dim, 50_000, 0.5, np.random.default_rng(args.seed))
-    print(f"{args.num_vectors:,} gallery vectors × {args.dim}, {args.num_queries:,} queries, top-{args.k}, "
-          f"{faiss.omp_get_max_threads()} threads")  # fmt: skip
+    print(
+        f"{args.num_vectors:,} gallery vectors × {args.dim}, {args.num_queries:,} queries, top-{args.k}, "
+        f"{faiss.omp_get_max_threads()} threads"
+    )
 
     rows = []
     gallery_t, queries_t = torch.from_numpy(gallery), torch.from_numpy(queries)
@@ -68,8 +70,15 @@ def main(argv: list[str] | None = None) -> dict:
     single = [
         timed(lambda q: torch.topk(gallery_t @ q, args.k), query)[0] for query in queries_t[: args.single_queries]
     ]
-    rows.append({"index": "torch matmul + topk (exact)", "build_s": 0.0, "ms_per_query": 1000 * seconds / args.num_queries,
-                 "single_query_ms": 1000 * float(np.median(single)), "recall": 1.0})  # fmt: skip
+    rows.append(
+        {
+            "index": "torch matmul + topk (exact)",
+            "build_s": 0.0,
+            "ms_per_query": 1000 * seconds / args.num_queries,
+            "single_query_ms": 1000 * float(np.median(single)),
+            "recall": 1.0,
+        }
+    )
 
     def add(name, index, build_seconds, **search_params):
         for key, value in search_params.items():
@@ -77,8 +86,15 @@ def main(argv: list[str] | None = None) -> dict:
         seconds, (_, found) = timed(index.search, queries, args.k)
         # A demo answers one query at a time: latency without batching.
         single = [timed(index.search, query[None], args.k)[0] for query in queries[: args.single_queries]]
-        rows.append({"index": name, "build_s": build_seconds, "ms_per_query": 1000 * seconds / args.num_queries,
-                     "single_query_ms": 1000 * float(np.median(single)), "recall": recall_at_k(found, exact)})  # fmt: skip
+        rows.append(
+            {
+                "index": name,
+                "build_s": build_seconds,
+                "ms_per_query": 1000 * seconds / args.num_queries,
+                "single_query_ms": 1000 * float(np.median(single)),
+                "recall": recall_at_k(found, exact),
+            }
+        )
         print(rows[-1])
 
     flat = faiss.IndexFlatIP(args.dim)
@@ -98,16 +114,22 @@ def main(argv: list[str] | None = None) -> dict:
         hnsw.hnsw.efConstruction = args.hnsw_ef_construction
         build, _ = timed(hnsw.add, gallery)
         for ef in (32, 64, 128, 256):
-            add(f"faiss HNSW{args.hnsw_m} (efConstruction {args.hnsw_ef_construction}) efSearch={ef}", hnsw, build,
-                efSearch=ef)  # fmt: skip
+            add(
+                f"faiss HNSW{args.hnsw_m} (efConstruction {args.hnsw_ef_construction}) efSearch={ef}",
+                hnsw,
+                build,
+                efSearch=ef,
+            )
 
     print(
         f"\n| index | build s | ms/query (batch of {args.num_queries}) | ms, one query alone | recall@{args.k} of exact |"
     )
     print("| --- | --- | --- | --- | --- |")
     for row in rows:
-        print(f"| {row['index']} | {row['build_s']:.1f} | {row['ms_per_query']:.3f} | {row['single_query_ms']:.2f} | "
-              f"{row['recall']:.3f} |")  # fmt: skip
+        print(
+            f"| {row['index']} | {row['build_s']:.1f} | {row['ms_per_query']:.3f} | {row['single_query_ms']:.2f} | "
+            f"{row['recall']:.3f} |"
+        )
     result = {"num_vectors": args.num_vectors, "dim": args.dim, "k": args.k, "rows": rows}
     write_result("gallery_search", result, args.output)
     return result

@@ -270,36 +270,49 @@ def print_training(rows: list[dict]) -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        print(f"| {row['backbone']} | {row['image_size']} | {row['brands_per_batch']}×{row['images_per_brand']} | "
-              f"{row['batch_size']} | {row['baseline_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
-              f"{row['peak_rss_mib'] - row['baseline_rss_mib']:.0f} | {row['seconds_per_step']:.2f} | "
-              f"{row['torch_threads']} |")  # fmt: skip
+        print(
+            f"| {row['backbone']} | {row['image_size']} | {row['brands_per_batch']}×{row['images_per_brand']} | "
+            f"{row['batch_size']} | {row['baseline_rss_mib']:.0f} | {row['peak_rss_mib']:.0f} | "
+            f"{row['peak_rss_mib'] - row['baseline_rss_mib']:.0f} | {row['seconds_per_step']:.2f} | "
+            f"{row['torch_threads']} |"
+        )
 
 
 def print_space(space: dict) -> None:
     brands, shots = space["brands"], space["shots_per_brand"]
     via_images = space["registered_through_images"]
-    how = "all through `add_brand` with images" if via_images == brands else (
-        f"{via_images} through `add_brand` with images, {brands - via_images} from random unit embeddings "
-        "(the image build ran out of its time budget)"
-    )  # fmt: skip
+    how = (
+        "all through `add_brand` with images"
+        if via_images == brands
+        else (
+            f"{via_images} through `add_brand` with images, {brands - via_images} from random unit embeddings "
+            "(the image build ran out of its time budget)"
+        )
+    )
     rows = [
         ("brands × shots", f"{brands:,} × {shots} ({how})"),
         ("RSS after imports (torch, gradio, app)", f"{space['imports_rss_mib']:.0f} MiB"),
-        ("RSS with the model loaded (+ its ONNX Runtime session)", f"{space['model_rss_mib']:.0f} MiB "
-                                                                   f"(model alone: {space['model_only_mib']:.0f} MiB)"),
+        (
+            "RSS with the model loaded (+ its ONNX Runtime session)",
+            f"{space['model_rss_mib']:.0f} MiB (model alone: {space['model_only_mib']:.0f} MiB)",
+        ),
         ("peak RSS while loading the model", f"{space['model_load_peak_mib']:.0f} MiB"),
         ("RSS with the gallery built", f"{space['gallery_rss_mib']:.0f} MiB"),
         ("peak RSS after the model is loaded (build + searches)", f"{space['peak_after_model_mib']:.0f} MiB"),
-        ("session state, JSON", f"{space['state_mb']:.1f} MB (shots {space['state_shots_mb']:.1f} MB, thumbnails "
-                                f"{space['state_thumbnails_mb']:.1f} MB at {space['mean_thumbnail_kb']:.1f} kB each)"),
+        (
+            "session state, JSON",
+            f"{space['state_mb']:.1f} MB (shots {space['state_shots_mb']:.1f} MB, thumbnails "
+            f"{space['state_thumbnails_mb']:.1f} MB at {space['mean_thumbnail_kb']:.1f} kB each)",
+        ),
         ("building through `add_brand`", f"{space['build_seconds']:.1f} s for {via_images} brands"),
-        ("one `add_brand`: first 100 / last 100 brands", f"{space['add_brand_first_100_ms'] or 0:.0f} / "
-                                                         f"{space['add_brand_last_100_ms'] or 0:.0f} ms"),
+        (
+            "one `add_brand`: first 100 / last 100 brands",
+            f"{space['add_brand_first_100_ms'] or 0:.0f} / {space['add_brand_last_100_ms'] or 0:.0f} ms",
+        ),
         ("`gallery_of` (gallery rebuilt from the state)", f"{space['gallery_of_seconds'] * 1000:.0f} ms"),
         ("`views` (brand gallery, dropdown, summary)", f"{space['views_seconds'] * 1000:.0f} ms"),
         ("one `search` (gallery_of + embed + rank)", f"{space['search_seconds'] * 1000:.0f} ms"),
-    ]  # fmt: skip
+    ]
     print("\n| Space | value |\n| --- | --- |")
     for name, value in rows:
         print(f"| {name} | {value} |")
@@ -315,8 +328,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--threads", type=int, default=None, help="torch threads of training; default: torch's")
     parser.add_argument("--space_brands", type=int, default=1000)
     parser.add_argument("--space_shots", type=int, default=3)
-    parser.add_argument("--space_build_budget_s", type=float, default=45.0,
-                        help="registering through images stops after this; the rest come from random embeddings")  # fmt: skip
+    parser.add_argument(
+        "--space_build_budget_s",
+        type=float,
+        default=45.0,
+        help="registering through images stops after this; the rest come from random embeddings",
+    )
     parser.add_argument("--noise", type=int, default=12, help="pixel noise of the generated images (0: flat colours)")
     parser.add_argument("--skip_training", action="store_true")
     parser.add_argument("--skip_space", action="store_true")
@@ -344,9 +361,22 @@ def main(argv: list[str] | None = None) -> dict:
         for batch_size in args.batch_sizes:
             if batch_size % args.images_per_brand:
                 raise ValueError(f"Batch size {batch_size} is not a multiple of K = {args.images_per_brand}.")
-            training.append(run_child(__file__, ["--_child", "train", *common, "--batch_size", str(batch_size),
-                                                 "--images_per_brand", str(args.images_per_brand),
-                                                 "--steps", str(args.steps)]))  # fmt: skip
+            training.append(
+                run_child(
+                    __file__,
+                    [
+                        "--_child",
+                        "train",
+                        *common,
+                        "--batch_size",
+                        str(batch_size),
+                        "--images_per_brand",
+                        str(args.images_per_brand),
+                        "--steps",
+                        str(args.steps),
+                    ],
+                )
+            )
             print(f"training, batch {batch_size}: peak {training[-1]['peak_rss_mib']:.0f} MiB", flush=True)
         print_training(training)
 
@@ -354,12 +384,31 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_space:
         with tempfile.TemporaryDirectory(prefix="logo-space-benchmark-") as work_dir:
             # TMPDIR: the app's thumbnail files go to a folder removed afterwards; the ONNX export is cached in /tmp.
-            env = {**os.environ, "TMPDIR": work_dir,
-                   "MODELING_LOGO_CACHE": str(Path(tempfile.gettempdir()) / "logo-benchmark-cache")}  # fmt: skip
-            space = run_child(__file__, ["--_child", "space", "--space_brands", str(args.space_brands),
-                                         "--space_shots", str(args.space_shots), "--noise", str(args.noise),
-                                         "--space_build_budget_s", str(args.space_build_budget_s),
-                                         "--seed", str(args.seed), "--work_dir", work_dir], env=env)  # fmt: skip
+            env = {
+                **os.environ,
+                "TMPDIR": work_dir,
+                "MODELING_LOGO_CACHE": str(Path(tempfile.gettempdir()) / "logo-benchmark-cache"),
+            }
+            space = run_child(
+                __file__,
+                [
+                    "--_child",
+                    "space",
+                    "--space_brands",
+                    str(args.space_brands),
+                    "--space_shots",
+                    str(args.space_shots),
+                    "--noise",
+                    str(args.noise),
+                    "--space_build_budget_s",
+                    str(args.space_build_budget_s),
+                    "--seed",
+                    str(args.seed),
+                    "--work_dir",
+                    work_dir,
+                ],
+                env=env,
+            )
         print_space(space)
     print(f"\n{time.perf_counter() - start:.0f} s in all")
 

@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> dict:
         runtime: seconds_per_call(lambda r=localizer: r._network()(pixels), 10)
         for runtime, localizer in localizers.items()
     }
-    whole = {runtime: seconds_per_call(lambda r=localizer: [r([photo]) for photo in photos], 1) / len(photos)
-             for runtime, localizer in localizers.items()}  # fmt: skip
+    whole = {
+        runtime: seconds_per_call(lambda r=localizer: [r([photo]) for photo in photos], 1) / len(photos)
+        for runtime, localizer in localizers.items()
+    }
 
     gallery = LogoGallery.from_pretrained(args.embedder, localizer=localizers["onnxruntime"], runtime="auto")
     rng = np.random.default_rng(0)

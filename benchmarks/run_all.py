@@ -24,13 +24,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-import data_pipeline  # noqa: E402
-import embedding_throughput  # noqa: E402
-import frozen_phase  # noqa: E402
-import gallery_search  # noqa: E402
-import memory  # noqa: E402
-import scaling  # noqa: E402
-from _results import RESULTS, write_result  # noqa: E402
+import data_pipeline
+import embedding_throughput
+import frozen_phase
+import gallery_search
+import memory
+import scaling
+from _results import RESULTS, write_result
 
 
 # name -> (module, arguments of the full run, arguments of the quick run)
@@ -64,8 +64,9 @@ def plot_throughput(result: dict, path: Path) -> None:
     width = 0.8 / len(names)
     for offset, name in enumerate(names):
         rates = {row["batch_size"]: row["images_per_second"] for row in result["rows"] if row["path"] == name}
-        axis.bar([i + offset * width for i in range(len(batch_sizes))], [rates[b] for b in batch_sizes], width,
-                 label=name)  # fmt: skip
+        axis.bar(
+            [i + offset * width for i in range(len(batch_sizes))], [rates[b] for b in batch_sizes], width, label=name
+        )
     axis.axhline(result["limit_images_per_second"], color="black", linestyle="--", label="GEMM limit")
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(batch_sizes))], [f"batch {b}" for b in batch_sizes])
     axis.set(ylabel="images/s", title=f"{result['backbone']} at {result['image_size']} px")
@@ -96,14 +97,26 @@ def check_defaults(results: dict) -> list[tuple[str, str, str, bool]]:
         fastest = max(rows, key=lambda row: row["fed_training_images_per_second"])
         default = next(r for r in rows if r["crops"] != "full size" and r["workers"] == 2)  # train.py's defaults
         agree = default["fed_training_images_per_second"] >= 0.95 * fastest["fed_training_images_per_second"]
-        checks.append(("training crops and DataLoader workers", f"{default['crops']}, 2 workers",
-                       f"{fastest['crops']}, {fastest['workers']} workers", agree))  # fmt: skip
+        checks.append(
+            (
+                "training crops and DataLoader workers",
+                f"{default['crops']}, 2 workers",
+                f"{fastest['crops']}, {fastest['workers']} workers",
+                agree,
+            )
+        )
     if "gallery_search" in results:
         rows = results["gallery_search"]["rows"]
         exact = [row for row in rows if row["recall"] == 1.0]
         fastest = min(exact, key=lambda row: row["single_query_ms"])["index"]
-        checks.append(("exact search of a large gallery, one query", "faiss IndexFlatIP", fastest,
-                       fastest.startswith("faiss IndexFlatIP")))  # fmt: skip
+        checks.append(
+            (
+                "exact search of a large gallery, one query",
+                "faiss IndexFlatIP",
+                fastest,
+                fastest.startswith("faiss IndexFlatIP"),
+            )
+        )
     return checks
 
 

@@ -36,8 +36,8 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # memory.py, beside this file, wherever this runs from
-from _results import result_path, write_result  # noqa: E402
-from memory import peak_rss_mib, reset_peak_rss, rss_mib, run_child  # noqa: E402
+from _results import result_path, write_result
+from memory import peak_rss_mib, reset_peak_rss, rss_mib, run_child
 
 
 #: (key, label) of every operation, in the order they run; EVALUATIONS may be skipped when they would explode.
@@ -54,8 +54,17 @@ OPERATIONS = (
 )
 EVALUATIONS = ("honest", "honest_all", "paper", "retrieval")
 LABELS = dict(OPERATIONS)
-HEADERS = {"build": "build", "save": "save", "load": "load", "index": "first search", "search": "search",
-           "honest": "honest 5/20-way", "honest_all": "honest all-way", "paper": "paper", "retrieval": "retrieval"}  # fmt: skip
+HEADERS = {
+    "build": "build",
+    "save": "save",
+    "load": "load",
+    "index": "first search",
+    "search": "search",
+    "honest": "honest 5/20-way",
+    "honest_all": "honest all-way",
+    "paper": "paper",
+    "retrieval": "retrieval",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -112,8 +121,12 @@ def child(args) -> dict:
             times.append(time.perf_counter() - start)
         peak = peak_rss_mib()
         peaks.append(peak)
-        operations[key] = {"seconds": statistics.median(times), "repeats": repeats, "rss_before_mib": before,
-                           "extra_mib": peak - before if can_reset else None}  # fmt: skip
+        operations[key] = {
+            "seconds": statistics.median(times),
+            "repeats": repeats,
+            "rss_before_mib": before,
+            "extra_mib": peak - before if can_reset else None,
+        }
         return value
 
     vectors = torch.from_numpy(test.embeddings.reshape(brands, per_brand, args.dim))
@@ -166,7 +179,10 @@ def skip_reason(points: list[dict], key: str, brands: int, args) -> str | None:
     if any("skipped" in p.get("operations", {}).get(key, {}) for p in points):
         return "skipped at a smaller size"
     reasons = []
-    for field, cap, unit, scale in (("seconds", args.max_seconds, "s", 1), ("extra_mib", args.max_memory_gib, "GiB", 1024)):  # fmt: skip
+    for field, cap, unit, scale in (
+        ("seconds", args.max_seconds, "s", 1),
+        ("extra_mib", args.max_memory_gib, "GiB", 1024),
+    ):
         history = measured(points, key, field)
         if not history:
             continue
@@ -174,8 +190,10 @@ def skip_reason(points: list[dict], key: str, brands: int, args) -> str | None:
         prediction = max(history[-1][1], 1e-3) * (brands / history[-1][0]) ** slope / scale
         if prediction > cap:
             what = "time" if field == "seconds" else "added memory"
-            reasons.append(f"predicted {what} {prediction:,.1f} {unit} (log-log slope {slope:.1f} from "
-                           f"{history[-1][0]:,} brands) > cap {cap:g} {unit}")  # fmt: skip
+            reasons.append(
+                f"predicted {what} {prediction:,.1f} {unit} (log-log slope {slope:.1f} from "
+                f"{history[-1][0]:,} brands) > cap {cap:g} {unit}"
+            )
     return "; ".join(reasons) or None
 
 
@@ -235,8 +253,17 @@ def slopes(points: list[dict]) -> list[dict]:
         history = measured(points, key)
         if len(history) >= 2:
             (n1, t1), (n2, t2) = history[-2], history[-1]
-            rows.append({"operation": key, "label": label, "from_brands": n1, "to_brands": n2, "from_seconds": t1,
-                         "to_seconds": t2, "slope": log_slope(history[-2], history[-1])})  # fmt: skip
+            rows.append(
+                {
+                    "operation": key,
+                    "label": label,
+                    "from_brands": n1,
+                    "to_brands": n2,
+                    "from_seconds": t1,
+                    "to_seconds": t2,
+                    "slope": log_slope(history[-2], history[-1]),
+                }
+            )
     return rows
 
 
@@ -245,11 +272,23 @@ def print_slopes(rows: list[dict]) -> None:
     print("| --- | --- | --- | --- | --- |")
     for row in rows:
         slope = row["slope"]
-        reading = "sub-linear" if slope < 0.8 else "linear" if slope < 1.3 else "n log n to quadratic" if slope < 1.8 else "quadratic" if slope < 2.4 else "super-quadratic"  # fmt: skip
+        reading = (
+            "sub-linear"
+            if slope < 0.8
+            else "linear"
+            if slope < 1.3
+            else "n log n to quadratic"
+            if slope < 1.8
+            else "quadratic"
+            if slope < 2.4
+            else "super-quadratic"
+        )
         if min(row["from_seconds"], row["to_seconds"]) < 0.01:
             reading += " (under 10 ms: noisy)"
-        print(f"| {row['label']} | {row['from_brands']:,} → {row['to_brands']:,} | {row['from_seconds']:.3g} → "
-              f"{row['to_seconds']:.3g} | {slope:.2f} | {reading} |")  # fmt: skip
+        print(
+            f"| {row['label']} | {row['from_brands']:,} → {row['to_brands']:,} | {row['from_seconds']:.3g} → "
+            f"{row['to_seconds']:.3g} | {slope:.2f} | {reading} |"
+        )
 
 
 def plot(points: list[dict], path: Path) -> None:
@@ -282,8 +321,10 @@ def plot(points: list[dict], path: Path) -> None:
     for axis in (times, memory):
         handles.update(zip(*reversed(axis.get_legend_handles_labels())))
     figure.legend(handles.values(), handles.keys(), loc="lower center", ncol=4, fontsize=8, frameon=False)
-    figure.suptitle(f"Scaling with the number of brands ({points[0].get('images', 0) // points[0]['brands']} images "
-                    "per brand, 128-d random clustered embeddings)")  # fmt: skip
+    figure.suptitle(
+        f"Scaling with the number of brands ({points[0].get('images', 0) // points[0]['brands']} images "
+        "per brand, 128-d random clustered embeddings)"
+    )
     figure.tight_layout(rect=(0, 0.14, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -301,8 +342,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--episodes", type=int, default=100, help="of the honest protocol's 5/20-way rows")
     parser.add_argument("--all_way_episodes", type=int, default=10)
     parser.add_argument("--max_seconds", type=float, default=60.0, help="skip an evaluation predicted to take longer")
-    parser.add_argument("--max_memory_gib", type=float, default=None,
-                        help="skip an evaluation predicted to add more memory; default: 6 or 40%% of what is free")  # fmt: skip
+    parser.add_argument(
+        "--max_memory_gib",
+        type=float,
+        default=None,
+        help="skip an evaluation predicted to add more memory; default: 6 or 40%% of what is free",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None, help="default: benchmarks/results/scaling.json")
     parser.add_argument("--plot", default=None, help="default: scaling.png beside --output")
@@ -347,8 +392,11 @@ def main(argv: list[str] | None = None) -> dict:
     plot_path = Path(args.plot) if args.plot else output.with_suffix(".png")
     plot(points, plot_path)
     print(f"\n{time.perf_counter() - start:.0f} s in all; plot: {plot_path}")
-    result = {"settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("num_brands", "skip")},
-              "points": points, "slopes": fitted}  # fmt: skip
+    result = {
+        "settings": {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("num_brands", "skip")},
+        "points": points,
+        "slopes": fitted,
+    }
     write_result("scaling", result, output)
     return result
 

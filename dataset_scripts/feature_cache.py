@@ -36,12 +36,14 @@ def compute_backbone_features(
     features = torch.empty(len(dataset), views, backbone.num_features, dtype=torch.float16)
     epoch = dataset.epoch
     try:
-        with tqdm(total=views * len(dataset), desc="Caching frozen backbone features", unit="image",
-                  disable=not progress) as bar:  # fmt: skip
+        with tqdm(
+            total=views * len(dataset), desc="Caching frozen backbone features", unit="image", disable=not progress
+        ) as bar:
             for view in range(views):
                 dataset.set_epoch(view)
-                loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                    collate_fn=collate_pk_batch)  # fmt: skip
+                loader = DataLoader(
+                    dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_pk_batch
+                )
                 start = 0
                 for batch in loader:
                     pixels = batch["pixel_values"].to(device).contiguous(memory_format=torch.channels_last)

@@ -101,8 +101,13 @@ class AugmentedDataset(torch.utils.data.Dataset):
     DataLoader does it too).
     """
 
-    def __init__(self, dataset: datasets.Dataset, transform: Callable[[Image.Image], torch.Tensor], seed: int = 0,
-                 label_column: str = "brand"):  # fmt: skip
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        transform: Callable[[Image.Image], torch.Tensor],
+        seed: int = 0,
+        label_column: str = "brand",
+    ):
         self.dataset, self.transform, self.seed, self.label_column = dataset, transform, seed, label_column
         self.epoch = 0
 

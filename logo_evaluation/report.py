@@ -78,14 +78,25 @@ def photo_table(results: dict[str, dict]) -> str:
         lines += [
             "| localiser on test-brand scenes | AP50 | recall50 | best F1 | at score | ms per photo |",
             "| --- | --- | --- | --- | --- | --- |",
-            "| class-agnostic | " + " | ".join(
-                _fmt(localization[k]) for k in ("AP50", "recall50", "f1", "threshold", "ms_per_photo")
-            ) + " |",
+            "| class-agnostic | "
+            + " | ".join(_fmt(localization[k]) for k in ("AP50", "recall50", "f1", "threshold", "ms_per_photo"))
+            + " |",
             "",
-        ]  # fmt: skip
+        ]
     columns = ("closed_set_accuracy", "crop_recall_at_1", "f1", "accuracy", "recall", "ms_per_photo")
-    header = ["model", "photo method", "ways", "shots", "threshold", "photo recall@1", "crop recall@1", "f1",
-              "accuracy", "recall", "ms per photo"]  # fmt: skip
+    header = [
+        "model",
+        "photo method",
+        "ways",
+        "shots",
+        "threshold",
+        "photo recall@1",
+        "crop recall@1",
+        "f1",
+        "accuracy",
+        "recall",
+        "ms per photo",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, methods in results.items():
         if name == "localization":

@@ -192,9 +192,14 @@ def evaluate_embedder(
         honest = [{"ways": n, "shots": k, "skipped": reason} for n in ways for k in shots]
     else:
         honest = honest_protocol(
-            validation, test, ways=ways, shots=shots, episodes=episodes, seed=seed,
+            validation,
+            test,
+            ways=ways,
+            shots=shots,
+            episodes=episodes,
+            seed=seed,
             threshold=threshold if validation is None else None,
-        )  # fmt: skip
+        )
     result = {
         "paper": [_paper_or_skip(test, k, seed) for k in shots],
         "honest": honest,
@@ -291,19 +296,24 @@ def evaluate_photos(
         model, processor = load_model_and_processor(name_or_path)
         embed_crops = LogoGallery(model, processor, batch_size=batch_size, runtime=runtime).embed_boxes
         crops = {
-            name: (model_embedder(model, processor, batch_size, runtime)(crop_splits[name]),
-                   np.asarray(crop_splits[name]["source"]))
+            name: (
+                model_embedder(model, processor, batch_size, runtime)(crop_splits[name]),
+                np.asarray(crop_splits[name]["source"]),
+            )
             for name in ("validation", "test")
-        }  # fmt: skip
+        }
         results[str(name_or_path)] = {}
         for method, find_boxes in photo_finders(localizer, methods or ()).items():
             print(f"Whole photos: {name_or_path} with {PHOTO_METHODS[method]} ...")
             photos = {name: embed_photos(scenes[name], find_boxes, embed_crops) for name in scenes}
             results[str(name_or_path)][method] = photo_protocol(
-                (photos["validation"], *crops["validation"]), (photos["test"], *crops["test"]),
-                ways=tuple(w for w in settings.ways if w != "all"), shots=settings.shots,
-                episodes=settings.photo_episodes, seed=settings.seed,
-            )  # fmt: skip
+                (photos["validation"], *crops["validation"]),
+                (photos["test"], *crops["test"]),
+                ways=tuple(w for w in settings.ways if w != "all"),
+                shots=settings.shots,
+                episodes=settings.photo_episodes,
+                seed=settings.seed,
+            )
     return results
 
 
@@ -328,16 +338,27 @@ def evaluate_model(settings: EvaluationSettings) -> dict:
     all_test = settings.split_scheme == ALL_TEST
     thresholds = calibrated_thresholds(settings) if all_test else {}
     embedders = build_embedders(
-        settings.models, settings.baselines, batch_size=settings.batch_size, runtime=settings.runtime,
-        seed=settings.seed, backbone=settings.backbone, image_size=settings.image_size,
-    )  # fmt: skip
+        settings.models,
+        settings.baselines,
+        batch_size=settings.batch_size,
+        runtime=settings.runtime,
+        seed=settings.seed,
+        backbone=settings.backbone,
+        image_size=settings.image_size,
+    )
     results, test_splits = {}, {}
     for name, embed in embedders.items():
         print(f"Evaluating {name} ...")
         results[name], test_splits[name] = evaluate_embedder(
-            embed, splits, shots=settings.shots, ways=settings.ways, episodes=settings.episodes, seed=settings.seed,
-            train_sample=settings.train_sample, threshold=thresholds.get(name),
-        )  # fmt: skip
+            embed,
+            splits,
+            shots=settings.shots,
+            ways=settings.ways,
+            episodes=settings.episodes,
+            seed=settings.seed,
+            train_sample=settings.train_sample,
+            threshold=thresholds.get(name),
+        )
     honest_threshold = HONEST_THRESHOLD_CALIBRATED if all_test else HONEST_THRESHOLD_FROM_VALIDATION
     print("\n## The paper's protocol (threshold tuned on test brands, as in the paper)\n")
     print(paper_table(results))
@@ -359,10 +380,15 @@ def evaluate_model(settings: EvaluationSettings) -> dict:
     if settings.report_dir:
         test = splits["test"]
         directory = write_report(
-            results, settings.report_dir, test_splits=test_splits, test_images=_LazyImages(test),
-            brand_names=test.features["brand"].names, shots=settings.shots, seed=settings.seed,
+            results,
+            settings.report_dir,
+            test_splits=test_splits,
+            test_images=_LazyImages(test),
+            brand_names=test.features["brand"].names,
+            shots=settings.shots,
+            seed=settings.seed,
             honest_threshold=honest_threshold,
-        )  # fmt: skip
+        )
         if photo_results:
             with open(directory / "report.md", "a", encoding="utf-8") as report:
                 report.write(f"\n\n{PHOTO_TITLE}\n\n{photo_table(photo_results)}\n")

@@ -147,8 +147,9 @@ class CollapseDetector(TrainingCallback):
         "triplet loss; with a frozen pretrained backbone, unfreeze later."
     )
 
-    def __init__(self, min_distance: float = 0.05, min_ratio: float = 1.02, patience: int = 50,
-                 warmup_steps: int = 200):  # fmt: skip
+    def __init__(
+        self, min_distance: float = 0.05, min_ratio: float = 1.02, patience: int = 50, warmup_steps: int = 200
+    ):
         self.min_distance, self.min_ratio = min_distance, min_ratio
         self.patience, self.warmup_steps = patience, warmup_steps
         self.counts = {"collapse": 0, "no_separation": 0}

@@ -66,9 +66,13 @@ def embed_split(
 
     images = (row["image"] for row in dataset.select_columns(["image"]))
     embeddings = embed_images(
-        model.eval(), image_processor, images, batch_size=batch_size, progress=len(dataset) > batch_size,
+        model.eval(),
+        image_processor,
+        images,
+        batch_size=batch_size,
+        progress=len(dataset) > batch_size,
         runtime=runtime,
-    )  # fmt: skip
+    )
     return EmbeddedSplit(embeddings.numpy(), np.asarray(dataset[label_column]))
 
 
@@ -558,9 +562,12 @@ def photo_episodes(
         crop_best = (crops.embeddings[known_crops] @ prototypes.T).argmax(axis=1)
         crop_truth = np.asarray([position[int(crops.labels[i])] for i in known_crops])
         episode = OpenSetEpisode(
-            np.concatenate(supports), np.asarray(queries + unknown), np.asarray(best), np.asarray(best_score),
+            np.concatenate(supports),
+            np.asarray(queries + unknown),
+            np.asarray(best),
+            np.asarray(best_score),
             np.asarray(target),
-        )  # fmt: skip
+        )
         yield episode, float(np.mean(crop_best == crop_truth)) if len(known_crops) else float("nan")
 
 

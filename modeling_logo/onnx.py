@@ -15,6 +15,7 @@ Needs the `onnx` extra (`pip install "modeling-logo[onnx]"`: onnx, onnxscript fo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import tempfile
 import threading
@@ -80,8 +81,11 @@ def export_onnx(
     was_training = model.training
     model.eval()
     size = model.config.image_size
-    metadata = {"model_type": model.config.model_type, "backbone": model.config.backbone,
-                NORMALIZED_KEY: str(bool(model.config.normalize_embeddings))}  # fmt: skip
+    metadata = {
+        "model_type": model.config.model_type,
+        "backbone": model.config.backbone,
+        NORMALIZED_KEY: str(bool(model.config.normalize_embeddings)),
+    }
     try:
         _export_program(_EmbeddingsOnly(model), size, [OUTPUT_NAME], path, metadata, opset_version)
         if verify:
@@ -170,13 +174,7 @@ class OnnxLogoEmbedder:
 
 def is_available() -> bool:
     """Whether the `onnx` extra (onnx, onnxscript, onnxruntime) is installed."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "onnxscript"))
 
 
 # One runner per model object, re-exported when the model's fingerprint changes.
@@ -245,8 +243,14 @@ def export_localizer_onnx(
     model.eval()
     size = model.config.image_size
     try:
-        _export_program(_LocalizerOutputs(model), size, list(LOCALIZER_OUTPUTS), path,
-                        {"model_type": model.config.model_type, "backbone": model.config.backbone}, opset_version)  # fmt: skip
+        _export_program(
+            _LocalizerOutputs(model),
+            size,
+            list(LOCALIZER_OUTPUTS),
+            path,
+            {"model_type": model.config.model_type, "backbone": model.config.backbone},
+            opset_version,
+        )
         if verify:
             runner = OnnxLogoLocalizer(path)
             for batch_size in (1, 3):
@@ -299,8 +303,9 @@ def main(argv: list[str] | None = None) -> Path:
     if AutoConfig.from_pretrained(args.model).model_type == "logo-localizer":
         from .modeling_localizer import LogoLocalizerModel
 
-        path = export_localizer_onnx(LogoLocalizerModel.from_pretrained(args.model), args.output,
-                                     opset_version=args.opset_version)  # fmt: skip
+        path = export_localizer_onnx(
+            LogoLocalizerModel.from_pretrained(args.model), args.output, opset_version=args.opset_version
+        )
     else:
         path = export_onnx(
             LogoEmbeddingModel.from_pretrained(args.model), args.output, opset_version=args.opset_version

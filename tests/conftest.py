@@ -26,6 +26,7 @@ def _throwaway_project_cache() -> str:
 
 
 os.environ["MODELING_LOGO_CACHE"] = _throwaway_project_cache()
+# The imports below come after the variable (E402): the package reads its cache location when imported.
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

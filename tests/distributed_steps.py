@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import train  # noqa: E402
-from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel  # noqa: E402
-from modeling_logo.losses import DEFAULT_MINERS, build_loss, build_miner  # noqa: E402
+import train
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
+from modeling_logo.losses import DEFAULT_MINERS, build_loss, build_miner
 
 
 BRANDS, K, STEPS = 8, 2, 3  # global batch: 8 brands × 2 images

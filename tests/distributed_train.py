@@ -14,8 +14,8 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import train  # noqa: E402  (train.py is a script beside the packages, not a module of them)
-from modeling_logo.callbacks import TrainingCallback  # noqa: E402
+import train
+from modeling_logo.callbacks import TrainingCallback
 
 
 class SaveEachProcessModel(TrainingCallback):

@@ -150,10 +150,11 @@ def test_train_transform_augments_at_the_processor_size_and_eval_is_the_processo
 def test_a_dataset_with_transforms_feeds_a_multi_worker_pk_loader(processor):
     images = make_logo_images(12, seed=4)
     dataset = datasets.Dataset.from_dict(
-        {"image": images, "brand": [i // 3 for i in range(12)]}, features=datasets.Features(
+        {"image": images, "brand": [i // 3 for i in range(12)]},
+        features=datasets.Features(
             {"image": datasets.Image(), "brand": datasets.ClassLabel(names=["a", "b", "c", "d"])}
         ),
-    )  # fmt: skip
+    )
     train = with_image_transform(dataset, build_train_transform(processor))
     row = train[0]
     assert set(row) == {"pixel_values", "labels"} and row["pixel_values"].shape == (3, 64, 64)

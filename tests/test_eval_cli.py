@@ -29,12 +29,33 @@ def parse_markdown_table(text: str, title: str) -> list[list[str]]:
 def test_logo_eval_compares_a_model_with_baselines_and_writes_the_report(tmp_path, saved_model_dir, capsys):
     data_dir = write_tree(tmp_path / "data")
     results = evaluate_model(
-        parse_args([
-            "--model", str(saved_model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"), "--split_scheme", "brands",
-            "--shots", "1", "--ways", "2", "--episodes", "20", "--train_sample", "10",
-            "--baselines", "untrained", "imagenet", "histogram", "--report", str(tmp_path / "report"),
-        ])
-    )  # fmt: skip
+        parse_args(
+            [
+                "--model",
+                str(saved_model_dir),
+                "--data_dir",
+                str(data_dir),
+                "--cache_dir",
+                str(tmp_path / "cache"),
+                "--split_scheme",
+                "brands",
+                "--shots",
+                "1",
+                "--ways",
+                "2",
+                "--episodes",
+                "20",
+                "--train_sample",
+                "10",
+                "--baselines",
+                "untrained",
+                "imagenet",
+                "histogram",
+                "--report",
+                str(tmp_path / "report"),
+            ]
+        )
+    )
     printed = capsys.readouterr().out
     assert "Skipping the ImageNet baseline" in printed  # offline: said, not crashed
     assert list(results) == [str(saved_model_dir), "untrained (random init)", "colour histogram"]
@@ -73,13 +94,25 @@ def test_logo_eval_measures_localisation_and_whole_photos(tmp_path, saved_model_
     # the typed entry point, as train.py calls it: the split given as training had it
     results = evaluate_model(
         EvaluationSettings(
-            data_dir=data_dir, models=(saved_model_dir,), baselines=(), cache_dir=tmp_path / "cache",
-            split_scheme="brands", train_fraction=0.5, validation_fraction=0.25,
-            shots=(1,), ways=(2,), episodes=10, train_sample=10, runtime="torch", localizer=localizer_dir,
-            photo_methods=("localizer", "whole-image"), photo_scenes=20, photo_episodes=10,
+            data_dir=data_dir,
+            models=(saved_model_dir,),
+            baselines=(),
+            cache_dir=tmp_path / "cache",
+            split_scheme="brands",
+            train_fraction=0.5,
+            validation_fraction=0.25,
+            shots=(1,),
+            ways=(2,),
+            episodes=10,
+            train_sample=10,
+            runtime="torch",
+            localizer=localizer_dir,
+            photo_methods=("localizer", "whole-image"),
+            photo_scenes=20,
+            photo_episodes=10,
             report_dir=tmp_path / "report",
         )
-    )  # fmt: skip
+    )
     printed = capsys.readouterr().out
     assert "## Whole photos" in printed and "| class-agnostic |" in printed
     photos = results[str(saved_model_dir)]["photos"]
@@ -106,10 +139,28 @@ def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_thr
     LogoImageProcessor.from_model_config(config).save_pretrained(model_dir)
     data_dir = write_tree(tmp_path / "my-brands")
     argv = [
-        "--model", str(model_dir), "--data_dir", str(data_dir), "--cache_dir", str(tmp_path / "cache"),
-        "--split_scheme", "all-test", "--shots", "1", "--ways", "2", "4", "--episodes", "10",
-        "--baselines", "histogram", "--runtime", "torch", "--report", str(tmp_path / "report"),
-    ]  # fmt: skip
+        "--model",
+        str(model_dir),
+        "--data_dir",
+        str(data_dir),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--split_scheme",
+        "all-test",
+        "--shots",
+        "1",
+        "--ways",
+        "2",
+        "4",
+        "--episodes",
+        "10",
+        "--baselines",
+        "histogram",
+        "--runtime",
+        "torch",
+        "--report",
+        str(tmp_path / "report"),
+    ]
     results = evaluate_model(parse_args(argv))
     printed = capsys.readouterr().out
     # every crop of every brand is a test crop: the brands' own, the Ben & Jerry's logo in a McDonald's photo, and the
@@ -143,18 +194,48 @@ def test_all_test_measures_a_model_on_brands_of_ones_own_with_its_calibrated_thr
 
 
 def test_the_command_line_is_the_settings_of_evaluate_model(capsys):
-    settings = parse_args([
-        "--model", "a", "--model", "b", "--data_dir", "d", "--config", "images", "--split_scheme", "brands",
-        "--train_fraction", "0.6", "--validation_fraction", "0.2", "--ways", "5", "all", "--baselines", "histogram",
-        "--report", "",
-    ])  # fmt: skip
+    settings = parse_args(
+        [
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--data_dir",
+            "d",
+            "--config",
+            "images",
+            "--split_scheme",
+            "brands",
+            "--train_fraction",
+            "0.6",
+            "--validation_fraction",
+            "0.2",
+            "--ways",
+            "5",
+            "all",
+            "--baselines",
+            "histogram",
+            "--report",
+            "",
+        ]
+    )
     assert settings == EvaluationSettings(
-        data_dir="d", models=("a", "b"), baselines=("histogram",), builder_config="images", split_scheme="brands",
-        train_fraction=0.6, validation_fraction=0.2, ways=(5, "all"), report_dir="",
-    )  # fmt: skip
+        data_dir="d",
+        models=("a", "b"),
+        baselines=("histogram",),
+        builder_config="images",
+        split_scheme="brands",
+        train_fraction=0.6,
+        validation_fraction=0.2,
+        ways=(5, "all"),
+        report_dir="",
+    )
     assert settings.split_options() == {
-        "cache_dir": None, "split_scheme": "brands", "train_fraction": 0.6, "validation_fraction": 0.2,
-    }  # fmt: skip
+        "cache_dir": None,
+        "split_scheme": "brands",
+        "train_fraction": 0.6,
+        "validation_fraction": 0.2,
+    }
     assert parse_args(["--data_dir", "d"]).split_options() == {"cache_dir": None, "split_scheme": "hash"}
     defaults = parse_args(["--data_dir", "d"])
     assert defaults == EvaluationSettings(data_dir="d") and defaults.photo_methods is None

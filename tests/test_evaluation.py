@@ -68,9 +68,12 @@ def test_open_set_episodes_hold_unknown_brands_outside_the_support():
 
 def test_open_set_decisions():
     episode = evaluation.OpenSetEpisode(
-        support=np.arange(2), queries=np.arange(4), best=np.array([0, 1, 0, 1]),
-        best_score=np.array([0.9, 0.4, 0.8, 0.3]), target=np.array([0, 0, -1, -1]),
-    )  # fmt: skip
+        support=np.arange(2),
+        queries=np.arange(4),
+        best=np.array([0, 1, 0, 1]),
+        best_score=np.array([0.9, 0.4, 0.8, 0.3]),
+        target=np.array([0, 0, -1, -1]),
+    )
     metrics = open_set_metrics(episode, threshold=0.5)
     # accepted: query 0 (right), query 2 (an unknown, wrongly accepted); rejected: 1 (known: a miss), 3 (right)
     assert metrics["accuracy"] == 0.5 and metrics["precision"] == 0.5 and metrics["recall"] == 0.5
@@ -145,7 +148,10 @@ def test_calibrated_thresholds_meet_their_targets():
     strict = calibrate_threshold(split, "far@0.01")
     assert precise.precision >= 0.95 and strict.false_accept_rate <= 0.01
     assert -1 <= best_f1.threshold <= 1 and best_f1.recall > 0
-    f1 = lambda point: 2 * point.precision * point.recall / (point.precision + point.recall)  # noqa: E731
+
+    def f1(point):
+        return 2 * point.precision * point.recall / (point.precision + point.recall)
+
     assert f1(best_f1) >= max(f1(precise), f1(strict))
     with pytest.raises(ValueError, match="precision@0.95"):
         calibrate_threshold(split, "accuracy")

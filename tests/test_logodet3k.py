@@ -66,10 +66,19 @@ EXTRA_FILES = {("Electronic", "Sony"): ["notes.txt", ".DS_Store"]}
 
 # Boxes labelled with the folder's own brand that survive validation.
 OWN_CROPS = {
-    "McDonald's": 5, "Ben & Jerry's": 2, "Café Noir": 2, "Pão de Açúcar": 2,
-    "Adidas": 2, "Nike": 1, "Lacoste": 2, "H&M": 2,
-    "7-11": 2, "A.B.C. Corp.": 1, "Sony": 2, "東芝": 2,
-}  # fmt: skip
+    "McDonald's": 5,
+    "Ben & Jerry's": 2,
+    "Café Noir": 2,
+    "Pão de Açúcar": 2,
+    "Adidas": 2,
+    "Nike": 1,
+    "Lacoste": 2,
+    "H&M": 2,
+    "7-11": 2,
+    "A.B.C. Corp.": 1,
+    "Sony": 2,
+    "東芝": 2,
+}
 # Whole images (the `images` config) that survive validation.
 GOOD_IMAGES = {**OWN_CROPS, "McDonald's": 5}
 # Skips while generating, by the folder brand whose file caused them.
@@ -156,9 +165,13 @@ def cache_dir(tmp_path_factory):
 
 def prepare(data_dir, cache_dir, config, **kwargs):
     builder = LogoDet3K(
-        data_dir=str(data_dir), config_name=config, cache_dir=str(cache_dir), max_image_pixels=MAX_PIXELS,
-        few_shot_k=2, **kwargs,
-    )  # fmt: skip
+        data_dir=str(data_dir),
+        config_name=config,
+        cache_dir=str(cache_dir),
+        max_image_pixels=MAX_PIXELS,
+        few_shot_k=2,
+        **kwargs,
+    )
     builder.download_and_prepare()
     return builder, builder.as_dataset()
 

@@ -10,7 +10,7 @@ from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
 
 
 pytest.importorskip("onnxruntime", reason='needs the onnx extra: pip install -e ".[onnx]"')
-from modeling_logo.onnx import OnnxLogoEmbedder, export_onnx  # noqa: E402
+from modeling_logo.onnx import OnnxLogoEmbedder, export_onnx  # noqa: E402 (only once the extra is known to be there)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,10 @@ def test_command_line_export_of_a_saved_model(model, tmp_path):
     model.save_pretrained(tmp_path / "model")
     result = subprocess.run(
         [sys.executable, "-m", "modeling_logo.onnx", str(tmp_path / "model"), str(tmp_path / "out" / "logo.onnx")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matches PyTorch" in result.stdout
     pixels = torch.randn(2, 3, 64, 64)

@@ -58,8 +58,10 @@ def test_photo_example_runs_as_written(tmp_path):
         found.setdefault(brand, []).append(box)
     pasted = {"Acme": (420, 260, 580, 360), "Bolt": (60, 280, 220, 380), "None": (300, 40, 460, 140)}
     for brand, box in pasted.items():  # each logo found where it was pasted, with its brand (None: unregistered)
-        assert any(float(box_iou(torch.tensor([b], dtype=torch.float32), torch.tensor([box], dtype=torch.float32))) >= 0.5
-                   for b in found.get(brand, [])), (brand, result.stdout)  # fmt: skip
+        assert any(
+            float(box_iou(torch.tensor([b], dtype=torch.float32), torch.tensor([box], dtype=torch.float32))) >= 0.5
+            for b in found.get(brand, [])
+        ), (brand, result.stdout)
 
 
 def test_gallery_from_a_folder_example_runs_as_written(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import train
 from modeling_logo import LogoEmbeddingModel
 from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainingState
 from modeling_logo.losses import DEFAULT_MINERS, LOSSES, build_loss, build_miner
@@ -21,8 +22,6 @@ from .test_logodet3k import write_tree
 
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +31,32 @@ def data_dir(tmp_path_factory):
 
 def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
     return [
-        "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir), "--split_scheme", "brands",
-        "--backbone", "resnet-tiny", "--image_size", "64", "--brands_per_batch", "2", "--images_per_brand", "2",
-        "--num_workers", "0", "--train_sample", "8", "--report_to", "none", "--evaluate_on_test", "false", *extra,
-    ]  # fmt: skip
+        "--data_dir",
+        str(data_dir),
+        "--dataset_cache_dir",
+        str(cache_dir),
+        "--output_dir",
+        str(output_dir),
+        "--split_scheme",
+        "brands",
+        "--backbone",
+        "resnet-tiny",
+        "--image_size",
+        "64",
+        "--brands_per_batch",
+        "2",
+        "--images_per_brand",
+        "2",
+        "--num_workers",
+        "0",
+        "--train_sample",
+        "8",
+        "--report_to",
+        "none",
+        "--evaluate_on_test",
+        "false",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("loss_name", LOSSES)
@@ -125,8 +146,16 @@ def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path
     assert state.epoch == 2 and len(state.history) == 2
     assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP"} <= set(state.history[0])
     assert all(row["loss"] == row["loss"] for row in state.history)  # the validation loss is measured (not NaN)
-    for name in ("config.json", "model.safetensors", "modeling_logo.py", "preprocessor_config.json", "README.md",
-                 "metrics.csv", "curves.png", "report/report.md"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_logo.py",
+        "preprocessor_config.json",
+        "README.md",
+        "metrics.csv",
+        "curves.png",
+        "report/report.md",
+    ):
         assert (output / name).is_file(), name
     config = json.loads((output / "config.json").read_text())
     assert -1 <= config["similarity_threshold"] <= 1
@@ -182,9 +211,15 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_pat
 def test_accelerate_launch_without_a_config_file(data_dir, tmp_path):
     env = {**os.environ, "ACCELERATE_CONFIG_FILE": str(tmp_path / "no-such-config.yaml")}
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", str(ROOT / "train.py"),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "1",
+        str(ROOT / "train.py"),
         *quick_args(data_dir, tmp_path / "launched", tmp_path / "cache", "--num_epochs", "1"),
-    ]  # fmt: skip
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "launched" / "model.safetensors").is_file()
@@ -265,8 +300,10 @@ def test_cached_backbone_features_are_the_backbones_features_of_each_view(tiny_m
             # The head on cached features gives the embeddings of the images.
             torch.testing.assert_close(
                 tiny_model(pooled_features=features[:, view].float()).embeddings,
-                tiny_model(views.pixels + view).embeddings, rtol=0, atol=5e-3,
-            )  # fmt: skip
+                tiny_model(views.pixels + view).embeddings,
+                rtol=0,
+                atol=5e-3,
+            )
     dataset = CachedFeatureDataset(features, [0, 1, 0, 1, 0], seed=3)
     drawn = {epoch: [] for epoch in range(8)}
     for epoch in drawn:
@@ -290,8 +327,21 @@ def test_the_frozen_phase_trains_on_cached_features_until_unfreezing(data_dir, t
         return original(self, pixel_values, return_dict, pooled_features, **kwargs)
 
     monkeypatch.setattr(LogoEmbeddingModel, "forward", counting_forward)
-    args = quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--num_epochs", "3", "--max_steps_per_epoch", "2",
-                      "--unfreeze", "layer4:2", "--freeze_other_stages", "true", "--frozen_feature_views", "2")  # fmt: skip
+    args = quick_args(
+        data_dir,
+        tmp_path / "run",
+        tmp_path / "cache",
+        "--num_epochs",
+        "3",
+        "--max_steps_per_epoch",
+        "2",
+        "--unfreeze",
+        "layer4:2",
+        "--freeze_other_stages",
+        "true",
+        "--frozen_feature_views",
+        "2",
+    )
     state = train.main(args)
     assert state.epoch == 3
     assert calls == {"cached": 4, "backbone": 2}  # epochs 0-1 on the cache, epoch 2 (layer4 unfrozen) on images
@@ -306,8 +356,19 @@ def test_validation_sample_validates_each_epoch_on_the_same_sample(data_dir, tmp
         return original(model, processor, dataset, **kwargs)
 
     monkeypatch.setattr(train, "embed_split", recording_embed_split)
-    args = quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--num_epochs", "2", "--max_steps_per_epoch", "1",
-                      "--validation_sample", "3", "--train_sample", "0")  # fmt: skip
+    args = quick_args(
+        data_dir,
+        tmp_path / "run",
+        tmp_path / "cache",
+        "--num_epochs",
+        "2",
+        "--max_steps_per_epoch",
+        "1",
+        "--validation_sample",
+        "3",
+        "--train_sample",
+        "0",
+    )
     train.main(args)
     assert len(validated) == 2 and len(validated[0]) == 3  # of 5: per epoch the sample, no training sample
     assert validated[0] == validated[1]
@@ -315,8 +376,17 @@ def test_validation_sample_validates_each_epoch_on_the_same_sample(data_dir, tmp
 
 def test_eval_on_start_records_the_starting_point_as_epoch_minus_one(data_dir, tmp_path):
     output = tmp_path / "run"
-    args = quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "1", "--max_steps_per_epoch", "1",
-                      "--eval_on_start", "true")  # fmt: skip
+    args = quick_args(
+        data_dir,
+        output,
+        tmp_path / "cache",
+        "--num_epochs",
+        "1",
+        "--max_steps_per_epoch",
+        "1",
+        "--eval_on_start",
+        "true",
+    )
     state = train.main(args)
     assert [row["epoch"] for row in state.history] == [-1, 0]
     assert "retrieval_mAP" in state.history[0] and "train_loss" not in state.history[0]
@@ -340,8 +410,12 @@ def test_bf16_mixed_precision_trains_with_finite_losses(data_dir, tmp_path):
     argv = quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "1", "--max_steps_per_epoch", "2")
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *argv, "--mixed_precision", "bf16"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 process(es) on cpu (NO), mixed precision: bf16" in result.stdout
     (row,) = json.loads((output / "training_state.json").read_text())["history"]
@@ -350,9 +424,14 @@ def test_bf16_mixed_precision_trains_with_finite_losses(data_dir, tmp_path):
 
 @pytest.mark.parametrize(
     ("loss_name", "miner_name", "gathered"),
-    [("triplet", "semi-hard", True), ("multi-similarity", "multi-similarity", True), ("triplet", "collator", False),
-     ("contrastive", "collator", False), ("normalized-softmax", "none", False)],
-)  # fmt: skip
+    [
+        ("triplet", "semi-hard", True),
+        ("multi-similarity", "multi-similarity", True),
+        ("triplet", "collator", False),
+        ("contrastive", "collator", False),
+        ("normalized-softmax", "none", False),
+    ],
+)
 def test_which_criteria_see_every_process_embeddings(loss_name, miner_name, gathered):
     """Mined pair and triplet losses are gathered across processes; the collator's pairs index one process's batch
     and proxy losses are means over examples, so DDP's gradient averaging already gives the global batch's loss."""

@@ -58,13 +58,40 @@ def launch_two_processes(data_dir, out_dir: Path, *train_args: str) -> Path:
     model after every epoch); returns the run's output folder."""
     run_dir = out_dir / "run"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(ROOT / "tests" / "distributed_train.py"), str(out_dir / "models"),
-        "--data_dir", str(data_dir), "--dataset_cache_dir", str(out_dir.parent / "cache"), "--output_dir", str(run_dir),
-        "--split_scheme", "brands", "--backbone", "resnet-tiny", "--image_size", "32", "--brands_per_batch", "4",
-        "--images_per_brand", "2", "--num_workers", "0", "--train_sample", "16", "--report_to", "none",
-        "--evaluate_on_test", "false", *train_args,  # later flags win: a test may override the ones above
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "tests" / "distributed_train.py"),
+        str(out_dir / "models"),
+        "--data_dir",
+        str(data_dir),
+        "--dataset_cache_dir",
+        str(out_dir.parent / "cache"),
+        "--output_dir",
+        str(run_dir),
+        "--split_scheme",
+        "brands",
+        "--backbone",
+        "resnet-tiny",
+        "--image_size",
+        "32",
+        "--brands_per_batch",
+        "4",
+        "--images_per_brand",
+        "2",
+        "--num_workers",
+        "0",
+        "--train_sample",
+        "16",
+        "--report_to",
+        "none",
+        "--evaluate_on_test",
+        "false",
+        *train_args,  # later flags win: a test may override the ones above
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -96,11 +123,31 @@ def paper_run(data_dir, tmp_path_factory):
     trains on cached backbone features), layer4 unfrozen at epoch 1 with the LR × 0.2; a checkpoint every step."""
     out_dir = tmp_path_factory.mktemp("paper")
     run_dir = launch_two_processes(
-        data_dir, out_dir,
-        "--loss", "triplet", "--miner", "semi-hard", "--optimizer", "sgd", "--learning_rate", "0.05",
-        "--backbone_lr_factor", "0.5", "--unfreeze", "layer4:1", "--freeze_other_stages", "true",
-        "--frozen_feature_views", "2", "--num_epochs", "3", "--checkpointing_steps", "1", "--keep_last_checkpoints", "20",
-    )  # fmt: skip
+        data_dir,
+        out_dir,
+        "--loss",
+        "triplet",
+        "--miner",
+        "semi-hard",
+        "--optimizer",
+        "sgd",
+        "--learning_rate",
+        "0.05",
+        "--backbone_lr_factor",
+        "0.5",
+        "--unfreeze",
+        "layer4:1",
+        "--freeze_other_stages",
+        "true",
+        "--frozen_feature_views",
+        "2",
+        "--num_epochs",
+        "3",
+        "--checkpointing_steps",
+        "1",
+        "--keep_last_checkpoints",
+        "20",
+    )
     return out_dir, run_dir
 
 
@@ -139,11 +186,29 @@ def test_a_two_process_run_resumed_mid_run_ends_with_the_same_model(data_dir, pa
     middle_of_epoch_1 = run_dir / "checkpoints" / f"step_{STEPS_PER_EPOCH + 2:08d}"
     assert middle_of_epoch_1.is_dir()
     launch_two_processes(
-        data_dir, tmp_path,
-        "--loss", "triplet", "--miner", "semi-hard", "--optimizer", "sgd", "--learning_rate", "0.05",
-        "--backbone_lr_factor", "0.5", "--unfreeze", "layer4:1", "--freeze_other_stages", "true",
-        "--frozen_feature_views", "2", "--num_epochs", "3", "--resume_from_checkpoint", str(middle_of_epoch_1),
-    )  # fmt: skip
+        data_dir,
+        tmp_path,
+        "--loss",
+        "triplet",
+        "--miner",
+        "semi-hard",
+        "--optimizer",
+        "sgd",
+        "--learning_rate",
+        "0.05",
+        "--backbone_lr_factor",
+        "0.5",
+        "--unfreeze",
+        "layer4:1",
+        "--freeze_other_stages",
+        "true",
+        "--frozen_feature_views",
+        "2",
+        "--num_epochs",
+        "3",
+        "--resume_from_checkpoint",
+        str(middle_of_epoch_1),
+    )
     for rank, (expected, resumed) in enumerate(zip(models_of(out_dir, "epoch_2"), models_of(tmp_path, "epoch_2"))):
         assert_identical(expected, resumed, what=f"process {rank}: uninterrupted vs resumed")
 
@@ -154,11 +219,27 @@ def test_two_processes_learn_what_carries_over_to_unseen_brands(tmp_path):
     unseen, 0.16 -> 0.32 training brands)."""
     data_dir = write_pattern_brands(tmp_path / "data")
     run_dir = launch_two_processes(
-        data_dir, tmp_path,
-        "--image_size", "64", "--brands_per_batch", "8", "--images_per_brand", "4", "--train_fraction", "0.6",
-        "--validation_fraction", "0.3", "--train_sample", "64", "--validation_sample", "100", "--num_epochs", "20",
-        "--eval_on_start", "true",
-    )  # fmt: skip
+        data_dir,
+        tmp_path,
+        "--image_size",
+        "64",
+        "--brands_per_batch",
+        "8",
+        "--images_per_brand",
+        "4",
+        "--train_fraction",
+        "0.6",
+        "--validation_fraction",
+        "0.3",
+        "--train_sample",
+        "64",
+        "--validation_sample",
+        "100",
+        "--num_epochs",
+        "20",
+        "--eval_on_start",
+        "true",
+    )
     history = json.loads((run_dir / "training_state.json").read_text())["history"]
     start, last = history[0], history[-1]
     assert start["epoch"] == -1 and last["epoch"] == 19

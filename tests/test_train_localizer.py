@@ -12,14 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import train_localizer
 from modeling_logo.detection import LogoLocalizer
 
 from .test_logodet3k import write_tree
 
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import train_localizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +28,32 @@ def data_dir(tmp_path_factory):
 
 def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
     return [
-        "--data_dir", str(data_dir), "--dataset_cache_dir", str(cache_dir), "--output_dir", str(output_dir),
-        "--split_scheme", "brands", "--backbone", "resnet-tiny", "--image_size", "64",
-        "--backbone_from_embedder", "", "--batch_size", "2", "--num_workers", "0", "--validation_scenes", "4",
-        "--max_steps_per_epoch", "3", "--warmup_steps", "2", *extra,
-    ]  # fmt: skip
+        "--data_dir",
+        str(data_dir),
+        "--dataset_cache_dir",
+        str(cache_dir),
+        "--output_dir",
+        str(output_dir),
+        "--split_scheme",
+        "brands",
+        "--backbone",
+        "resnet-tiny",
+        "--image_size",
+        "64",
+        "--backbone_from_embedder",
+        "",
+        "--batch_size",
+        "2",
+        "--num_workers",
+        "0",
+        "--validation_scenes",
+        "4",
+        "--max_steps_per_epoch",
+        "3",
+        "--warmup_steps",
+        "2",
+        *extra,
+    ]
 
 
 def checkpoint_weights(output_dir: Path, step: int | None = None) -> dict:
@@ -55,7 +75,7 @@ def test_training_saves_a_localizer_with_its_calibrated_threshold(data_dir, tmp_
             "1",
             "--keep_last_checkpoints",
             "10",
-        )  # fmt: skip
+        )
     )
     assert state.epoch == 2 and [row["epoch"] for row in state.history] == [0, 1]
     for name in (

@@ -22,9 +22,11 @@ def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (LogoDet-3K layout)")
     parser.add_argument(
-        "--brands", type=lambda text: None if text == "all" else int(text), default=300,
+        "--brands",
+        type=lambda text: None if text == "all" else int(text),
+        default=300,
         help="number of brands (default: 300), or 'all' (every usable brand but 64 distractors)",
-    )  # fmt: skip
+    )
     parser.add_argument("--images-per-brand", type=int, default=12, help="images per brand, over its designs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
