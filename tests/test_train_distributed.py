@@ -215,8 +215,7 @@ def test_a_two_process_run_resumed_mid_run_ends_with_the_same_model(data_dir, pa
 
 def test_two_processes_learn_what_carries_over_to_unseen_brands(tmp_path):
     """The default recipe from a random network, 20 short epochs on two processes: the weights change, and the
-    retrieval mAP rises on the training brands and on the unseen validation brands (measured here: 0.23 -> 0.29
-    unseen, 0.16 -> 0.32 training brands)."""
+    retrieval mAP rises on the training brands and on the unseen validation brands."""
     data_dir = write_pattern_brands(tmp_path / "data")
     run_dir = launch_two_processes(
         data_dir,
@@ -237,6 +236,8 @@ def test_two_processes_learn_what_carries_over_to_unseen_brands(tmp_path):
         "100",
         "--num_epochs",
         "20",
+        "--learning_rate",
+        "5e-3",
         "--eval_on_start",
         "true",
     )
