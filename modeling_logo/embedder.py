@@ -308,9 +308,13 @@ def embed_images(
     """
     forward = runtime if callable(runtime) else embedding_function(model, runtime)
     return _encode_batches(
-        forward, image_processor, images, batch_size=batch_size, progress=progress,
+        forward,
+        image_processor,
+        images,
+        batch_size=batch_size,
+        progress=progress,
         embedding_size=model.config.embedding_size,
-    )  # fmt: skip
+    )
 
 
 __all__ = [

@@ -563,7 +563,10 @@ class LogoGallery:
             raise ValueError(f"Brand {new_name!r} is already in the gallery.")
         if not isinstance(new_name, str) or not new_name.strip():
             raise ValueError(f"A brand name must be a non-empty string, got {new_name!r}.")
-        rename = lambda mapping: {new_name if key == brand else key: value for key, value in mapping.items()}  # noqa: E731
+
+        def rename(mapping: dict) -> dict:
+            return {new_name if key == brand else key: value for key, value in mapping.items()}
+
         self._shots, self._prototypes, self._metadata = (
             rename(self._shots),
             rename(self._prototypes),

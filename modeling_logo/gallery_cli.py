@@ -25,18 +25,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     build = commands.add_parser(
-        "build", help="embed a folder of brand folders into a gallery", description=__doc__,
+        "build",
+        help="embed a folder of brand folders into a gallery",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     build.add_argument("brands_dir", help="a folder with one sub-folder of logo images per brand")
     build.add_argument("out_dir", help="the gallery folder to write (gallery.json + gallery.safetensors)")
     build.add_argument(
         "--model", default=None, help=f"the embedder: a saved model or Hub id (default: {SHIPPED_MODEL})"
     )
     build.add_argument(
-        "--threshold", type=float, default=None,
+        "--threshold",
+        type=float,
+        default=None,
         help="the gallery's cosine threshold (default: the model's calibrated config.similarity_threshold)",
-    )  # fmt: skip
+    )
     build.add_argument("--batch_size", type=int, default=32, help="images embedded per forward pass")
     build.add_argument(
         "--runtime", default="auto", choices=["auto", "torch", "onnxruntime"], help="what runs the network"

@@ -643,9 +643,14 @@ def build_demo(
     if isinstance(localizer, (str, os.PathLike)):
         localizer_name, localizer = str(localizer), load_localizer(localizer)
     app = GalleryApp(
-        embedder, untrained=untrained, model_name=model_name, examples=example_brands, localizer=localizer or None,
-        localizer_name=localizer_name, gallery=gallery,
-    )  # fmt: skip
+        embedder,
+        untrained=untrained,
+        model_name=model_name,
+        examples=example_brands,
+        localizer=localizer or None,
+        localizer_name=localizer_name,
+        gallery=gallery,
+    )
     initial = app.initial_state()
 
     with gr.Blocks(title="Few-shot logo recognition", analytics_enabled=False) as demo:
@@ -664,9 +669,12 @@ def build_demo(
         with gr.Accordion("Model", open=False):
             with gr.Row():
                 model_choice = gr.Dropdown(
-                    model_choices(app.default_model), value=app.default_model, allow_custom_value=True,
-                    label="Model: a local directory or a Hub id", scale=4,
-                )  # fmt: skip
+                    model_choices(app.default_model),
+                    value=app.default_model,
+                    allow_custom_value=True,
+                    label="Model: a local directory or a Hub id",
+                    scale=4,
+                )
                 model_button = gr.Button("Load model", scale=1)
             model_note = gr.Markdown(app.model_note(initial), elem_id="model-note")
 
@@ -682,10 +690,12 @@ def build_demo(
                 )
                 webcam_shot = gr.Image(label="… or a webcam snapshot", sources=["webcam"], type="filepath", height=160)
                 whole_photos = gr.Checkbox(
-                    value=False, label=WHOLE_PHOTOS_LABEL, elem_id="whole-photos",
+                    value=False,
+                    label=WHOLE_PHOTOS_LABEL,
+                    elem_id="whole-photos",
                     info="Each shot is cropped to the logo the localiser is most confident of"
                     + ("." if app.localizer is not None else " (needs a logo localiser: none is loaded)."),
-                )  # fmt: skip
+                )
                 add_button = gr.Button("Add brand", variant="primary", elem_id="add-brand")
                 if app.examples is not None:
                     examples_button = gr.Button(
@@ -695,9 +705,11 @@ def build_demo(
                     )
                 with gr.Row():
                     brand_choice = gr.Dropdown(
-                        label="Brand", choices=initial_names, value=initial_names[-1] if initial_names else None,
+                        label="Brand",
+                        choices=initial_names,
+                        value=initial_names[-1] if initial_names else None,
                         interactive=True,
-                    )  # fmt: skip
+                    )
                     new_name = gr.Textbox(label="New name")
                 with gr.Row():
                     rename_button = gr.Button("Rename brand")
@@ -725,27 +737,34 @@ def build_demo(
                 )
                 if app.examples is not None and app.examples.queries:
                     gr.Examples(
-                        [[path] for path, _ in app.examples.queries], inputs=[query],
+                        [[path] for path, _ in app.examples.queries],
+                        inputs=[query],
                         example_labels=[f"{brand} (query)" for _, brand in app.examples.queries],
                         label="Example scenes (click one; the last brand is unregistered: its logo should be unknown)",
-                    )  # fmt: skip
+                    )
                 threshold = gr.Slider(
                     -1.0, 1.0, value=app.threshold_of(initial), step=0.01, label="Threshold (cosine similarity)"
                 )
                 search_button = gr.Button("Recognise", variant="primary", elem_id="search")
                 annotated = gr.Image(
-                    label="Logos found (brand and cosine, or unknown)", type="filepath", interactive=False,
+                    label="Logos found (brand and cosine, or unknown)",
+                    type="filepath",
+                    interactive=False,
                     elem_id="annotated",
-                )  # fmt: skip
+                )
                 verdict = gr.Textbox(label="Verdict (best logo)", interactive=False, elem_id="verdict")
                 ranking = gr.Label(
-                    label=f"Top-{TOP_K} brands of the best logo (cosine similarity)", num_top_classes=TOP_K,
+                    label=f"Top-{TOP_K} brands of the best logo (cosine similarity)",
+                    num_top_classes=TOP_K,
                     show_heading=False,
-                )  # fmt: skip
+                )
                 detections = gr.Dataframe(
-                    headers=DETECTION_HEADERS, label="Logos found, best first", interactive=False,
-                    elem_id="detections", wrap=True,
-                )  # fmt: skip
+                    headers=DETECTION_HEADERS,
+                    label="Logos found, best first",
+                    interactive=False,
+                    elem_id="detections",
+                    wrap=True,
+                )
                 best_shots = gr.Gallery(
                     label="Shots of the best match", columns=5, height="auto", elem_id="best-shots"
                 )
@@ -757,9 +776,11 @@ def build_demo(
         remove_button.click(app.remove_brand, [brand_choice, state], views, api_name="remove_brand")
         rename_button.click(app.rename_brand, [brand_choice, new_name, state], views, api_name="rename_brand")
         search_button.click(
-            app.search, [query, threshold, state], [ranking, verdict, best_shots, annotated, detections],
+            app.search,
+            [query, threshold, state],
+            [ranking, verdict, best_shots, annotated, detections],
             api_name="search",
-        )  # fmt: skip
+        )
         model_button.click(
             app.select_model, [model_choice, state], [*views, threshold, model_note], api_name="select_model"
         )
@@ -805,8 +826,16 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
     per_brand = EXAMPLE_SHOTS + EXAMPLE_QUERIES
     if not any(directory.glob("*/*/*.xml")):
         try:
-            synthesize(directory, EXAMPLE_BRANDS + 1, per_brand, seed=seed, workers=1, progress=False,
-                       brand_filter=lambda brand: hash_split_of(brand.folder) == "test", overwrite=True)  # fmt: skip
+            synthesize(
+                directory,
+                EXAMPLE_BRANDS + 1,
+                per_brand,
+                seed=seed,
+                workers=1,
+                progress=False,
+                brand_filter=lambda brand: hash_split_of(brand.folder) == "test",
+                overwrite=True,
+            )
         except (MarkSourceError, OSError, ValueError) as error:
             logger.warning("No example brands: %s", error)
             return None
@@ -833,9 +862,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     embedder, untrained = load_embedder(args.model)
     demo = build_demo(
-        embedder, example_brands=prepare_examples(), untrained=untrained, model_name=args.model,
+        embedder,
+        example_brands=prepare_examples(),
+        untrained=untrained,
+        model_name=args.model,
         localizer=args.localizer or True,
-    )  # fmt: skip
+    )
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

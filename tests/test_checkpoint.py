@@ -37,14 +37,27 @@ LOCALIZER_MIN_RECALL, LOCALIZER_MIN_AP, PHOTO_MIN_RECALL = 0.85, 0.65, 0.45
 def unseen_data(tmp_path_factory):
     """12 test brands (never in any training split of this project, embedder's or localiser's), 6 scenes each."""
     root = tmp_path_factory.mktemp("unseen")
-    synthesize(root / "data", 12, 6, seed=123, workers=1, progress=False,
-               brand_filter=lambda brand: hash_split_of(brand.folder) == "test")  # fmt: skip
+    synthesize(
+        root / "data",
+        12,
+        6,
+        seed=123,
+        workers=1,
+        progress=False,
+        brand_filter=lambda brand: hash_split_of(brand.folder) == "test",
+    )
     return root
 
 
 def _all_of(root, config):
-    splits = load_logodet3k(root / "data", config, cache_dir=str(root / "cache"), split_scheme="brands",
-                            train_fraction=0.5, validation_fraction=0.25)  # fmt: skip
+    splits = load_logodet3k(
+        root / "data",
+        config,
+        cache_dir=str(root / "cache"),
+        split_scheme="brands",
+        train_fraction=0.5,
+        validation_fraction=0.25,
+    )
     return datasets.concatenate_datasets(list(splits.values()))
 
 
@@ -83,8 +96,9 @@ def test_checkpoint_loads_the_same_with_remote_code(tmp_path):
     """`trust_remote_code` in a process that cannot import the package (with it imported, transformers would return
     the installed class): the checkpoint's own code copies give the package's embeddings."""
     model, processor = load_model_and_processor(CHECKPOINT)
-    pixels = processor([torch.rand(3, 120, 90, generator=torch.Generator().manual_seed(i)) for i in range(2)],
-                       return_tensors="pt").pixel_values  # fmt: skip
+    pixels = processor(
+        [torch.rand(3, 120, 90, generator=torch.Generator().manual_seed(i)) for i in range(2)], return_tensors="pt"
+    ).pixel_values
     torch.save(pixels, tmp_path / "pixels.pt")
     run_python(
         f"""

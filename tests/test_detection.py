@@ -161,9 +161,20 @@ def test_logo_detect_writes_one_json_line_per_photo_and_skips_bad_files(shipped_
     (photos / "broken.jpg").write_bytes(b"not an image")
     out = tmp_path / "results.jsonl"
     status = detect_cli.main(
-        [str(photos), "--gallery", str(tmp_path / "gallery"), "--out", str(out), "--draw", str(tmp_path / "drawn"),
-         "--localizer", "none", "--runtime", "torch"]
-    )  # fmt: skip
+        [
+            str(photos),
+            "--gallery",
+            str(tmp_path / "gallery"),
+            "--out",
+            str(out),
+            "--draw",
+            str(tmp_path / "drawn"),
+            "--localizer",
+            "none",
+            "--runtime",
+            "torch",
+        ]
+    )
     assert status == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [Path(line["photo"]).name for line in lines] == ["a.jpg", "broken.jpg", "b.png"]
@@ -256,8 +267,24 @@ def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos,
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     out = tmp_path / "results.jsonl"
-    assert detect_cli.main([str(video), "--gallery", str(tmp_path / "gallery"), "--out", str(out),
-                            "--localizer", "none", "--runtime", "torch", "--video_fps", "1"]) == 0  # fmt: skip
+    assert (
+        detect_cli.main(
+            [
+                str(video),
+                "--gallery",
+                str(tmp_path / "gallery"),
+                "--out",
+                str(out),
+                "--localizer",
+                "none",
+                "--runtime",
+                "torch",
+                "--video_fps",
+                "1",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(line["frame"], line["time"]) for line in lines] == [(0, 0.0), (2, 1.0), (4, 2.0)]
     assert all(line["detections"] and line["detections"][0]["brand"] == "Acme" for line in lines)

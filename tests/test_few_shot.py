@@ -407,8 +407,10 @@ def test_add_brands_registers_many_brands_at_once_like_add_brand(shot_images, ga
     for index, brand in enumerate(BRANDS):
         one_by_one.add_brand_embeddings(brand, vectors[index * 2 : index * 2 + 2], metadata={"n": index})
     at_once = LogoGallery()
-    at_once.add_brands({brand: vectors[i * 2 : i * 2 + 2].numpy() for i, brand in enumerate(BRANDS)},
-                       metadata={brand: {"n": i} for i, brand in enumerate(BRANDS)})  # fmt: skip
+    at_once.add_brands(
+        {brand: vectors[i * 2 : i * 2 + 2].numpy() for i, brand in enumerate(BRANDS)},
+        metadata={brand: {"n": i} for i, brand in enumerate(BRANDS)},
+    )
     assert at_once.brands == one_by_one.brands
     for brand in BRANDS:
         torch.testing.assert_close(at_once.prototype(brand), one_by_one.prototype(brand))
