@@ -35,7 +35,7 @@ from _results import write_result
 
 
 REPO = Path(__file__).resolve().parents[1]
-APP_PATH = REPO / "space" / "app.py"
+sys.path.insert(0, str(REPO))  # space/ is a package of the repository, not installed
 MIB = 1024 * 1024
 
 # torch, gradio and the package are imported inside the children only: the parent measures nothing.
@@ -147,13 +147,9 @@ def train_child(args) -> dict:
 
 
 def load_app_module():
-    import importlib.util
+    import space.app
 
-    spec = importlib.util.spec_from_file_location("space_app", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["space_app"] = module
-    spec.loader.exec_module(module)
-    return module
+    return space.app
 
 
 def logo_image(rng, size: int = 160, noise: int = 12, design: tuple | None = None):
@@ -196,8 +192,8 @@ def space_child(args) -> dict:
     app_module = load_app_module()
     imports_rss = rss_mib()
     torch.manual_seed(0)  # the same untrained weights in every run: its ONNX export is cached (MODELING_LOGO_CACHE)
-    model, processor, untrained = app_module.load_model(app_module.UNTRAINED_CHOICE)
-    app = app_module.GalleryApp(model, processor, untrained=untrained)
+    embedder, untrained = app_module.load_embedder(app_module.UNTRAINED_CHOICE)
+    app = app_module.GalleryApp(embedder, untrained=untrained)
     directory = Path(args.work_dir)
     warm_up = brand_files(np.random.default_rng(args.seed + 1), directory, -1, 1, args.noise)
     app.add_brand("warm-up", warm_up, app_module._empty_state(app.default_model))  # first image: lazy set-up
@@ -221,20 +217,22 @@ def space_child(args) -> dict:
         thumbnails = [app_module._thumbnail_data(logo_image(rng, noise=args.noise)) for _ in range(args.space_shots)]
         vectors = rng.standard_normal((args.space_brands - through_images, args.space_shots, 128), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
-        brands = dict(state["brands"])
+        gallery = app.gallery_of(state)
         for offset, shots in enumerate(vectors):
             # Copies, so that each brand's thumbnails take their own memory, as distinct images' would.
             copies = [thumbnail[:1] + thumbnail[1:] for thumbnail in thumbnails]
-            brands[f"brand-{through_images + offset}"] = {"shots": shots.tolist(), "thumbnails": copies}
-        state = {**state, "brands": brands}
+            gallery.add_brand_embeddings(
+                f"brand-{through_images + offset}", torch.from_numpy(shots), metadata={"thumbnails": copies}
+            )
+        state = {**state, "gallery": gallery.to_dict()}
     built_rss = rss_mib()
 
     query = brand_files(rng, directory, args.space_brands, 1, args.noise)[0]
     gallery_of_seconds = median_seconds(lambda: app.gallery_of(state))
     views_seconds = median_seconds(lambda: app.views(state))
     search_seconds = median_seconds(lambda: app.search(query, None, state))
-    entries = state["brands"].values()
-    thumbnails = [t for entry in entries for t in entry["thumbnails"]]
+    final = app.gallery_of(state)
+    thumbnails = [t for brand in final.brands for t in final.metadata(brand).get("thumbnails", [])]
     first, last = add_seconds[:100], add_seconds[-100:]
     return {
         "brands": args.space_brands,
@@ -248,7 +246,7 @@ def space_child(args) -> dict:
         "gallery_rss_mib": built_rss,
         "peak_after_model_mib": peak_rss_mib(),
         "state_mb": len(json.dumps(state)) / 1e6,
-        "state_shots_mb": len(json.dumps([e["shots"] for e in entries])) / 1e6,
+        "state_shots_mb": len(json.dumps([final.shots(brand).tolist() for brand in final.brands])) / 1e6,
         "state_thumbnails_mb": len(json.dumps(thumbnails)) / 1e6,
         "mean_thumbnail_kb": sum(map(len, thumbnails)) / len(thumbnails) / 1e3,
         "build_seconds": sum(add_seconds),

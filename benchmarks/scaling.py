@@ -8,7 +8,7 @@ Each size runs in a fresh Python process, on random clustered unit embeddings (1
 distance of about 0.5 from the brand's centre) rather than a model's, so that only the gallery and evaluation code
 is timed:
 
-- gallery: `LogoGallery()` without a model, `add_brand` per brand from 5 shots; `save` and `LogoGallery.load`; the
+- gallery: `LogoGallery()` without a model, `add_brand_embeddings` per brand from 5 shots; `save` and `LogoGallery.load`; the
   first search, which stacks the prototypes (and builds the faiss index from `FAISS_MIN_BRANDS` brands on); then a
   batch of 100 queries (each brand's sixth image) with the default search backend;
 - evaluation on an `EmbeddedSplit` of brands × 6 images (and a second, independent one as the honest protocol's
@@ -42,7 +42,7 @@ from memory import peak_rss_mib, reset_peak_rss, rss_mib, run_child
 
 #: (key, label) of every operation, in the order they run; EVALUATIONS may be skipped when they would explode.
 OPERATIONS = (
-    ("build", "gallery build (add_brand × brands)"),
+    ("build", "gallery build (add_brand_embeddings × brands)"),
     ("save", "gallery save"),
     ("load", "gallery load"),
     ("index", "first search (stacks prototypes / faiss index)"),
@@ -89,7 +89,7 @@ def build_gallery(shots):
 
     gallery = LogoGallery()
     for brand, brand_shots in enumerate(shots):
-        gallery.add_brand(f"brand-{brand}", brand_shots)
+        gallery.add_brand_embeddings(f"brand-{brand}", brand_shots)
     return gallery
 
 

@@ -21,6 +21,28 @@ from .test_logodet3k import voc
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 4  # 10 training brands × 6 images, P=4 × K=2 per process, 2 processes
+# The paper's recipe at a tiny size: triplet loss with semi-hard mining, SGD, the whole backbone frozen (the head
+# trains on cached backbone features), layer4 unfrozen at epoch 1 with the LR × 0.2.
+PAPER_RECIPE = (
+    "--loss",
+    "triplet",
+    "--miner",
+    "semi-hard",
+    "--optimizer",
+    "sgd",
+    "--learning_rate",
+    "0.05",
+    "--backbone_lr_factor",
+    "0.5",
+    "--unfreeze",
+    "layer4:1",
+    "--freeze_other_stages",
+    "true",
+    "--frozen_feature_views",
+    "2",
+    "--num_epochs",
+    "3",
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,30 +141,12 @@ def changed_parts(before: dict, after: dict) -> set[str]:
 
 @pytest.fixture(scope="module")
 def paper_run(data_dir, tmp_path_factory):
-    """The paper's recipe at a tiny size: triplet loss with semi-hard mining, SGD, the whole backbone frozen (the head
-    trains on cached backbone features), layer4 unfrozen at epoch 1 with the LR × 0.2; a checkpoint every step."""
+    """[`PAPER_RECIPE`] on two processes, with a checkpoint every step."""
     out_dir = tmp_path_factory.mktemp("paper")
     run_dir = launch_two_processes(
         data_dir,
         out_dir,
-        "--loss",
-        "triplet",
-        "--miner",
-        "semi-hard",
-        "--optimizer",
-        "sgd",
-        "--learning_rate",
-        "0.05",
-        "--backbone_lr_factor",
-        "0.5",
-        "--unfreeze",
-        "layer4:1",
-        "--freeze_other_stages",
-        "true",
-        "--frozen_feature_views",
-        "2",
-        "--num_epochs",
-        "3",
+        *PAPER_RECIPE,
         "--checkpointing_steps",
         "1",
         "--keep_last_checkpoints",
@@ -188,24 +192,7 @@ def test_a_two_process_run_resumed_mid_run_ends_with_the_same_model(data_dir, pa
     launch_two_processes(
         data_dir,
         tmp_path,
-        "--loss",
-        "triplet",
-        "--miner",
-        "semi-hard",
-        "--optimizer",
-        "sgd",
-        "--learning_rate",
-        "0.05",
-        "--backbone_lr_factor",
-        "0.5",
-        "--unfreeze",
-        "layer4:1",
-        "--freeze_other_stages",
-        "true",
-        "--frozen_feature_views",
-        "2",
-        "--num_epochs",
-        "3",
+        *PAPER_RECIPE,
         "--resume_from_checkpoint",
         str(middle_of_epoch_1),
     )
