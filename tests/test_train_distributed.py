@@ -168,13 +168,16 @@ def test_the_paper_schedule_runs_through_unfreezing_with_identical_processes(pap
     assert changed_parts(models["start"], models["epoch_0"]) == {"head"}
     assert changed_parts(models["epoch_0"], models["epoch_1"]) == {"head", "layer4"}
     assert changed_parts(models["epoch_1"], models["epoch_2"]) == {"head", "layer4"}
+    # The saved model is the best epoch's, with the stages frozen then.
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["frozen_stages"] == ["stem", "layer1", "layer2", "layer3"]
+    frozen_then = ["stem", "layer1", "layer2", "layer3"] + (["layer4"] if state["best_epoch"] < 1 else [])
+    assert config["frozen_stages"] == frozen_then
 
 
 def test_init_from_a_model_saved_with_frozen_stages_keeps_processes_in_sync(data_dir, paper_run, tmp_path):
-    """The paper run's model loads with stem-layer3 frozen; unfreezing layer3 at epoch 1 must synchronise it across
-    processes (DDP synchronises only what was trainable when it wrapped the model)."""
+    """The paper run's model loads with its backbone stages frozen (layer4 too if its best epoch was the first);
+    unfreezing layer3 at epoch 1 must synchronise it across processes (DDP synchronises only what was trainable when
+    it wrapped the model)."""
     launch_two_processes(
         data_dir, tmp_path, "--init_from", str(paper_run[1]), "--unfreeze", "layer3:1", "--num_epochs", "2"
     )
