@@ -82,13 +82,16 @@ class LogoDet3KConfig(datasets.BuilderConfig):
     """Options of the LogoDet-3K builder; pass them as keyword arguments to `load_logodet3k` or the builder.
 
     Args:
-        split_scheme (`str`, defaults to `"brands"`):
-            `"brands"`: brand-disjoint train/validation/test, stratified by category, seeded by `seed`.
+        split_scheme (`str`, defaults to `"hash"`):
+            `"hash"` (the default, as in `train.py`, `logo-eval` and the shipped checkpoints): brand-disjoint, each
+            brand placed by a hash of its name and `seed` alone, so that data sets of any size agree: a brand that is
+            a test brand of a 300-brand set is never a training brand of a 4,000-brand set generated from the same
+            marks. Fractions hold on average, not exactly; a handful of brands can leave a split empty (an error
+            that says so).
+            `"brands"`: brand-disjoint train/validation/test, stratified by category, seeded by `seed` (exact
+            fractions, for small sets; its validation brands are *not* those the shipped checkpoint held out).
             `"paper"`: the paper's split: 10% of brands as test drawn with `random.seed(42)`, then a random 80/20
             image split of the remaining brands into train/validation (validation brands are *seen* brands).
-            `"hash"`: brand-disjoint, each brand placed by a hash of its name and `seed` alone, so that data sets of
-            any size agree: a brand that is a test brand of a 300-brand set is never a training brand of a
-            4,000-brand set generated from the same marks. Fractions hold on average, not exactly.
             `"all-test"`: every brand is a test brand, and `test` the only split: to measure a trained model on
             brands of one's own (it must not have trained on them), with its calibrated threshold.
         train_fraction, validation_fraction (`float`): brand fractions of the `"brands"` and `"hash"` schemes (test
@@ -105,7 +108,7 @@ class LogoDet3KConfig(datasets.BuilderConfig):
         max_image_pixels (`int`): larger images are skipped as `too_large`.
     """
 
-    split_scheme: str = "brands"
+    split_scheme: str = "hash"
     train_fraction: float = 0.8
     validation_fraction: float = 0.1
     seed: int = 0

@@ -80,3 +80,33 @@ def test_gallery_from_a_folder_example_runs_as_written(tmp_path):
     assert search.startswith("[BrandMatch(brand='Acme'")
     assert "notes.txt" in result.stderr and "not a readable image" in result.stderr  # reported, skipped
     assert {"gallery.json", "gallery.safetensors"} <= {p.name for p in (tmp_path / "my-gallery").iterdir()}
+
+
+def test_threshold_example_runs_as_written(tmp_path):
+    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
+    result = subprocess.run(
+        [sys.executable, "-c", readme_block("threshold")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    count, point = result.stdout.strip().splitlines()[-1].split(" validation brands: ")
+    assert int(count) >= 3
+    threshold = float(re.search(r"threshold=([0-9.]+)", point).group(1))
+    far = float(re.search(r"false_accept_rate=([0-9.e-]+)", point).group(1))
+    assert 0 < threshold < 1 and far <= 0.01
+
+
+def test_readme_calibrates_on_brands_the_shipped_checkpoint_never_trained_on():
+    """The threshold example relies on load_logodet3k's default being the split train.py uses (issue: the "brands"
+    default put training brands of the checkpoint among the "validation" brands)."""
+    from dataset_scripts.logodet3k import LogoDet3KConfig
+
+    card = (README.parent / "checkpoints" / "logo-embedding-resnet-small" / "README.md").read_text(encoding="utf-8")
+    import train
+
+    assert LogoDet3KConfig().split_scheme == train.EmbeddingTrainingArguments().split_scheme == "hash"
+    assert "the `hash` split" in card

@@ -347,7 +347,9 @@ def test_the_builder_reads_the_generated_set(small_set, tmp_path):
 
     root, summary = small_set
     out = root / "two-workers"
-    builder_splits = load_logodet3k(out, "detection", cache_dir=tmp_path / "cache", few_shot_k=1)
+    # a handful of brands: exact fractions ("brands"), since the default "hash" split may leave one empty
+    options = {"cache_dir": tmp_path / "cache", "few_shot_k": 1, "split_scheme": "brands"}
+    builder_splits = load_logodet3k(out, "detection", **options)
     brands = builder_splits["train"].features["brand"].names
     assert len(brands) == summary.brands  # Brand-1 folders merged into their brand
     assert sum(len(split) for split in builder_splits.values()) == summary.images  # nothing skipped
@@ -362,9 +364,9 @@ def test_the_builder_reads_the_generated_set(small_set, tmp_path):
             labelled += sum(obj["brand"] >= 0 for obj in row["objects"])
             unknown += sum(obj["brand"] == -1 for obj in row["objects"])
     assert labelled == summary.objects and unknown > 0
-    crops = load_logodet3k(out, "crops", cache_dir=tmp_path / "cache", few_shot_k=1)
+    crops = load_logodet3k(out, "crops", **options)
     assert sum(len(split) for split in crops.values()) <= summary.objects  # no crop of an unknown logo
-    builder = LogoDet3K(data_dir=str(out), config_name="crops", cache_dir=str(tmp_path / "cache"), few_shot_k=1)
+    builder = LogoDet3K(data_dir=str(out), config_name="crops", **{**options, "cache_dir": str(tmp_path / "cache")})
     builder.download_and_prepare()
     assert sum(counts.get("unknown_logo", 0) for counts in builder.skipped.values()) == unknown
     split_brands = [set(split["brand"]) for split in builder_splits.values()]
