@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .embedder import quiet_weight_loading
 from .image_processing_localizer import LogoLocalizerImageProcessor
 from .image_processing_logo import open_image, to_rgb
 from .modeling_localizer import LogoLocalizerModel
@@ -169,7 +170,8 @@ class LogoLocalizer:
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | os.PathLike, **kwargs) -> LogoLocalizer:
         """A saved localiser (directory or Hub id) with its image processor."""
-        model = LogoLocalizerModel.from_pretrained(model_name_or_path)
+        with quiet_weight_loading():
+            model = LogoLocalizerModel.from_pretrained(model_name_or_path)
         try:
             processor = LogoLocalizerImageProcessor.from_pretrained(model_name_or_path)
         except OSError:

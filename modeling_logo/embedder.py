@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from itertools import islice
 from typing import Literal
 
@@ -38,6 +39,24 @@ ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 #: What runs the network when embedding images: `"onnxruntime"` (an ONNX export of the model, cached), `"torch"`,
 #: or `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch.
 Runtime = Literal["auto", "torch", "onnxruntime"]
+
+
+@contextmanager
+def quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' "Loading weights" progress bar while the package loads a model of its own (a bar per
+    load of a 90-tensor model says nothing); the user's setting is restored afterwards, and `AutoModel` calls made
+    by the user keep it."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 RUNTIMES = ("auto", "torch", "onnxruntime")
 
 logger = logging.getLogger(__name__)
@@ -107,7 +126,8 @@ class LogoEmbedder:
         """
         from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
 
-        model = LogoEmbeddingModel.from_pretrained(model_name_or_path, **kwargs)
+        with quiet_weight_loading():
+            model = LogoEmbeddingModel.from_pretrained(model_name_or_path, **kwargs)
         model = model.eval().to(memory_format=torch.channels_last)
         hub_kwargs = {
             key: kwargs[key] for key in ("revision", "cache_dir", "token", "local_files_only") if key in kwargs

@@ -154,3 +154,20 @@ def test_corrupt_weights_file_is_an_error_not_a_random_model(saved_model_dir, tm
     (broken / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(Exception, match="(?i)safetensors|header|deserializ"):
         LogoEmbeddingModel.from_pretrained(broken)
+
+
+def test_the_package_loads_its_own_models_without_a_progress_bar_and_keeps_the_users_setting(capsys):
+    from transformers.utils import logging as transformers_logging
+
+    from modeling_logo import LogoEmbedder
+    from modeling_logo.detection import LogoLocalizer
+
+    checkpoints = os.path.join(os.path.dirname(__file__), os.pardir, "checkpoints")
+    transformers_logging.enable_progress_bar()
+    capsys.readouterr()
+    LogoEmbedder.from_pretrained(os.path.join(checkpoints, "logo-embedding-resnet-small"), runtime="torch")
+    LogoLocalizer.from_pretrained(os.path.join(checkpoints, "logo-localizer-resnet-small"))
+    assert "Loading weights" not in capsys.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # restored: the user's own loads still show it
+    AutoModel.from_pretrained(os.path.join(checkpoints, "logo-embedding-resnet-small"))
+    assert "Loading weights" in capsys.readouterr().err  # the bar this test hides exists, so the test can fail
