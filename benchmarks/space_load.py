@@ -1,0 +1,353 @@
+#!/usr/bin/env python
+"""The Space under load (issue 22, item 4): one session's search latency, then concurrent sessions' latency,
+throughput and isolation, all through `gradio_client` on 127.0.0.1.
+
+    python benchmarks/space_load.py                          # the working tree's space/
+    python benchmarks/space_load.py --compare_with 5d4e2d1   # ... and that commit's space/, alternately, in one run
+    python benchmarks/space_load.py --sessions 5 --searches 2 --localizer none   # smaller; the window search
+
+Each app is served by a fresh subprocess of this script (`--_serve`) bound to 127.0.0.1, with the shipped embedder
+and, by default, the shipped localiser (as the Space runs them); `--compare_with REV` serves the `space/` package of
+git revision REV the same way (with the working tree's `modeling_logo`), so that both are measured in one run on the
+same machine load. Nothing leaves the loopback interface.
+
+Every session is its own `gradio_client.Client` (so its own `gr.State`). It registers `--brands` brands from
+`--shots` synthetic logo images each: the same logos in every session, under names of its own (`s3-brand1`), so
+that a gallery leaking from one session to another would show up as another session's names. It then searches
+whole photos (one of its logos pasted on a plain 320×240 background), one request after the other; the client
+uploads the photo and downloads the answer's images, as a browser does.
+
+- single session: `--single_searches` searches after two warm-ups; median and p95 latency.
+- concurrent: `--sessions` sessions register their brands, then all search at once (`--searches` each); latency
+  p50/p95 from the start of each request to its answer, requests/s over the wall time of the searches, errors.
+- isolation: every brand of every answer is one of the session's own (a leak otherwise), and the best-ranked one is
+  the brand of the logo in the photo (counted apart: `wrong`). Whether it clears the threshold is the model's
+  business, not the Space's.
+
+Prints a table and writes `benchmarks/results/space_load.json` (`--output` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from _results import write_result
+from PIL import Image, ImageDraw
+
+
+REPO = Path(__file__).resolve().parents[1]
+EMBEDDER = REPO / "checkpoints" / "logo-embedding-resnet-small"
+LOCALIZER = REPO / "checkpoints" / "logo-localizer-resnet-small"
+SCENE_SIZE, SCENE_BACKGROUND = (320, 240), (128, 128, 128)
+READY = "space_load: serving"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The server (a subprocess)
+
+
+def serve(args) -> None:
+    """Serve `space.app` from `args.app_dir` on 127.0.0.1:`args.port` until stdin closes."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    sys.path.insert(0, args.app_dir)  # the `space` package to serve: the working tree's or a revision's
+    import space.app as app_module
+    from modeling_logo import LogoEmbedder
+
+    if not Path(app_module.__file__).resolve().is_relative_to(Path(args.app_dir).resolve()):
+        raise RuntimeError(f"space.app came from {app_module.__file__}, not from {args.app_dir}")
+    localizer = None if args.localizer == "none" else args.localizer
+    demo = app_module.build_demo(LogoEmbedder.from_pretrained(EMBEDDER), localizer=localizer)
+    demo.launch(server_name="127.0.0.1", server_port=args.port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    print(READY, flush=True)
+    sys.stdin.read()
+    demo.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_app(app_dir: Path, localizer: str, log_dir: Path, start_timeout_s: float = 180):
+    """The URL of `app_dir`'s `space.app` served by a subprocess of this script; stopped on exit."""
+    port = _free_port()
+    log = open(log_dir / f"server-{port}.log", "w+")
+    command = [sys.executable, __file__, "--_serve", "--app_dir", str(app_dir), "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--localizer", localizer],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
+    ready = threading.Event()
+    threading.Thread(target=lambda: process.stdout.readline().startswith(READY) and ready.set(), daemon=True).start()
+    try:
+        if not ready.wait(start_timeout_s):
+            log.seek(0)
+            raise RuntimeError(f"the server did not start in {start_timeout_s:.0f} s:\n{log.read()[-4000:]}")
+        yield f"http://127.0.0.1:{port}/"
+    except Exception:
+        log.seek(0)
+        print(f"The server's log:\n{log.read()[-4000:]}", file=sys.stderr)
+        raise
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            process.stdin.close()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def app_of_revision(revision: str, directory: Path):
+    """A folder holding the `space/` package of git `revision` (for `served_app`)."""
+    target = directory / f"space-{revision}"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", revision, "space"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    yield target
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Images: the same synthetic logos for every session
+
+
+def logo_image(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A synthetic logo: a coloured background with four random shapes."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+        x1, y1 = x0 + rng.integers(10, size[0] // 2), y0 + rng.integers(10, size[1] // 2)
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x0, y0, x1, y1), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return image
+
+
+def write_shots(directory: Path, brands: int, shots: int) -> list[list[str]]:
+    """Per brand, `shots` files of its logo at a few scales."""
+    paths = []
+    for brand in range(brands):
+        logo = logo_image(1000 + brand)
+        paths.append([])
+        for shot in range(shots):
+            path = directory / f"brand{brand}-shot{shot}.png"
+            scale = 1 + 0.15 * shot
+            logo.resize((round(logo.width * scale), round(logo.height * scale))).save(path)
+            paths[-1].append(str(path))
+    return paths
+
+
+def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
+    """A whole photo of its own for each search: `brand`'s logo pasted on a plain background at a place drawn from
+    `(session, number)`, so that no two requests upload the same file (nothing is answered from a cache)."""
+    rng = np.random.default_rng([session, number])
+    logo = logo_image(1000 + brand)
+    photo = Image.new("RGB", SCENE_SIZE, SCENE_BACKGROUND)
+    photo.paste(
+        logo, (int(rng.integers(0, SCENE_SIZE[0] - logo.width)), int(rng.integers(0, SCENE_SIZE[1] - logo.height)))
+    )
+    path = directory / f"scene-s{session}-n{number}.png"
+    photo.save(path)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The client side
+
+
+class Session:
+    """One visitor: a `gradio_client.Client` with brands of its own (`s<index>-brand<j>`)."""
+
+    def __init__(self, url: str, index: int, shots: list[list[str]], scene_dir: Path):
+        from gradio_client import Client
+
+        self.client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
+        self.index, self.names = index, [f"s{index}-brand{brand}" for brand in range(len(shots))]
+        self.shots, self.scene_dir = shots, scene_dir
+        # The slider's default: the shipped model's calibrated threshold.
+        self.threshold = json.loads((EMBEDDER / "config.json").read_text())["similarity_threshold"]
+        self.leaks = self.wrong = 0
+
+    def register(self) -> list[float]:
+        from gradio_client import handle_file
+
+        seconds = []
+        for name, paths in zip(self.names, self.shots):
+            start = time.perf_counter()
+            self.client.predict(name=name, files=[handle_file(p) for p in paths], api_name="/add_brand")
+            seconds.append(time.perf_counter() - start)
+        return seconds
+
+    def search(self, number: int) -> float:
+        """Search the `number`-th query photo; returns its latency, after checking the answer."""
+        from gradio_client import handle_file
+
+        brand = number % len(self.names)
+        photo = write_scene(self.scene_dir, brand, self.index, number)
+        start = time.perf_counter()
+        ranking, _verdict, _shots, _annotated, _rows = self.client.predict(
+            handle_file(photo), self.threshold, api_name="/search"
+        )
+        seconds = time.perf_counter() - start
+        labels = {confidence["label"] for confidence in ranking["confidences"]}
+        self.leaks += not labels <= set(self.names)
+        self.wrong += ranking["confidences"][0]["label"] != self.names[brand]
+        return seconds
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def measure(url: str, args, shots: list[list[str]], scene_dir: Path) -> dict:
+    """The single-session and concurrent figures of the app at `url`."""
+    single = Session(url, 0, shots, scene_dir)
+    single.register()
+    for number in range(2):  # warm-up: the first uploads, the first answers
+        single.search(number)
+    single_seconds = [single.search(number) for number in range(args.single_searches)]
+
+    with ThreadPoolExecutor(max_workers=args.sessions) as pool:
+        sessions = list(pool.map(lambda index: Session(url, index + 1, shots, scene_dir), range(args.sessions)))
+        register_seconds = [s for seconds in pool.map(Session.register, sessions) for s in seconds]
+        errors, latencies = [], []
+        barrier = threading.Barrier(args.sessions)
+
+        def run(session: Session) -> None:
+            barrier.wait()
+            for number in range(args.searches):
+                try:
+                    latencies.append(session.search(number))
+                except Exception as error:  # counted: a load test reports failures, it does not stop at the first
+                    errors.append(f"{type(error).__name__}: {error}"[:200])
+
+        start = time.perf_counter()
+        list(pool.map(run, sessions))
+        wall = time.perf_counter() - start
+    return {
+        "single_session": {
+            "searches": len(single_seconds),
+            "search_ms_median": 1000 * statistics.median(single_seconds),
+            "search_ms_p95": 1000 * _percentile(single_seconds, 95),
+            "leaks": single.leaks,
+            "wrong_top_brand": single.wrong,
+        },
+        "concurrent": {
+            "sessions": args.sessions,
+            "requests": args.sessions * args.searches,
+            "answered": len(latencies),
+            "errors": len(errors),
+            "first_errors": errors[:3],
+            "search_ms_p50": 1000 * _percentile(latencies, 50),
+            "search_ms_p95": 1000 * _percentile(latencies, 95),
+            "requests_per_s": len(latencies) / wall,
+            "wall_s": wall,
+            "add_brand_ms_median": 1000 * statistics.median(register_seconds),
+            "leaks": sum(session.leaks for session in sessions),
+            "wrong_top_brand": sum(session.wrong for session in sessions),
+        },
+    }
+
+
+def _git(*arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def working_tree_name() -> str:
+    """`working tree (<HEAD>)`, with a `+` when space/ has changes not committed."""
+    changed = "+" if _git("status", "--porcelain", "space") else ""
+    return f"working tree ({_git('rev-parse', '--short', 'HEAD')}{changed})"
+
+
+def print_table(runs: list[dict]) -> None:
+    print(
+        "| app | 1 session: search ms (median / p95) | "
+        f"{runs[0]['concurrent']['sessions']} sessions: p50 / p95 ms | requests/s | errors | leaks | wrong |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for run in runs:
+        single, load = run["single_session"], run["concurrent"]
+        print(
+            f"| {run['app']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
+            f"{load['search_ms_p50']:.0f} / {load['search_ms_p95']:.0f} | {load['requests_per_s']:.1f} | "
+            f"{load['errors']} | {single['leaks'] + load['leaks']} | {single['wrong_top_brand'] + load['wrong_top_brand']} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20, help="concurrent sessions")
+    parser.add_argument("--searches", type=int, default=4, help="searches per concurrent session")
+    parser.add_argument("--single_searches", type=int, default=20, help="searches timed in the single session")
+    parser.add_argument("--brands", type=int, default=2, help="brands each session registers")
+    parser.add_argument("--shots", type=int, default=2, help="shots per brand")
+    parser.add_argument("--localizer", default=str(LOCALIZER), help="a saved localiser, or 'none' (window search)")
+    parser.add_argument("--compare_with", default=None, help="a git revision whose space/ is measured too")
+    parser.add_argument("--rounds", type=int, default=1, help="times each app is measured (alternately)")
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/space_load.json")
+    parser.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--app_dir", default=str(REPO), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._serve:
+        serve(args)
+        return {}
+
+    import torch
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="space-load-") as scratch, contextlib.ExitStack() as stack:
+        scratch = Path(scratch)
+        shots = write_shots(scratch, args.brands, args.shots)
+        apps = [(working_tree_name(), REPO)]
+        if args.compare_with:
+            revision = _git("rev-parse", "--short", args.compare_with)
+            apps.insert(0, (revision, stack.enter_context(app_of_revision(revision, scratch))))
+        for _round in range(args.rounds):
+            for name, app_dir in apps:
+                with served_app(app_dir, args.localizer, scratch) as url:
+                    scene_dir = Path(tempfile.mkdtemp(dir=scratch))  # fresh photos for each app
+                    runs.append({"app": name, **measure(url, args, shots, scene_dir)})
+                print_table(runs[-1:])
+    print()
+    print_table(runs)
+    payload = {
+        "settings": {
+            key: getattr(args, key)
+            for key in ("sessions", "searches", "single_searches", "brands", "shots", "localizer", "compare_with")
+        },
+        "runs": runs,
+        "note": (
+            f"{os.cpu_count()} cores (torch CPU capability {torch.backends.cpu.get_cpu_capability()}) shared by the "
+            "server, the clients and whatever else runs on the machine"
+        ),
+    }
+    write_result("space_load", payload, args.output)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
