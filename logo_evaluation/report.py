@@ -121,7 +121,8 @@ def retrieval_table(results: dict[str, dict]) -> str:
         "images/mAP@1",
         "images/mAP@5",
         "images/mAP@10",
-        "images/t-mAP@10",
+        "images/t-mAP@1",
+        "images/t-mAP@5",
         "prototypes/recall@1",
     )
     header = ["model", *(c.replace("images/", "").replace("train/", "train-brand ") for c in columns)]

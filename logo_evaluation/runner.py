@@ -179,8 +179,8 @@ def evaluate_embedder(
     threshold: float | None = None,
 ) -> tuple[dict, EmbeddedSplit]:
     """All protocols for one embedder: `{"paper": [...], "honest": [...], "retrieval": {...}, "train_retrieval":
-    {...}}` and the test embeddings. Validation brands tune the honest threshold and serve as out-of-distribution
-    queries for t-mAP; a sample of training brands measures memorisation.
+    {...}}` and the test embeddings. Validation brands tune the honest threshold and are FORB's out-of-distribution
+    database of t-mAP (the test queries searched against them, and kept among the answers); a sample of training brands measures memorisation.
 
     Splits with only `test` (`--split_scheme all-test`) get the honest protocol at the given `threshold` (its rows
     are skipped, with the reason, without one), no t-mAP and no training-brand mAP."""

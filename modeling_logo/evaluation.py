@@ -5,7 +5,7 @@
 - [`honest_protocol`]: N-way K-shot open-set episodes whose threshold is chosen on the *validation* brands only,
   then fixed for test; reported with 95% confidence intervals.
 - [`retrieval_protocol`]: every image as a query against all the others and against brand prototypes (mAP,
-  recall@k, FORB mAP@k, and t-mAP with out-of-distribution queries).
+  recall@k, FORB's mAP@k, and FORB's t-mAP@k with an out-of-distribution database).
 
 All protocols take an [`EmbeddedSplit`] (unit-norm embeddings and brand labels), so a model is run once per split.
 """
@@ -314,10 +314,18 @@ def honest_protocol(
 # Retrieval
 
 
-def retrieval_protocol(split: EmbeddedSplit, ood: EmbeddedSplit | None = None, ks=(1, 5, 10)) -> dict:
+def retrieval_protocol(
+    split: EmbeddedSplit, ood: EmbeddedSplit | None = None, ks=(1, 5, 10), thresholded_ks=(1, 5)
+) -> dict:
     """Every image as a query against all the others, and against leave-one-out brand prototypes.
 
-    With `ood` (images of brands outside the split), also FORB's t-mAP@10 with thresholds from their best scores.
+    Returns `images/mAP`, `images/recall@k` and `images/mAP@k` (FORB's mAP@k) of the images against the others,
+    `prototypes/mAP` and `prototypes/recall@k` against the brand prototypes (see [`retrieval_metrics`]; ties keep
+    the split's order). With `ood` (images of brands outside the split, e.g. the validation brands), also
+    `images/t-mAP@k` for `thresholded_ks`, FORB's rule ([`~metrics.thresholded_map_at_k`]): each image is searched
+    against the `ood` images alone for the thresholds, then against the other images *and* the `ood` images (kept
+    as distractors); an image whose brand has no other image in the split is a query with no relevant item (1 when
+    nothing is returned above the threshold, else 0).
     """
     similarity = split.embeddings @ split.embeddings.T
     results = {
@@ -342,10 +350,11 @@ def retrieval_protocol(split: EmbeddedSplit, ood: EmbeddedSplit | None = None, k
         {f"prototypes/{name}": value for name, value in prototype_results.items() if not name.startswith("mAP@")}
     )
     if ood is not None and len(ood.labels):
-        ood_similarity = ood.embeddings @ split.embeddings.T
-        results["images/t-mAP@10"] = thresholded_map_at_k(
-            similarity, split.labels, split.labels, ood_similarity, k=10, exclude_self=True
+        ood_similarity = split.embeddings @ ood.embeddings.T  # the queries against the OOD images alone
+        thresholded = thresholded_map_at_k(
+            similarity, split.labels, split.labels, ood_similarity, ks=thresholded_ks, exclude_self=True
         )
+        results.update({f"images/{name}": value for name, value in thresholded.items()})
     return results
 
 

@@ -2,6 +2,17 @@
 
 Conventions: `scores` are "higher means more likely the same brand" (cosine similarities; pass `-distance` for
 distances) and `labels` are 1 for a positive (same brand) and 0 for a negative. A threshold `t` accepts `score >= t`.
+
+Ties (equal scores), metric by metric:
+
+- [`operating_curve`] and what is built on it ([`average_precision`], [`roc_auc`], [`best_f1_threshold`],
+  [`recall_at_precision`], [`equal_error_rate`], [`detection_metrics`]): a threshold accepts all equal scores at
+  once, so tied items form one operating point and their order does not matter (scikit-learn's rule).
+- [`retrieval_metrics`] and [`thresholded_map_at_k`] rank each query's gallery by a stable sort of descending score:
+  equal scores keep the gallery's order (an earlier gallery item ranks first), so a relevant item tied with an
+  irrelevant one before it in the gallery ranks second.
+- [`match_detections`] matches predictions in a stable order of descending score: tied predictions in their given
+  order.
 """
 
 from __future__ import annotations
@@ -262,9 +273,11 @@ def retrieval_metrics(
         exclude_self: the queries are the gallery (same order): ignore each query's own entry.
 
     Returns `mAP` (average precision over the full ranking), `recall@k` (a relevant item in the top k) and FORB's
-    `mAP@k` (precision at each relevant rank within the top k, summed and divided by the number of relevant items),
-    averaged over the queries that have at least one relevant item. Queries are ranked in chunks, so memory beyond
-    `similarity` itself stays bounded.
+    `mAP@k` (precision at each relevant rank within the top k, summed and divided by the number of relevant items;
+    FORB's `get_map_at_k`), averaged over the queries that have at least one relevant item. Ties: the gallery is
+    ranked by a stable sort of descending score, so equal scores keep the gallery's order (and `mAP` is not
+    scikit-learn's tie-grouped average precision where a relevant and an irrelevant item tie). Queries are ranked
+    in chunks, so memory beyond `similarity` itself stays bounded.
     """
     similarity = np.asarray(similarity)
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
@@ -297,41 +310,102 @@ def retrieval_metrics(
     return {name: total / num_valid for name, total in sums.items()}
 
 
+#: FORB's false-positive rates (`eval_tmap.py`'s `FPR_LIST`): the eleven thresholds of its t-mAP.
+FORB_FALSE_POSITIVE_RATES = np.linspace(0, 1.0, num=11, endpoint=True)
+
+
+def ood_thresholds(ood_best_scores, false_positive_rates=FORB_FALSE_POSITIVE_RATES) -> np.ndarray:
+    """FORB's score thresholds from out-of-distribution searches, one per false-positive rate.
+
+    With the `n` best scores sorted ascending (`s[0] <= ... <= s[n-1]`), the threshold at a rate `f < 1` is the order
+    statistic `s[ceil((1 - f) * n) - 1]` (no interpolation: the largest score for `f = 0`), so that about a
+    fraction `f` of the out-of-distribution searches still return something; at `f = 1` it is -1, the lowest
+    cosine similarity, and everything is returned. `(1 - f) * n` is rounded up in floating point exactly as FORB's
+    `math.ceil` does.
+
+    Args:
+        ood_best_scores: the best score of each search against out-of-distribution images only (one per query).
+        false_positive_rates: rates in [0, 1]; FORB's are 0, 0.1, ..., 1.
+    """
+    scores = np.sort(np.asarray(ood_best_scores, dtype=np.float64).ravel())
+    rates = np.asarray(false_positive_rates, dtype=np.float64).ravel()
+    if not len(scores):
+        raise ValueError("Thresholds from out-of-distribution searches need at least one search.")
+    if ((rates < 0) | (rates > 1)).any():
+        raise ValueError(f"false-positive rates are in [0, 1], got {rates.tolist()}.")
+    positions = np.ceil((1 - rates) * len(scores)).astype(np.int64) - 1
+    return np.where(rates == 1, -1.0, scores[np.clip(positions, 0, len(scores) - 1)])
+
+
 def thresholded_map_at_k(
     similarity,
     query_labels,
     gallery_labels,
     ood_similarity,
-    k: int = 10,
-    num_thresholds: int = 11,
+    ks: tuple[int, ...] = (1, 5),
+    false_positive_rates=FORB_FALSE_POSITIVE_RATES,
     exclude_self: bool = False,
-) -> float:
-    """FORB's t-mAP@k: mAP@k averaged over thresholds at the 0%, 10%, ..., 100% quantiles of the best scores of
-    out-of-distribution queries; at each threshold, gallery items scored below it are not retrieved.
+) -> dict[str, float]:
+    """FORB's t-mAP@k (Wu et al. 2023, "FORB: A Flat Object Retrieval Benchmark for Universal Image Embedding";
+    `baselines/eval_tmap.py` of github.com/pxiangwu/FORB), for cosine similarities.
+
+    1. Each query is searched against the out-of-distribution images alone (`ood_similarity`); its best score is a
+       false positive. [`ood_thresholds`] turns those best scores into one threshold per false-positive rate.
+    2. Each query is searched against the whole database: the gallery *and* the out-of-distribution images (never
+       relevant, they stay in as distractors). At each threshold, the items scored below it are not returned, and
+       FORB's mAP@k is computed on what is: the precision at each relevant rank within the top k, summed and
+       divided by the query's number of relevant items in the database. A query with no relevant item scores 1
+       when nothing is returned and 0 otherwise.
+    3. t-mAP@k is the mean of the mAP@k over the thresholds.
+
+    Ties: the database is ranked by a stable sort of descending score, so equal scores keep the database order
+    (gallery items in their order, then the out-of-distribution images). FORB's `np.argsort` leaves the order of
+    equal scores unspecified; with continuous scores there are none.
 
     Args:
-        ood_similarity: `(num_ood_queries, num_gallery)` scores of queries whose brands are not in the gallery.
-        exclude_self: the queries are the gallery (same order): ignore each query's own entry.
+        similarity: `(num_queries, num_gallery)` cosine similarities of the queries to the gallery.
+        query_labels, gallery_labels: their classes; a gallery item is relevant to a query of its class.
+        ood_similarity: `(num_queries, num_ood)` cosine similarities of the same queries to the images of classes
+            outside the gallery (FORB's "OOD" database).
+        ks: the k of each t-mAP@k (FORB reports 1 and 5).
+        false_positive_rates: see [`ood_thresholds`].
+        exclude_self: the queries are the gallery (same order): each query's own entry is not in its database.
+
+    Returns `{"t-mAP@k": value}` for each k. Queries are ranked in row chunks, so memory beyond the inputs stays
+    bounded.
     """
-    similarity = np.asarray(similarity, dtype=np.float64).copy()
+    similarity, ood_similarity = np.asarray(similarity), np.asarray(ood_similarity)
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
-    thresholds = np.quantile(np.max(np.asarray(ood_similarity), axis=1), np.linspace(0, 1, num_thresholds))
-    relevant = query_labels[:, None] == gallery_labels[None, :]
-    if exclude_self:
-        np.fill_diagonal(similarity, -np.inf)
-        np.fill_diagonal(relevant, False)
-    num_relevant = relevant.sum(axis=1)
-    valid = num_relevant > 0
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    top_scores = np.take_along_axis(similarity, order, axis=1)
-    top_relevant = np.take_along_axis(relevant, order, axis=1)
-    maps = []
-    for threshold in thresholds:
-        # Items below the threshold are not returned: they neither hit nor count among the retrieved.
-        ranked = top_relevant & (top_scores >= threshold)
-        precision_at = np.cumsum(ranked, axis=1) / np.arange(1, ranked.shape[1] + 1)
-        maps.append(np.mean(np.sum(precision_at * ranked, axis=1)[valid] / num_relevant[valid]))
-    return float(np.mean(maps))
+    num_queries, num_gallery = similarity.shape
+    if ood_similarity.shape[0] != num_queries or ood_similarity.shape[1] == 0:
+        raise ValueError(
+            f"ood_similarity must score the same {num_queries} queries against at least one out-of-distribution "
+            f"image, got shape {ood_similarity.shape}."
+        )
+    thresholds = ood_thresholds(ood_similarity.max(axis=1), false_positive_rates)
+    depth = max(ks)
+    sums = np.zeros((len(thresholds), len(ks)))
+    for rows in _row_chunks(num_queries, num_gallery + ood_similarity.shape[1]):
+        scores = np.concatenate([similarity[rows], ood_similarity[rows]], axis=1).astype(np.float64)
+        relevant = np.zeros(scores.shape, bool)
+        relevant[:, :num_gallery] = query_labels[rows, None] == gallery_labels[None, :]
+        if exclude_self:
+            own = (np.arange(scores.shape[0]), np.arange(rows.start, rows.stop))
+            scores[own], relevant[own] = -np.inf, False  # below every threshold: never returned
+        num_relevant = relevant.sum(axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+        top_scores = np.take_along_axis(scores, order, axis=1)
+        top_relevant = np.take_along_axis(relevant, order, axis=1)
+        for row, threshold in enumerate(thresholds):
+            returned = top_scores >= threshold  # a prefix of each ranking: scores are sorted
+            hits = top_relevant & returned
+            precise_hits = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1) * hits
+            for column, k in enumerate(ks):
+                average_precision_at_k = precise_hits[:, :k].sum(axis=1) / np.maximum(num_relevant, 1)
+                scored = np.where(num_relevant > 0, average_precision_at_k, ~returned[:, 0])
+                sums[row, column] += float(scored.sum())
+    maps = sums / num_queries  # mAP@k at each threshold
+    return {f"t-mAP@{k}": float(maps[:, column].mean()) for column, k in enumerate(ks)}
 
 
 def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, float]:
@@ -354,9 +428,11 @@ __all__ = [
     "equal_error_rate",
     "f1_at_thresholds",
     "f1_score",
+    "FORB_FALSE_POSITIVE_RATES",
     "fisher_separation",
     "match_detections",
     "mean_confidence_interval",
+    "ood_thresholds",
     "operating_curve",
     "recall_at_precision",
     "retrieval_metrics",

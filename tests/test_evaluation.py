@@ -135,8 +135,27 @@ def test_retrieval_protocol_on_separated_and_mixed_brands():
     separated = retrieval_protocol(clustered(20, 5, 0.1, seed=6), ood=clustered(5, 5, 0.1, seed=7))
     mixed = retrieval_protocol(clustered(20, 5, 10.0, seed=6))
     assert separated["images/mAP"] > 0.95 and separated["prototypes/recall@1"] > 0.95
-    assert mixed["images/mAP"] < 0.3 and "images/t-mAP@10" not in mixed
-    assert 0 <= separated["images/t-mAP@10"] <= separated["images/mAP@10"] + 1e-9
+    assert mixed["images/mAP"] < 0.3 and not any("t-mAP" in name for name in mixed)
+    assert 0 <= separated["images/t-mAP@1"] <= separated["images/mAP@1"] + 1e-9
+    assert 0 <= separated["images/t-mAP@5"] <= separated["images/mAP@5"] + 1e-9
+
+
+def test_retrieval_protocol_t_map_is_forbs_with_the_ood_images_in_the_database():
+    from modeling_logo.metrics import thresholded_map_at_k
+
+    split, ood = clustered(12, 4, 0.7, seed=8), clustered(4, 5, 0.7, seed=9, first_label=100)
+    results = retrieval_protocol(split, ood=ood)
+    expected = thresholded_map_at_k(
+        split.embeddings @ split.embeddings.T,
+        split.labels,
+        split.labels,
+        split.embeddings @ ood.embeddings.T,
+        ks=(1, 5),
+        exclude_self=True,
+    )
+    assert {"images/t-mAP@1": expected["t-mAP@1"], "images/t-mAP@5": expected["t-mAP@5"]} == {
+        name: results[name] for name in ("images/t-mAP@1", "images/t-mAP@5")
+    }
 
 
 def test_calibrated_thresholds_meet_their_targets():

@@ -10,6 +10,7 @@ from modeling_logo.metrics import (
     f1_score,
     fisher_separation,
     mean_confidence_interval,
+    ood_thresholds,
     recall_at_precision,
     retrieval_metrics,
     roc_auc,
@@ -108,13 +109,154 @@ def test_retrieval_excluding_self_matches_a_gallery_without_the_query():
     assert together["mAP"] == pytest.approx(np.mean(one_by_one))
 
 
-def test_thresholded_map_ignores_items_under_the_threshold():
-    similarity = np.array([[0.9, 0.8], [0.3, 0.95]])
-    labels, gallery = [0, 1], [0, 1]
-    # OOD best scores all 0.5: every threshold is 0.5, so query 0 keeps its hit and query 1 keeps its hit at rank 1
-    assert thresholded_map_at_k(similarity, labels, gallery, np.full((3, 2), 0.5), k=2) == pytest.approx(1.0)
-    # OOD best score 0.92: query 0's hit (0.9) is no longer retrieved
-    assert thresholded_map_at_k(similarity, labels, gallery, np.full((3, 2), 0.92), k=2) == pytest.approx(0.5)
+def forb_example(seed: int):
+    """Six gallery brands of four images, 13 queries (the last of a brand with no image in the database) and 15
+    out-of-distribution images of three other brands: unit vectors, continuous scores (no ties)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, 16))
+
+    def draw(brands):
+        vectors = centres[brands] + 0.9 * rng.normal(size=(len(brands), 16))
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    gallery_brands = np.repeat(np.arange(6), 4)
+    gallery = draw(gallery_brands)
+    query_brands = np.r_[rng.integers(0, 6, 12), 9]
+    queries = draw(query_brands)
+    ood = draw(rng.integers(6, 9, 15))
+    return gallery, gallery_brands, queries, query_brands, ood
+
+
+# FORB's published code (github.com/pxiangwu/FORB at 9d25ff2, MIT licence), run unchanged on `forb_example(seed)`:
+# `baselines/run_query_for_top_only_methods.py` searched the queries against `database_all` (the gallery, then the
+# OOD images) and `database_oods` (the OOD images), with every other object type's results empty;
+# `baselines/eval_tmap.py --object_type logos` (ID_OFFSET["logos"] = 1, as its README says to adapt the ids to
+# another database; `get_mean_map` read at full precision instead of printed) gave t-mAP@1 and t-mAP@5, and
+# `metric_helper.metrics.get_map_at_k` on the `database_all` results of the 12 queries with ground truth gave mAP@k.
+FORB_REFERENCE = {
+    0: {
+        "t-mAP@1": 0.2674825174825175,
+        "t-mAP@5": 0.6967948717948717,
+        "mAP@1": 0.22916666666666666,
+        "mAP@5": 0.7715277777777777,
+    },
+    1: {"t-mAP@1": 0.18706293706293706, "t-mAP@5": 0.5937062937062936, "mAP@1": 0.1875, "mAP@5": 0.6458333333333334},
+    2: {"t-mAP@1": 0.20804195804195802, "t-mAP@5": 0.524184149184149, "mAP@1": 0.1875, "mAP@5": 0.5767361111111111},
+}
+FORB_THRESHOLDS_SEED_0 = [
+    0.54119147410905,
+    0.5003494960195147,
+    0.4858573590519101,
+    0.47508540793435067,
+    0.3319476773863673,
+    0.3210492147117681,
+    0.2894009254888349,
+    0.24947394345834603,
+    0.21030093981665374,
+    0.16018684452982426,
+    -1,
+]
+
+
+@pytest.mark.parametrize("seed", sorted(FORB_REFERENCE))
+def test_thresholded_map_and_map_at_k_equal_forbs_published_code(seed):
+    gallery, gallery_brands, queries, query_brands, ood = forb_example(seed)
+    expected = FORB_REFERENCE[seed]
+    thresholded = thresholded_map_at_k(queries @ gallery.T, query_brands, gallery_brands, queries @ ood.T, ks=(1, 5))
+    assert thresholded == pytest.approx({k: v for k, v in expected.items() if k.startswith("t-")}, abs=1e-12)
+    # FORB's plain mAP@k: the same database (OOD images as never-relevant distractors), queries with ground truth
+    database = np.c_[queries @ gallery.T, queries @ ood.T][:-1]
+    plain = retrieval_metrics(database, query_brands[:-1], np.r_[gallery_brands, np.full(len(ood), -1)], ks=(1, 5))
+    assert {k: plain[k] for k in ("mAP@1", "mAP@5")} == pytest.approx(
+        {k: v for k, v in expected.items() if not k.startswith("t-")}, abs=1e-12
+    )
+    if seed == 0:
+        assert ood_thresholds((queries @ ood.T).max(axis=1)) == pytest.approx(FORB_THRESHOLDS_SEED_0, abs=1e-12)
+
+
+def test_ood_thresholds_are_forbs_order_statistics_not_quantiles():
+    best_scores = [0.8, 0.2, 0.6, 0.4]  # sorted: 0.2 0.4 0.6 0.8
+    rates = [0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 1.0]
+    # rate f: the ceil((1 - f) * 4)-th smallest; -1 (everything returned) at f = 1
+    assert ood_thresholds(best_scores, rates).tolist() == [0.8, 0.8, 0.6, 0.4, 0.4, 0.2, 0.2, -1.0]
+    assert ood_thresholds(best_scores, [0.5])[0] != np.quantile(best_scores, 0.5)  # 0.4, not an interpolated 0.5
+    assert len(ood_thresholds(best_scores)) == 11  # FORB's rates: 0, 0.1, ..., 1
+    with pytest.raises(ValueError, match="at least one search"):
+        ood_thresholds([])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        ood_thresholds(best_scores, [1.5])
+
+
+def test_thresholded_map_by_hand():
+    # one query of brand 0; gallery: brand 0 at 0.9, brand 1 at 0.8, brand 0 at 0.3; one OOD image at 0.5
+    similarity, ood_similarity = np.array([[0.9, 0.8, 0.3]]), np.array([[0.5]])
+    rates = [0.0, 1.0]  # thresholds 0.5 (the OOD best score) and -1
+    # at 0.5: returned 0.9 (hit), 0.8, 0.5 (OOD): mAP@5 = 1 / 2 relevant. At -1: hits at ranks 1 and 4 (0.3 comes
+    # after the OOD image): (1 + 2/4) / 2
+    result = thresholded_map_at_k(similarity, [0], [0, 1, 0], ood_similarity, ks=(1, 5), false_positive_rates=rates)
+    assert result == pytest.approx({"t-mAP@1": (1 / 2 + 1 / 2) / 2, "t-mAP@5": (1 / 2 + 1.5 / 2) / 2})
+    # a query with no relevant item (brand 7) scores 1 where nothing is returned, else 0. Thresholds: 0.95 (the other
+    # query's OOD score) and -1. At 0.95 the brand-7 query returns nothing (1) and the brand-0 one only its OOD
+    # image (0); at -1 both return something first that is not relevant (0, 0).
+    lonely = thresholded_map_at_k(
+        [[0.4, 0.3, 0.2], [0.9, 0.8, 0.3]], [7, 0], [0, 1, 0], [[0.1], [0.95]], ks=(1,), false_positive_rates=rates
+    )
+    assert lonely == {"t-mAP@1": ((1 + 0) / 2 + (0 + 0) / 2) / 2}
+    with pytest.raises(ValueError, match="at least one out-of-distribution image"):
+        thresholded_map_at_k(similarity, [0], [0, 1, 0], np.empty((1, 0)))
+
+
+def map_at_k_of_returned(returned_relevance: list[bool], num_relevant: int, k: int) -> float:
+    """FORB's mAP@k of one query, by its definition: precision at each relevant rank of the returned list within
+    the top k, summed, over the number of relevant items; a query with none scores 1 if nothing is returned."""
+    if num_relevant == 0:
+        return float(not returned_relevance)
+    hits, total = 0, 0.0
+    for rank, is_relevant in enumerate(returned_relevance[:k], start=1):
+        hits += is_relevant
+        total += hits / rank if is_relevant else 0.0
+    return total / num_relevant
+
+
+def test_thresholded_map_excluding_self_matches_a_database_without_the_query():
+    rng = np.random.default_rng(3)
+    embeddings = rng.normal(size=(25, 8))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.r_[rng.integers(0, 5, 24), 9]  # the last image is its brand's only one: no relevant item
+    ood = rng.normal(size=(7, 8))
+    ood /= np.linalg.norm(ood, axis=1, keepdims=True)
+    together = thresholded_map_at_k(embeddings @ embeddings.T, labels, labels, embeddings @ ood.T, exclude_self=True)
+
+    thresholds = ood_thresholds((embeddings @ ood.T).max(axis=1))
+    expected = {"t-mAP@1": [], "t-mAP@5": []}
+    for threshold in thresholds:
+        per_query = {name: [] for name in expected}
+        for i in range(25):
+            others = np.delete(np.arange(25), i)
+            scores = np.r_[embeddings[others] @ embeddings[i], ood @ embeddings[i]]
+            relevant = np.r_[labels[others] == labels[i], np.zeros(len(ood), bool)]
+            ranking = sorted(range(len(scores)), key=lambda j: -scores[j])
+            returned = [bool(relevant[j]) for j in ranking if scores[j] >= threshold]
+            for name, k in (("t-mAP@1", 1), ("t-mAP@5", 5)):
+                per_query[name].append(map_at_k_of_returned(returned, int(relevant.sum()), k))
+        for name in expected:
+            expected[name].append(np.mean(per_query[name]))
+    assert together == pytest.approx({name: np.mean(values) for name, values in expected.items()}, abs=1e-12)
+
+
+def test_ranking_ties_keep_the_gallery_order():
+    # one query of brand 0; a relevant and an irrelevant item tie at 0.5
+    relevant_first = retrieval_metrics([[0.5, 0.5]], [0], [0, 1], ks=(1,))
+    irrelevant_first = retrieval_metrics([[0.5, 0.5]], [0], [1, 0], ks=(1,))
+    assert relevant_first["mAP"] == 1.0 and relevant_first["recall@1"] == 1.0
+    assert irrelevant_first["mAP"] == 0.5 and irrelevant_first["recall@1"] == 0.0
+    # t-mAP: gallery items tied with each other keep their order, and come before tied OOD images
+    at = {"ks": (1,), "false_positive_rates": [1.0]}  # the threshold -1: everything returned
+    assert thresholded_map_at_k([[0.5, 0.5]], [0], [0, 1], [[0.1]], **at) == {"t-mAP@1": 1.0}
+    assert thresholded_map_at_k([[0.5, 0.5]], [0], [1, 0], [[0.1]], **at) == {"t-mAP@1": 0.0}
+    assert thresholded_map_at_k([[0.5]], [0], [0], [[0.5]], **at) == {"t-mAP@1": 1.0}  # gallery before OOD
+    # the operating-curve metrics group ties into one operating point: order does not matter (scikit-learn's rule)
+    assert average_precision([0.5, 0.5], [1, 0]) == average_precision([0.5, 0.5], [0, 1]) == 0.5
 
 
 def test_confidence_interval():
