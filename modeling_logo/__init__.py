@@ -18,6 +18,7 @@ from .image_processing_localizer import LogoLocalizerImageProcessor
 from .image_processing_logo import InvalidImageError, LogoImageProcessor, open_image, to_rgb
 from .modeling_localizer import LogoLocalizerModel, LogoLocalizerOutput
 from .modeling_logo import LogoEmbeddingModel, LogoEmbeddingOutput
+from .onnx import OnnxLogoEmbedder, export_int8_onnx, export_onnx  # onnxruntime itself is imported on first use
 
 
 __version__ = "0.1.0"
@@ -59,6 +60,9 @@ __all__ = [
     "LogoLocalizerImageProcessor",
     "LogoLocalizerModel",
     "LogoLocalizerOutput",
+    "OnnxLogoEmbedder",
+    "export_int8_onnx",
+    "export_onnx",
     "model_fingerprint",
     "open_image",
     "to_rgb",

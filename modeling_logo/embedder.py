@@ -37,8 +37,9 @@ from .modeling_logo import LogoEmbeddingModel
 ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 
 #: What runs the network when embedding images: `"onnxruntime"` (an ONNX export of the model, cached), `"torch"`,
-#: or `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch.
-Runtime = Literal["auto", "torch", "onnxruntime"]
+#: `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch; or
+#: `"onnxruntime-int8"`: an int8 quantization of the export, calibrated on images you give (never chosen by "auto").
+Runtime = Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"]
 
 
 @contextmanager
@@ -57,7 +58,8 @@ def quiet_weight_loading() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-RUNTIMES = ("auto", "torch", "onnxruntime")
+RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+INT8_RUNTIME = "onnxruntime-int8"
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +78,21 @@ class LogoEmbedder:
             The network. It is put in eval mode (dropout off, BatchNorm running statistics).
         image_processor ([`LogoImageProcessor`], *optional*):
             Defaults to the processor matching `model.config`.
-        runtime (`"auto"`, `"onnxruntime"` or `"torch"`, *optional*, defaults to `"auto"`):
+        runtime (`"auto"`, `"onnxruntime"`, `"onnxruntime-int8"` or `"torch"`, *optional*, defaults to `"auto"`):
             `"auto"` uses ONNX Runtime, the fastest correct CPU path measured (1.4× channels-last torch at batch 64,
             2.9× at batch 1; `benchmarks/embedding_throughput.py`), when the `onnx` extra is installed and the model
             is on the CPU; the export is checked against torch within 1e-4 and cached on disk per
             [`~LogoEmbedder.fingerprint`]. A model that cannot be exported falls back to torch, with a warning.
+            `"onnxruntime-int8"` (opt-in) runs an int8 static quantization of the export
+            ([`~modeling_logo.onnx.export_int8_onnx`]), calibrated on `calibration_images` and cached on disk per
+            fingerprint and calibration set: faster on CPU (`benchmarks/onnx_quantization.py`), with embeddings
+            within a cosine similarity of about 0.98 of fp32's. Build a gallery and query it with the same runtime.
         batch_size (`int`, *optional*, defaults to 32):
             Images per forward pass of [`~LogoEmbedder.encode`].
+        calibration_images (iterable of images, *optional*):
+            Only for `runtime="onnxruntime-int8"`, which requires them: images whose activation ranges the
+            quantization is fitted to, a few hundred crops of *training* brands (never of the brands you evaluate
+            on), e.g. `load_logodet3k(root, "crops")["train"]`.
 
     Example:
 
@@ -100,11 +110,22 @@ class LogoEmbedder:
         *,
         runtime: Runtime = "auto",
         batch_size: int = 32,
+        calibration_images: Iterable[ImageLike] | None = None,
     ):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if runtime == INT8_RUNTIME and calibration_images is None:
+            raise ValueError(
+                f'runtime="{INT8_RUNTIME}" needs calibration_images: a few hundred images of training brands (never of '
+                "the brands you evaluate on)."
+            )
+        if runtime != INT8_RUNTIME and calibration_images is not None:
+            raise ValueError(f'calibration_images are only used by runtime="{INT8_RUNTIME}", not by {runtime!r}.')
+        self.calibration_images = None if calibration_images is None else list(calibration_images)
+        if self.calibration_images == []:
+            raise ValueError("calibration_images is empty: give a few hundred training-brand images.")
         self.model = model.eval()
         self.image_processor = image_processor or LogoImageProcessor.from_model_config(model.config)
         self.runtime = runtime
@@ -115,11 +136,18 @@ class LogoEmbedder:
 
     @classmethod
     def from_pretrained(
-        cls, model_name_or_path: str | os.PathLike, *, runtime: Runtime = "auto", batch_size: int = 32, **kwargs
+        cls,
+        model_name_or_path: str | os.PathLike,
+        *,
+        runtime: Runtime = "auto",
+        batch_size: int = 32,
+        calibration_images: Iterable[ImageLike] | None = None,
+        **kwargs,
     ) -> LogoEmbedder:
         """The model saved at `model_name_or_path` (a directory or Hub id), in eval mode, with the image processor
         saved beside it (`preprocessor_config.json`); only a model saved without one gets the processor derived from
-        its config. Further `kwargs` (`revision`, `cache_dir`, ...) go to `LogoEmbeddingModel.from_pretrained`.
+        its config. `runtime`, `batch_size` and `calibration_images` are [`LogoEmbedder`]'s. Further `kwargs`
+        (`revision`, `cache_dir`, ...) go to `LogoEmbeddingModel.from_pretrained`.
 
         The weights are put in channels-last layout, torch's fastest correct path on CPU (1.3-1.4× eager here, equal
         within 1e-7; `benchmarks/embedding_throughput.py`), which the torch runtime feeds channels-last pixels.
@@ -139,7 +167,9 @@ class LogoEmbedder:
             image_processor = LogoImageProcessor.from_pretrained(model_name_or_path, **hub_kwargs)
         else:
             image_processor = LogoImageProcessor.from_model_config(model.config)
-        return cls(model, image_processor, runtime=runtime, batch_size=batch_size)
+        return cls(
+            model, image_processor, runtime=runtime, batch_size=batch_size, calibration_images=calibration_images
+        )
 
     # ----------------------------------------------------------------------------------------------------------------
 
@@ -166,14 +196,26 @@ class LogoEmbedder:
         return self._fingerprint
 
     def prepare(self) -> str:
-        """Make the runner now (the ONNX export, when it is not cached yet) rather than on the first image; returns
-        the runtime that embeds: `"onnxruntime"` or `"torch"`."""
+        """Make the runner now (the ONNX export or int8 quantization, when it is not cached yet) rather than on the
+        first image; returns the runtime that embeds: `"onnxruntime"`, `"onnxruntime-int8"` or `"torch"`."""
         self._runner()
         return self._backend
 
     def _runner(self) -> Callable[[torch.Tensor], torch.Tensor]:
         if self._forward is None:
-            self._forward, self._backend = _make_forward(self.model, self.runtime, lambda: self.fingerprint)
+            calibration_pixels = None
+            if self.calibration_images is not None:
+                calibration_pixels = torch.cat(
+                    [
+                        self.image_processor(
+                            self.calibration_images[start : start + 64], return_tensors="pt"
+                        ).pixel_values
+                        for start in range(0, len(self.calibration_images), 64)
+                    ]
+                )
+            self._forward, self._backend = _make_forward(
+                self.model, self.runtime, lambda: self.fingerprint, calibration_pixels=calibration_pixels
+            )
         return self._forward
 
     def __repr__(self) -> str:
@@ -227,20 +269,32 @@ class LogoEmbedder:
 
 
 def _make_forward(
-    model: LogoEmbeddingModel, runtime: Runtime, fingerprint: Callable[[], str] | None = None
+    model: LogoEmbeddingModel,
+    runtime: Runtime,
+    fingerprint: Callable[[], str] | None = None,
+    *,
+    calibration_pixels: torch.Tensor | None = None,
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
-    """`(pixel_values -> embeddings (float32, on the CPU), "onnxruntime" | "torch")` running `model` on `runtime`."""
+    """`(pixel_values -> embeddings (float32, on the CPU), runtime that runs)` running `model` on `runtime`;
+    `"onnxruntime-int8"` quantizes with ranges measured on `calibration_pixels`."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}.")
+    if runtime == INT8_RUNTIME and calibration_pixels is None:
+        raise ValueError(
+            f'runtime="{INT8_RUNTIME}" needs calibration images: use LogoEmbedder(..., calibration_images=).'
+        )
     if runtime != "torch":
         from . import onnx
 
         usable = onnx.is_available() and model.device.type == "cpu" and not model.training
-        if runtime == "onnxruntime" and not usable:
+        if runtime in ("onnxruntime", INT8_RUNTIME) and not usable:
             raise ValueError(
-                'runtime="onnxruntime" needs the onnx extra (pip install "modeling-logo[onnx]") and a model on the CPU '
+                f'runtime="{runtime}" needs the onnx extra (pip install "modeling-logo[onnx]") and a model on the CPU '
                 "in eval mode."
             )
+        if runtime == INT8_RUNTIME:
+            key = fingerprint() if fingerprint is not None else None
+            return onnx.cached_int8_embedder(model, calibration_pixels, fingerprint=key), INT8_RUNTIME
         if usable:
             try:
                 key = fingerprint() if fingerprint is not None else None
