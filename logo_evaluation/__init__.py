@@ -10,9 +10,28 @@ neither imports it. The protocols and metrics themselves stay in `modeling_logo.
     from logo_evaluation import EvaluationSettings, evaluate_model
 
     results = evaluate_model(EvaluationSettings(data_dir="data/synthetic-logos", models=("runs/logo-model",)))
+
+Names are imported lazily: `EvaluationSettings` (and `logo-eval`'s checks) come without torch, transformers or
+`datasets`; `evaluate_model` and the rest of `runner` bring them.
 """
 
-from .runner import EvaluationSettings, build_embedders, evaluate_embedder, evaluate_model
+import importlib
 
 
-__all__ = ["EvaluationSettings", "build_embedders", "evaluate_embedder", "evaluate_model"]
+_EXPORTS = {
+    "EvaluationSettings": "settings",
+    "check_inputs": "settings",
+    "build_embedders": "runner",
+    "evaluate_embedder": "runner",
+    "evaluate_model": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'logo_evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -17,18 +17,33 @@ Every brand is then a test brand, and the open-set protocol uses the model's cal
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import NoReturn
 
-from dataset_scripts.logodet3k import SPLIT_SCHEMES
-from modeling_logo.few_shot import RUNTIMES
+# Only the light settings module: the command line is checked before torch, transformers and datasets are imported.
+from .settings import BASELINES, PHOTO_METHODS, RUNTIMES, SPLIT_SCHEMES, EvaluationSettings, check_inputs
 
-from .runner import BASELINES, PHOTO_METHODS, EvaluationSettings, evaluate_model
+
+PROG = "logo-eval"
+
+
+def usage_error(message: str) -> NoReturn:
+    """Exit with status 2 and `message` on one line of stderr: a mistake in the command line, not a traceback."""
+    print(f"{PROG}: error: {message} (see {PROG} --help)", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (and exit status 2) instead of the whole usage text."""
+
+    def error(self, message: str):
+        usage_error(message)
 
 
 def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
-    """The command line of `logo-eval` as the settings of [`evaluate_model`] (exits with a usage error on a bad one)."""
-    parser = argparse.ArgumentParser(
-        prog="logo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """The command line of `logo-eval` as the settings of [`evaluate_model`]: a bad option or value exits at once
+    (status 2) with one line on stderr. Reads no file; imports nothing heavy."""
+    parser = _ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=[], help="a saved model directory or Hub id (repeatable)")
     parser.add_argument("--data_dir", required=True, help="LogoDet-3K layout: <Category>/<Brand>/<n>.jpg + .xml")
     parser.add_argument("--config", default="crops", choices=["crops", "images"], help="builder config")
@@ -60,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
         "config.similarity_threshold)",
     )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--ways", nargs="+", default=["5", "20", "all"], help="N of the open-set N-way episodes")
+    parser.add_argument(
+        "--ways", nargs="+", type=_ways, default=[5, 20, "all"], help="N of the open-set N-way episodes, or 'all'"
+    )
     parser.add_argument("--episodes", type=int, default=500, help="open-set episodes per setting")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
     parser.add_argument("--backbone", default="resnet50", help="baselines' backbone when no --model is given")
@@ -89,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
     parser.add_argument("--report", default="report", help="output folder of the report ('' for none)")
     args = parser.parse_args(argv)
     try:
-        return EvaluationSettings(
+        settings = EvaluationSettings(
             data_dir=args.data_dir,
             models=args.model,
             baselines=args.baselines,
@@ -100,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
             validation_fraction=args.validation_fraction,
             threshold=args.threshold,
             shots=args.shots,
-            ways=[w if w == "all" else int(w) for w in args.ways],
+            ways=args.ways,
             episodes=args.episodes,
             backbone=args.backbone,
             image_size=args.image_size,
@@ -115,12 +132,36 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
             report_dir=args.report,
         )
     except ValueError as error:
-        parser.error(str(error))
+        usage_error(str(error))
+    return settings
+
+
+def check_command_line(argv: list[str] | None = None) -> EvaluationSettings:
+    """[`parse_args`], then [`~settings.check_inputs`] (the data folder, models and localiser on disk): what
+    `logo-eval` runs before it imports torch, transformers or `datasets`; a problem exits (status 2) with one line."""
+    settings = parse_args(argv)
+    try:
+        check_inputs(settings)
+    except ValueError as error:
+        usage_error(str(error))
+    return settings
+
+
+def _ways(value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number of brands nor 'all'") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `logo-eval` command."""
-    evaluate_model(parse_args(argv))
+    """The `logo-eval` command: check the command line, then import the models' libraries and evaluate."""
+    settings = check_command_line(argv)
+    from .runner import evaluate_model  # the heavy imports, once the command line is known to be right
+
+    evaluate_model(settings)
     return 0
 
 

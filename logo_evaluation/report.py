@@ -7,10 +7,11 @@ that plot, and neither pyplot nor its global backend is touched (importing this 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from modeling_logo.evaluation import EmbeddedSplit, verification_episodes
 from modeling_logo.metrics import operating_curve
@@ -25,6 +26,15 @@ PUBLISHED_MAP = {
 HONEST_THRESHOLD_FROM_VALIDATION = "threshold chosen on validation brands"
 HONEST_THRESHOLD_CALIBRATED = "threshold: each model's calibrated config.similarity_threshold (or --threshold)"
 PAPER_COLUMNS = ("accuracy", "precision", "recall", "f1", "recall_at_95_precision", "mAP", "separation_fisher")
+PAPER_COLUMN_LABELS = {
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "recall_at_95_precision": "recall at 95% precision",
+    "mAP": "mAP",
+    "separation_fisher": "J (Fisher)",
+}
 
 
 def _fmt(value) -> str:
@@ -36,26 +46,31 @@ def _fmt(value) -> str:
 
 
 def paper_table(results: dict[str, dict]) -> str:
-    """The paper's layout: one row per model, 1-shot and 5-shot metrics; threshold tuned on test brands."""
+    """The paper's metrics, one Markdown table per number of shots (a `### K-shot` heading each, eight columns
+    rather than one table of fifteen): one row per model, then the published rows (mAP only); threshold tuned on
+    the test brands."""
     shots = sorted({row["shots"] for result in results.values() for row in result["paper"]})
-    header = ["model"] + [f"{k}-shot {column}" for k in shots for column in PAPER_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for name, result in results.items():
-        by_shots = {row["shots"]: row for row in result["paper"] if "skipped" not in row}
-        cells = [_fmt(by_shots[k][column]) if k in by_shots else "—" for k in shots for column in PAPER_COLUMNS]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
-    for name, published in PUBLISHED_MAP.items():
-        cells = [
-            _fmt(published[(1, 5).index(k)]) if column == "mAP" and k in (1, 5) else "—"
-            for k in shots
-            for column in PAPER_COLUMNS
-        ]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
-    return "\n".join(lines)
+    tables = []
+    for k in shots:
+        header = ["model", *(PAPER_COLUMN_LABELS[column] for column in PAPER_COLUMNS)]
+        lines = [f"### {k}-shot", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for name, result in results.items():
+            row = next((r for r in result["paper"] if r["shots"] == k and "skipped" not in r), None)
+            cells = [_fmt(row[column]) if row else "—" for column in PAPER_COLUMNS]
+            lines.append("| " + " | ".join([name, *cells]) + " |")
+        for name, published in PUBLISHED_MAP.items():
+            cells = [
+                _fmt(published[(1, 5).index(k)]) if column == "mAP" and k in (1, 5) else "—"
+                for column in PAPER_COLUMNS
+            ]
+            lines.append("| " + " | ".join([name, *cells]) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def honest_table(results: dict[str, dict]) -> str:
-    """Open-set N-way K-shot results, threshold from validation brands, mean ± 95% CI over episodes."""
+    """Open-set N-way K-shot results, threshold from validation brands, mean ± 95% CI over episodes; an "all"-way
+    row says the N it came to, a skipped row which split could not support it and why."""
     columns = ("f1", "accuracy", "precision", "recall", "closed_set_accuracy", "unknown_auroc")
     header = ["model", "ways", "shots", "threshold", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -64,9 +79,16 @@ def honest_table(results: dict[str, dict]) -> str:
             if "skipped" in row:
                 lines.append(f"| {name} | {row['ways']} | {row['shots']} | skipped: {row['skipped']} |")
                 continue
-            cells = [row["ways"], row["shots"], row["threshold"], *(row[c] for c in columns)]
+            cells = [_ways_cell(row), row["shots"], row["threshold"], *(row[c] for c in columns)]
             lines.append("| " + " | ".join([name, *map(_fmt, cells)]) + " |")
     return "\n".join(lines)
+
+
+def _ways_cell(row: dict) -> str:
+    """`5`, or `all (N=7)`: how many brands an "all"-way episode registered."""
+    if row["ways"] == "all" and "brands_registered" in row:
+        return f"all (N={row['brands_registered']})"
+    return str(row["ways"])
 
 
 def photo_table(results: dict[str, dict]) -> str:
@@ -141,9 +163,16 @@ def _figure(figsize: tuple[float, float]):
     return Figure(figsize=figsize)
 
 
-def plot_pr_curves(splits: dict[str, EmbeddedSplit], shots: tuple[int, ...], path: Path, seed: int = 0) -> None:
-    """Precision-recall of the paper's episodes (pooled), per model and number of shots."""
-    figure = _figure(figsize=(5 * len(shots), 4))
+def short_label(name: str, width: int = 24, max_lines: int = 2) -> str:
+    """A brand name for a plot: wrapped at `width` characters, at most `max_lines` lines, "…" where it had to be
+    cut (the report lists the full names)."""
+    return "\n".join(textwrap.wrap(name, width, max_lines=max_lines, placeholder="…")) or name
+
+
+def plot_pr_curves(splits: dict[str, EmbeddedSplit], shots: tuple[int, ...], path: Path | None = None, seed: int = 0):
+    """Precision-recall of the paper's episodes (pooled), per model (a legend) and number of shots (a panel each);
+    the models are named in the title. Saved to `path` when given; returns the `Figure`."""
+    figure = _figure(figsize=(5 * len(shots), 4.4))
     axes = figure.subplots(1, len(shots), squeeze=False)
     for axis, k in zip(axes[0], shots):
         for name, split in splits.items():
@@ -153,16 +182,22 @@ def plot_pr_curves(splits: dict[str, EmbeddedSplit], shots: tuple[int, ...], pat
             axis.plot(curve.recall, curve.precision, label=name)
         axis.set(title=f"{k}-shot verification (pooled episodes)", xlabel="recall", ylabel="precision", ylim=(0, 1.02))
         axis.legend(fontsize=8)
+    figure.suptitle(textwrap.fill("Precision-recall: " + ", ".join(splits), 45 * len(shots)), fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
 
 
-def plot_distance_histogram(split: EmbeddedSplit, shots: int, threshold: float, path: Path, seed: int = 0) -> None:
-    """Query-to-prototype distances of positives and negatives, with the chosen threshold."""
+def plot_distance_histogram(
+    split: EmbeddedSplit, shots: int, threshold: float, path: Path | None = None, seed: int = 0, model_name: str = ""
+):
+    """Query-to-prototype distances of positives and negatives, with the chosen threshold; `model_name` in the
+    title. Saved to `path` when given; returns the `Figure`."""
     episodes = verification_episodes(split, shots, seed=seed)
     distances = np.concatenate([e.distances for e in episodes])
     positive = np.concatenate([e.is_positive for e in episodes])
-    figure = _figure(figsize=(6, 4))
+    figure = _figure(figsize=(6, 4.4))
     axis = figure.subplots()
     bins = np.linspace(0, 2, 61)
     axis.hist(distances[~positive], bins=bins, alpha=0.6, density=True, label="other brand")
@@ -170,19 +205,36 @@ def plot_distance_histogram(split: EmbeddedSplit, shots: int, threshold: float, 
     axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.2f}")
     axis.set(title=f"{shots}-shot distances to the prototype", xlabel="Euclidean distance", ylabel="density")
     axis.legend()
+    figure.suptitle(textwrap.fill(model_name, 70), fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
 
 
-def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: int = 20, seed: int = 0) -> None:
-    """A t-SNE map of the test embeddings of up to `max_brands` brands."""
+def tsne_brands(split: EmbeddedSplit, max_brands: int = 20) -> np.ndarray:
+    """The brands (labels) that [`plot_tsne`] maps: the first `max_brands` in label order."""
+    return np.unique(split.labels)[:max_brands]
+
+
+def plot_tsne(
+    split: EmbeddedSplit,
+    names: list[str],
+    path: Path | None = None,
+    max_brands: int = 20,
+    seed: int = 0,
+    model_name: str = "",
+):
+    """A t-SNE map of the test embeddings of up to `max_brands` brands ([`tsne_brands`]), `model_name` in the
+    title; the legend's brand names are wrapped ([`short_label`]). Saved to `path` when given; returns the
+    `Figure`."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-    brands = np.unique(split.labels)[:max_brands]
+    brands = tsne_brands(split, max_brands)
     keep = np.isin(split.labels, brands)
     embeddings = split.embeddings[keep]
-    figure = _figure(figsize=(7, 6))
+    figure = _figure(figsize=(8, 6))
     axis = figure.subplots()
     too_few = len(embeddings) < 3  # t-SNE's perplexity must stay below the number of points
     # All points the same (a collapsed model): t-SNE divides by the spread of its start, and its Barnes-Hut tree
@@ -202,31 +254,73 @@ def plot_tsne(split: EmbeddedSplit, names: list[str], path: Path, max_brands: in
         colours = colormaps["tab20"]
         for index, brand in enumerate(brands):
             members = split.labels[keep] == brand
-            axis.scatter(*points[members].T, s=14, color=colours(index % 20), label=names[brand][:20])
+            axis.scatter(*points[members].T, s=14, color=colours(index % 20), label=short_label(names[brand]))
         axis.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
     axis.set(title="t-SNE of test-brand embeddings", xticks=[], yticks=[])
+    figure.suptitle(textwrap.fill(model_name, 80), fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
 
 
-def plot_retrieval_grid(
-    split: EmbeddedSplit, images, path: Path, num_queries: int = 6, top_k: int = 5, seed: int = 0
-) -> None:
-    """Queries (left) and their top-k neighbours among the other test images: green when the brand is right."""
+def retrieval_grid_rows(split: EmbeddedSplit, num_queries: int = 6, top_k: int = 5, seed: int = 0):
+    """The queries of [`plot_retrieval_grid`] (a seeded sample) and, for each, its `top_k` nearest other test
+    images and their cosine similarities: `(queries, neighbours, scores)`. Ties keep the split's order."""
     rng = np.random.default_rng(seed)
     queries = rng.choice(len(split.labels), min(num_queries, len(split.labels)), replace=False)
     similarity = split.embeddings[queries] @ split.embeddings.T
     similarity[np.arange(len(queries)), queries] = -np.inf
-    neighbours = np.argsort(-similarity, axis=1)[:, :top_k]
-    tile = 96
-    sheet = Image.new("RGB", ((top_k + 1) * (tile + 8) + 8, len(queries) * (tile + 8) + 8), "white")
-    for row, (query, found) in enumerate(zip(queries, neighbours)):
+    neighbours = np.argsort(-similarity, axis=1, kind="stable")[:, :top_k]
+    return queries, neighbours, np.take_along_axis(similarity, neighbours, axis=1)
+
+
+GRID_COLOURS = {"query": "gray", "same brand": "green", "other brand": "red"}
+
+
+def plot_retrieval_grid(
+    split: EmbeddedSplit,
+    images,
+    path: Path | None = None,
+    num_queries: int = 6,
+    top_k: int = 5,
+    seed: int = 0,
+    model_name: str = "",
+    brand_names: list[str] | None = None,
+):
+    """Queries (left column, grey frame) and their top-k neighbours among the other test images (green frame:
+    the query's brand, red: another), each tile titled with its brand ([`short_label`]) and similarity; a legend
+    explains the frames and `model_name` is in the title. Saved to `path` when given; returns the `Figure`."""
+    from matplotlib.patches import Patch
+
+    queries, neighbours, scores = retrieval_grid_rows(split, num_queries, top_k, seed)
+    figure = _figure(figsize=(1.7 * (top_k + 1), 1.9 * len(queries) + 1.2))
+    axes = figure.subplots(len(queries), top_k + 1, squeeze=False)
+    for row, (query, found, found_scores) in enumerate(zip(queries, neighbours, scores)):
         for column, index in enumerate([query, *found]):
-            thumbnail = ImageOps.pad(images[int(index)].convert("RGB"), (tile - 8, tile - 8), color="white")
-            colour = "gray" if column == 0 else ("green" if split.labels[index] == split.labels[query] else "red")
-            framed = ImageOps.expand(thumbnail, border=4, fill=colour)
-            sheet.paste(framed, (8 + column * (tile + 8), 8 + row * (tile + 8)))
-    sheet.save(path)
+            axis = axes[row, column]
+            axis.imshow(ImageOps.pad(images[int(index)].convert("RGB"), (96, 96), color="white"))
+            axis.set(xticks=[], yticks=[])
+            if column == 0:
+                kind = "query"
+            else:
+                kind = "same brand" if split.labels[index] == split.labels[query] else "other brand"
+            for spine in axis.spines.values():
+                spine.set(color=GRID_COLOURS[kind], linewidth=4)
+            brand = brand_names[int(split.labels[index])] if brand_names is not None else str(split.labels[index])
+            caption = short_label(brand, width=18, max_lines=1)
+            if column:
+                caption += f"\n{found_scores[column - 1]:.2f}"
+            axis.set_title(caption, fontsize=7)
+    handles = [
+        Patch(facecolor="white", edgecolor=colour, linewidth=3, label=kind) for kind, colour in GRID_COLOURS.items()
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    figure.suptitle(textwrap.fill(f"{model_name}: test queries and their top-{top_k} neighbours", 80), fontsize=10)
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+    if path is not None:
+        figure.savefig(path, dpi=110)
+    return figure
 
 
 def write_report(
@@ -252,10 +346,22 @@ def write_report(
     if shots:  # none when no brand has a shot and a query
         plot_pr_curves(test_splits, shots, directory / "pr_curves.png", seed)
         plot_distance_histogram(
-            main_split, shots[0], main_paper[shots[0]]["threshold"], directory / "distances.png", seed
+            main_split,
+            shots[0],
+            main_paper[shots[0]]["threshold"],
+            directory / "distances.png",
+            seed,
+            model_name=main_model,
         )
-    plot_tsne(main_split, brand_names, directory / "tsne.png", seed=seed)
-    plot_retrieval_grid(main_split, test_images, directory / "retrieval_grid.png", seed=seed)
+    plot_tsne(main_split, brand_names, directory / "tsne.png", seed=seed, model_name=main_model)
+    plot_retrieval_grid(
+        main_split,
+        test_images,
+        directory / "retrieval_grid.png",
+        seed=seed,
+        model_name=main_model,
+        brand_names=brand_names,
+    )
     (directory / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     (directory / "report.md").write_text(
         f"""# Few-shot logo recognition: evaluation report
@@ -278,17 +384,40 @@ and an ImageNet-pretrained start, so they compare only in kind.
 
 {retrieval_table(results)}
 
+Every test image is a query against the other test images. mAP@k and t-mAP@k are FORB's (Wu et al. 2023): for
+t-mAP@k the validation brands' images are the out-of-distribution database, whose best scores give the thresholds
+and which stay among the answers as distractors. Equal scores keep the test split's order.
+
 ## Figures
 
 - `pr_curves.png`: precision-recall of the paper's episodes, per model.
 - `distances.png`: distances of same-brand and other-brand queries to the prototype ({main_model}), and the
   threshold.
-- `tsne.png`: t-SNE of test-brand embeddings ({main_model}).
-- `retrieval_grid.png`: test queries and their top-5 neighbours ({main_model}); green is the right brand.
+- `tsne.png`: t-SNE of test-brand embeddings ({main_model}); its brands in full: {_tsne_names(main_split, brand_names)}.
+- `retrieval_grid.png`: test queries and their top-5 neighbours ({main_model}); a green frame is the query's brand, a
+  red one another brand. Row by row, in full:
+
+{_grid_text(main_split, brand_names, seed)}
 """,
         encoding="utf-8",
     )
     return directory
+
+
+def _tsne_names(split: EmbeddedSplit, brand_names: list[str]) -> str:
+    return "; ".join(brand_names[int(brand)] for brand in tsne_brands(split))
+
+
+def _grid_text(split: EmbeddedSplit, brand_names: list[str], seed: int) -> str:
+    queries, neighbours, scores = retrieval_grid_rows(split, seed=seed)
+    lines = []
+    for number, (query, found, found_scores) in enumerate(zip(queries, neighbours, scores), start=1):
+        answers = ", ".join(
+            f"{brand_names[int(split.labels[i])]} ({score:.2f}{'' if split.labels[i] == split.labels[query] else ', wrong'})"
+            for i, score in zip(found, found_scores)
+        )
+        lines.append(f"  {number}. {brand_names[int(split.labels[query])]}: {answers}")
+    return "\n".join(lines)
 
 
 def _json_default(value):
@@ -299,4 +428,16 @@ def _json_default(value):
     raise TypeError(f"Cannot serialise {type(value).__name__}")
 
 
-__all__ = ["PUBLISHED_MAP", "honest_table", "paper_table", "retrieval_table", "write_report"]
+__all__ = [
+    "PUBLISHED_MAP",
+    "honest_table",
+    "paper_table",
+    "photo_table",
+    "plot_distance_histogram",
+    "plot_pr_curves",
+    "plot_retrieval_grid",
+    "plot_tsne",
+    "retrieval_table",
+    "short_label",
+    "write_report",
+]

@@ -1,11 +1,10 @@
-"""What `logo-eval` runs, as functions: [`evaluate_model`] with its [`EvaluationSettings`], and its parts (the
-embedders of models and baselines, every protocol for one embedder, whole photos)."""
+"""What `logo-eval` runs, as functions: [`evaluate_model`] with its [`EvaluationSettings`] (`settings`), and its
+parts (the embedders of models and baselines, every protocol for one embedder, whole photos)."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -14,7 +13,6 @@ import torch
 from PIL import Image
 
 from dataset_scripts import load_logodet3k
-from dataset_scripts.logodet3k import SPLIT_SCHEMES
 from dataset_scripts.scenes import split_scenes
 from modeling_logo.configuration_logo import LogoEmbeddingConfig
 from modeling_logo.detection import LogoLocalizer
@@ -42,112 +40,12 @@ from .report import (
     retrieval_table,
     write_report,
 )
+from .settings import ALL_TEST, BASELINES, PHOTO_METHODS, EvaluationSettings, check_inputs
 
 
 Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
 
-#: Every brand a test brand: a trained model measured on brands of one's own, with its calibrated threshold.
-ALL_TEST = "all-test"
-BASELINES = ("untrained", "imagenet", "histogram")
 PHOTO_TITLE = "## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)"
-PHOTO_METHODS = {
-    "localizer": "localiser boxes, each embedded",
-    "windows": "multi-scale window search (no localiser)",
-    "whole-image": "the whole photo embedded as one crop",
-}
-
-
-@dataclass(frozen=True)
-class EvaluationSettings:
-    """What [`evaluate_model`] evaluates, on which data, and how: the options of `logo-eval`, with its defaults.
-
-    Args:
-        data_dir: a LogoDet-3K-layout folder, `<Category>/<Brand>/<n>.jpg` + `.xml`.
-        models: saved model directories or Hub ids (`--model`, repeatable).
-        baselines: any of `"untrained"` (the same architecture, random weights), `"imagenet"` (ImageNet backbone
-            and a random head; skipped with a note when its weights cannot be had) and `"histogram"` (a colour
-            histogram).
-        builder_config: the builder config of the crops, `"crops"` or `"images"` (`--config`).
-        cache_dir: the `datasets` cache of the prepared splits.
-        split_scheme: how brands are split (one of `dataset_scripts.logodet3k.SPLIT_SCHEMES`, as in training);
-            `"all-test"`: every brand a test brand, to measure trained models on brands of one's own.
-        train_fraction, validation_fraction: brand fractions of the `"brands"` and `"hash"` schemes; `None`: the
-            builder's default (`LogoDet3KConfig`).
-        threshold: with `"all-test"`, the open-set cosine threshold (default: each model's calibrated
-            `config.similarity_threshold`).
-        shots, ways, episodes: the K, the N (ints or `"all"`) and the number of the open-set N-way K-shot episodes.
-        backbone, image_size: the baselines' network when no model is given.
-        train_sample: training images for the memorisation mAP.
-        batch_size, runtime: how images are embedded (`runtime`: `"auto"`, `"torch"` or `"onnx"`).
-        localizer: a saved logo localiser: also evaluate localisation and whole photos.
-        photo_methods: the whole-photo methods to compare (keys of `PHOTO_METHODS`); `None`: all of them with a
-            localizer, none without.
-        photo_scenes, photo_episodes: scenes per split and open-set episodes per setting of the photo protocol.
-        seed: of every sampled episode and of the baselines' random weights.
-        report_dir: the folder of the report (`report.md`, `results.json`, figures); `None` or `""`: no report.
-    """
-
-    data_dir: str | Path
-    models: tuple[str | Path, ...] = ()
-    baselines: tuple[str, ...] = BASELINES
-    builder_config: str = "crops"
-    cache_dir: str | Path | None = None
-    split_scheme: str = "hash"
-    train_fraction: float | None = None
-    validation_fraction: float | None = None
-    threshold: float | None = None
-    shots: tuple[int, ...] = (1, 5)
-    ways: tuple[int | str, ...] = (5, 20, "all")
-    episodes: int = 500
-    backbone: str = "resnet50"
-    image_size: int = 224
-    train_sample: int = 1000
-    batch_size: int = 64
-    runtime: Runtime = "auto"
-    localizer: str | Path | None = None
-    photo_methods: tuple[str, ...] | None = None
-    photo_scenes: int = 150
-    photo_episodes: int = 200
-    seed: int = 0
-    report_dir: str | Path | None = "report"
-
-    def __post_init__(self):
-        for name in ("models", "baselines", "shots", "ways"):  # lists, from argparse or a caller, as tuples
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.photo_methods is not None:
-            object.__setattr__(self, "photo_methods", tuple(self.photo_methods))
-        _check_choices("baselines", self.baselines, BASELINES)
-        _check_choices("photo_methods", self.photo_methods or (), tuple(PHOTO_METHODS))
-        _check_choices("split_scheme", (self.split_scheme,), SPLIT_SCHEMES)
-        if any(not isinstance(n, int) and n != "all" for n in self.ways):
-            raise ValueError(f"ways are numbers of brands or 'all', got {self.ways}.")
-        if not self.models and not self.baselines:
-            raise ValueError("nothing to evaluate: give --model and/or --baselines")
-        if self.split_scheme == ALL_TEST:
-            if not self.models:
-                raise ValueError("--split_scheme all-test measures trained models on your brands: give --model")
-            if self.localizer or self.photo_methods:
-                raise ValueError(
-                    "--split_scheme all-test evaluates logo crops only: whole photos need validation brands"
-                )
-        elif self.threshold is not None:
-            raise ValueError(
-                "--threshold is for --split_scheme all-test; other schemes choose it on validation brands"
-            )
-
-    def split_options(self) -> dict:
-        """Keyword arguments of `load_logodet3k`: the cache and how the brands are split."""
-        options = {"cache_dir": self.cache_dir, "split_scheme": self.split_scheme}
-        for name in ("train_fraction", "validation_fraction"):
-            if getattr(self, name) is not None:
-                options[name] = getattr(self, name)
-        return options
-
-
-def _check_choices(name: str, values: Iterable[str], choices: tuple[str, ...]) -> None:
-    unknown = [value for value in values if value not in choices]
-    if unknown:
-        raise ValueError(f"{name}: unknown {unknown}; choose from {list(choices)}.")
 
 
 def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_column: str = "brand") -> EmbeddedSplit:
@@ -331,7 +229,11 @@ def calibrated_thresholds(settings: EvaluationSettings) -> dict[str, float | Non
 
 def evaluate_model(settings: EvaluationSettings) -> dict:
     """Evaluate every model and baseline on the test brands, print the tables, write the report (unless
-    `settings.report_dir` is empty); returns the results by model name (`results.json` of the report)."""
+    `settings.report_dir` is empty); returns the results by model name (`results.json` of the report).
+
+    The inputs are checked first ([`~settings.check_inputs`]): a missing data folder or model is a `ValueError`
+    before anything is loaded."""
+    check_inputs(settings)
     options = settings.split_options()
     splits = load_logodet3k(settings.data_dir, settings.builder_config, **options)
     print({split: len(dataset) for split, dataset in splits.items()})
@@ -404,3 +306,16 @@ class _LazyImages:
 
     def __getitem__(self, index: int) -> Image.Image:
         return self.dataset[index]["image"]
+
+
+__all__ = [
+    "ALL_TEST",
+    "BASELINES",
+    "PHOTO_METHODS",
+    "EvaluationSettings",
+    "build_embedders",
+    "colour_histogram_split",
+    "evaluate_embedder",
+    "evaluate_model",
+    "evaluate_photos",
+]

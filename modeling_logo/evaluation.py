@@ -197,7 +197,10 @@ def open_set_episodes(
         held_out = int(max(1, round(0.2 * len(eligible))))
         ways = len(eligible) - held_out
     if ways < 2 or ways >= len(by_brand) or ways > len(eligible):
-        raise ValueError(f"A {ways}-way episode needs more brands than the split has ({len(eligible)} usable).")
+        raise ValueError(
+            f"a {ways}-way {shots}-shot episode needs {ways} brands with {shots + 1}+ images and one brand more for "
+            f"the unknown queries; the split has {len(eligible)} such brands of {len(by_brand)}"
+        )
     for _ in range(episodes):
         known = rng.choice(eligible, ways, replace=False)
         supports, queries, targets = [], [], []
@@ -273,24 +276,30 @@ def honest_protocol(
     beforehand: with `threshold` (e.g. a model's calibrated `config.similarity_threshold`), `validation` is not
     used and may be `None`; nothing is tuned on the test brands either way.
 
-    Returns one row per (ways, shots) that the splits can support: the threshold, its validation F1 (`None` for a
-    given threshold), and the test metrics as `{name: (mean, 95% CI half-width)}` over the episodes.
+    Returns one row per (ways, shots): the threshold, its validation F1 (`None` for a given threshold),
+    `brands_registered` (N; for `ways="all"`, the number it came to on the test brands) and the test metrics as
+    `{name: (mean, 95% CI half-width)}` over the episodes; or, where a split cannot support the setting, `skipped`
+    with the split and the reason.
     """
     if validation is None and threshold is None:
         raise ValueError("The honest protocol needs validation brands to choose its threshold, or a threshold.")
+    splits = {"test": (test, seed + 1)}
+    if threshold is None:
+        splits = {"validation": (validation, seed), **splits}  # validation first: its reason is the one given
     rows = []
     for n_ways in ways:
         for k_shots in shots:
-            try:
-                tuning = (
-                    []
-                    if threshold is not None
-                    else list(open_set_episodes(validation, n_ways, k_shots, episodes=episodes, seed=seed))
-                )
-                testing = list(open_set_episodes(test, n_ways, k_shots, episodes=episodes, seed=seed + 1))
-            except ValueError as error:
-                rows.append({"ways": n_ways, "shots": k_shots, "skipped": str(error)})
+            drawn, skipped = {}, None
+            for name, (split, split_seed) in splits.items():
+                try:
+                    drawn[name] = list(open_set_episodes(split, n_ways, k_shots, episodes=episodes, seed=split_seed))
+                except ValueError as error:  # the split has too few brands for this setting
+                    skipped = f"{name} brands: {error}"
+                    break
+            if skipped:
+                rows.append({"ways": n_ways, "shots": k_shots, "skipped": skipped})
                 continue
+            tuning, testing = drawn.get("validation", []), drawn["test"]
             row_threshold, validation_f1 = (
                 (float(threshold), None) if threshold is not None else open_set_threshold(tuning)
             )
@@ -300,6 +309,7 @@ def honest_protocol(
                 {
                     "ways": n_ways,
                     "shots": k_shots,
+                    "brands_registered": len(testing[0].support) // k_shots,
                     "episodes": len(testing),
                     "threshold": row_threshold,
                     "threshold_tuned_on": "validation brands" if threshold is None else "none: given beforehand",

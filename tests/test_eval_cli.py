@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from logo_evaluation import EvaluationSettings, evaluate_model
-from logo_evaluation.cli import parse_args
+from logo_evaluation.cli import check_command_line, parse_args
 
 from .test_logodet3k import write_tree
 
@@ -61,11 +61,21 @@ def test_logo_eval_compares_a_model_with_baselines_and_writes_the_report(tmp_pat
     assert list(results) == [str(saved_model_dir), "untrained (random init)", "colour histogram"]
 
     report = (tmp_path / "report" / "report.md").read_text()
-    paper = parse_markdown_table(report, "## The paper's protocol")
-    assert paper[0][:3] == ["model", "1-shot accuracy", "1-shot precision"]
+    paper = parse_markdown_table(report, "### 1-shot")  # one table per number of shots, eight columns
+    assert paper[0] == [
+        "model",
+        "accuracy",
+        "precision",
+        "recall",
+        "F1",
+        "recall at 95% precision",
+        "mAP",
+        "J (Fisher)",
+    ]
+    assert report.index("## The paper's protocol") < report.index("### 1-shot") < report.index("## The honest")
     assert [row[0] for row in paper[1:4]] == list(results)
     assert all(0.0 <= float(cell) <= 1.0 for cell in paper[1][1:7])
-    assert paper[4][0] == "paper: triplet loss"
+    assert paper[4][0] == "paper: triplet loss" and paper[4][6] == "0.508"
     honest = parse_markdown_table(report, "## The honest protocol")
     assert {row[0] for row in honest[1:]} == set(results) and "±" in honest[1][4]
     retrieval = parse_markdown_table(report, "## Retrieval")
@@ -270,3 +280,145 @@ assert "matplotlib" not in sys.modules
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def annotated_tree(root):
+    """The least a LogoDet-3K-layout folder needs to pass the command line's check: one image with its XML."""
+    (root / "Food" / "Brand").mkdir(parents=True)
+    (root / "Food" / "Brand" / "1.jpg").write_bytes(b"")
+    (root / "Food" / "Brand" / "1.xml").write_text("<annotation/>")
+    return root
+
+
+CHECK_IN_A_FRESH_PROCESS = """
+import sys
+from logo_evaluation.cli import check_command_line
+try:
+    check_command_line(sys.argv[1:])
+    code = 0
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted({"torch", "transformers", "datasets", "modeling_logo", "dataset_scripts"} & set(sys.modules))
+assert not heavy, f"imported before the check: {heavy}"
+sys.exit(code)
+"""
+
+
+def check_in_a_fresh_process(*argv):
+    return subprocess.run(
+        [sys.executable, "-c", CHECK_IN_A_FRESH_PROCESS, *map(str, argv)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_command_line_is_checked_before_torch_is_imported_and_mistakes_are_one_line(tmp_path):
+    data_dir = annotated_tree(tmp_path / "brands")
+    model_dir = tmp_path / "model"
+    (model_dir).mkdir()
+    (model_dir / "config.json").write_text("{}")
+    (tmp_path / "a-file").write_text("")
+    good = check_in_a_fresh_process("--data_dir", data_dir, "--model", model_dir, "--localizer", model_dir)
+    assert good.returncode == 0, good.stderr
+    mistakes = {
+        ("--data_dir", tmp_path / "missing"): "--data_dir '{tmp}/missing': no such folder",
+        ("--data_dir", tmp_path / "a-file"): "--data_dir '{tmp}/a-file': not a folder",
+        ("--data_dir", tmp_path): "no annotated image in the LogoDet-3K layout",
+        ("--data_dir", data_dir, "--model", tmp_path / "nothing"): "--model '{tmp}/nothing': no such model folder",
+        ("--data_dir", data_dir, "--model", tmp_path): "not a saved model (no config.json in it)",
+        ("--data_dir", data_dir, "--model", "user/not-downloaded"): "not in the local Hub cache",
+        ("--data_dir", data_dir, "--localizer", tmp_path / "no"): "--localizer '{tmp}/no': not a saved localiser",
+        ("--data_dir", data_dir, "--ways", "5", "x"): "argument --ways: 'x' is neither a number of brands nor 'all'",
+        ("--data_dir", data_dir, "--shots", "0"): "shots are numbers of support images (1 or more), got [0]",
+        ("--data_dir", data_dir, "--train_fraction", "0.9", "--validation_fraction", "0.2"): "validation_fraction < 1",
+        ("--data_dir", data_dir, "--runtime", "tensorrt"): "argument --runtime: invalid choice: 'tensorrt'",
+        ("--data_dir", data_dir, "--report", tmp_path / "a-file"): "a file, not a folder",
+    }
+    for argv, message in mistakes.items():
+        result = check_in_a_fresh_process(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("logo-eval: error: "), (argv, result.stderr)
+        assert message.format(tmp=tmp_path) in lines[0], (argv, lines[0])
+    # the command itself: the same line and status, no traceback
+    command = subprocess.run(
+        [sys.executable, "-m", "logo_evaluation.cli", "--data_dir", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert command.returncode == 2 and "Traceback" not in command.stderr
+    assert (
+        command.stderr == f"logo-eval: error: --data_dir '{tmp_path}/missing': no such folder (see logo-eval --help)\n"
+    )
+
+
+def test_the_command_line_copies_of_package_constants_are_the_originals():
+    from dataset_scripts import logodet3k
+    from logo_evaluation import runner, settings
+    from modeling_logo import embedder
+
+    assert settings.SPLIT_SCHEMES == logodet3k.SPLIT_SCHEMES
+    assert settings.IMAGE_EXTENSIONS == logodet3k.IMAGE_EXTENSIONS
+    assert settings.RUNTIMES == embedder.RUNTIMES
+    assert runner.EvaluationSettings is settings.EvaluationSettings and runner.BASELINES == settings.BASELINES
+
+
+def test_check_command_line_returns_the_settings_of_a_right_one(tmp_path):
+    data_dir = annotated_tree(tmp_path / "brands")
+    assert check_command_line(["--data_dir", str(data_dir), "--baselines", "histogram"]) == EvaluationSettings(
+        data_dir=str(data_dir), baselines=("histogram",)
+    )
+
+
+def test_the_report_names_the_model_in_every_figure_and_keeps_long_brand_names(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from logo_evaluation import report
+    from modeling_logo.evaluation import EmbeddedSplit, honest_protocol, paper_protocol, retrieval_protocol
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 5)
+    embeddings = rng.normal(size=(6, 16))[labels] + 0.3 * rng.normal(size=(30, 16))
+    split = EmbeddedSplit(embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), labels)
+    long_name = "The Extraordinarily Long Brand Name Of A Company That Never Stops"
+    brand_names = [long_name, "Nike", "Adidas", "Puma", "Sony", "Apple"]
+    images = [Image.new("RGB", (40, 30), (40 * label, 100, 200)) for label in labels]
+    model = "runs/a-model-with-a-name"
+
+    figure = report.plot_retrieval_grid(split, images, model_name=model, brand_names=brand_names)
+    assert model in figure.get_suptitle()
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["query", "same brand", "other brand"]
+    captions = [axis.get_title() for axis in figure.axes]
+    assert len(captions) == 6 * 6 and all(caption for caption in captions)
+    assert all(len(line) <= 18 for caption in captions for line in caption.splitlines())  # "…" where too long
+    figure = report.plot_tsne(split, brand_names, model_name=model)
+    assert model in figure.get_suptitle()
+    labels_shown = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels_shown[0] == "The Extraordinarily Long\nBrand Name Of A Company…" and labels_shown[1] == "Nike"
+    assert model in report.plot_distance_histogram(split, 1, 1.0, model_name=model).get_suptitle()
+    other = EmbeddedSplit(split.embeddings[::-1], labels)
+    pr = report.plot_pr_curves({model: split, "colour histogram": other}, (1, 2))
+    assert model in pr.get_suptitle() and "colour histogram" in pr.get_suptitle()
+    assert [t.get_text() for t in pr.axes[0].get_legend().get_texts()] == [model, "colour histogram"]
+
+    # the report keeps every brand name whole: the t-SNE's brands and the grid's rows, in text
+    results = {
+        model: {
+            "paper": [paper_protocol(split, 1)],
+            "honest": honest_protocol(None, split, ways=(2, "all"), shots=(1,), episodes=5, threshold=0.5),
+            "retrieval": retrieval_protocol(split),
+        }
+    }
+    report.write_report(
+        results, tmp_path, test_splits={model: split}, test_images=images, brand_names=brand_names, shots=(1,)
+    )
+    text = (tmp_path / "report.md").read_text()
+    figures = text[text.index("## Figures") :]
+    assert f"its brands in full: {long_name}; Nike;" in figures
+    grid_rows = [line for line in figures.splitlines() if line.startswith("  1. ")]
+    assert len(grid_rows) == 1 and grid_rows[0].count("(") == 5  # the query's brand, then five answers and scores
+    honest = parse_markdown_table(text, "## The honest protocol")
+    assert [row[1] for row in honest[1:]] == ["2", "all (N=5)"]  # 6 brands, a held-out fifth (1): 5 registered
+    for name in ("pr_curves.png", "distances.png", "tsne.png", "retrieval_grid.png"):
+        assert (tmp_path / name).stat().st_size > 1000

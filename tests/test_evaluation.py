@@ -117,7 +117,14 @@ def test_honest_protocol_skips_impossible_settings():
         clustered(8, 6, 0.5, 0), clustered(8, 6, 0.5, 1), ways=(5, 20, "all"), shots=(1,), episodes=10
     )
     assert [row.get("skipped") is None for row in rows] == [True, False, True]
-    assert rows[2]["ways"] == "all" and rows[2]["episodes"] == 10
+    assert rows[1]["skipped"].startswith("validation brands: a 20-way 1-shot episode needs 20 brands")
+    assert "the split has 8 such brands of 8" in rows[1]["skipped"]
+    # "all" registers every usable brand but a held-out fifth (8 - 2 here): the row says how many that was
+    assert rows[2]["ways"] == "all" and rows[2]["episodes"] == 10 and rows[2]["brands_registered"] == 6
+    assert rows[0]["brands_registered"] == 5
+    # the split that cannot support a setting is the one named
+    (row,) = honest_protocol(clustered(30, 6, 0.5, 0), clustered(8, 6, 0.5, 1), ways=(20,), shots=(1,), episodes=5)
+    assert row["skipped"].startswith("test brands: a 20-way")
 
 
 def test_honest_protocol_at_a_given_threshold_needs_no_validation_brands():
