@@ -72,6 +72,11 @@ from modeling_logo.losses import (
 logger = logging.getLogger("train")
 
 DEFAULT_DATA_DIR = "data/synthetic-logos"
+# Where `python train.py` starts by default (found next to this script when run from elsewhere).
+SHIPPED_CHECKPOINT = "checkpoints/logo-embedding-resnet-small"
+# Default learning rates (AdamW): a new network, and a trained one continued with --init_from (a smaller step keeps
+# what it knows: 5e-4 held the shipped checkpoint's validation mAP on the 300-brand benchmark, 0.63 after 4 epochs).
+NEW_MODEL_LEARNING_RATE, CONTINUED_LEARNING_RATE = 2e-3, 5e-4
 
 
 @dataclass
@@ -100,7 +105,13 @@ class EmbeddingTrainingArguments:
         },
     )
     # model
-    init_from: str | None = field(default=None, metadata={"help": "Start from a saved model (directory or Hub id)."})
+    init_from: str | None = field(
+        default=SHIPPED_CHECKPOINT,
+        metadata={
+            "help": "Start from a saved model (directory or Hub id). Default: the shipped checkpoint, so that a short "
+            "run ends with a model that beats the baselines; 'none' trains a new model from the architecture flags."
+        },
+    )
     backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset (resnet-small)."})
     image_size: int = field(
         default=96, metadata={"help": "Input side in pixels (a new model; --init_from keeps its own)."}
@@ -119,7 +130,13 @@ class EmbeddingTrainingArguments:
     margin: float | None = field(default=None, metadata={"help": "Loss margin (the loss's default when unset)."})
     # optimisation
     optimizer: str = field(default="adamw", metadata={"help": "adamw, or sgd (momentum 0.9, the paper)."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Head learning rate."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": f"Head learning rate. Default: {NEW_MODEL_LEARNING_RATE} for a new model, "
+            f"{CONTINUED_LEARNING_RATE} with --init_from."
+        },
+    )
     backbone_lr_factor: float = field(
         default=1.0, metadata={"help": "Backbone LR = factor × head LR (the paper: 0.03-0.5 for a pretrained one)."}
     )
@@ -168,8 +185,12 @@ class EmbeddingTrainingArguments:
         metadata={"help": "Validation metric that picks the best model (retrieval_mAP uses every pair: least noisy)."},
     )
     early_stopping_patience: int | None = None
-    eval_on_start: bool = field(
-        default=False, metadata={"help": "Also validate before training (epoch -1): where --init_from starts."}
+    eval_on_start: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Also validate before training (epoch -1): where --init_from starts, which then stays the best "
+            "model unless training beats it. Default: true with --init_from."
+        },
     )
     train_sample: int = field(default=500, metadata={"help": "Training images for the memorisation mAP each epoch."})
     validation_sample: int | None = field(
@@ -193,6 +214,14 @@ class EmbeddingTrainingArguments:
     hub_model_id: str | None = None
 
     def __post_init__(self):
+        if self.init_from in ("none", "None", ""):
+            self.init_from = None
+        elif self.init_from == SHIPPED_CHECKPOINT and not os.path.isdir(self.init_from):
+            self.init_from = str(Path(__file__).resolve().parent / SHIPPED_CHECKPOINT)  # run from another folder
+        if self.learning_rate is None:
+            self.learning_rate = CONTINUED_LEARNING_RATE if self.init_from else NEW_MODEL_LEARNING_RATE
+        if self.eval_on_start is None:
+            self.eval_on_start = self.init_from is not None
         if self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}.")
         self.miner = self.miner or DEFAULT_MINERS[self.loss]
@@ -208,25 +237,74 @@ class EmbeddingTrainingArguments:
             raise ValueError("Need --num_epochs >= 1, --brands_per_batch >= 2 and --images_per_brand >= 2.")
 
 
+class UsageError(ValueError):
+    """A mistake in how the run was asked for (flags that contradict the model or the data): `python train.py`
+    prints it as one line and exits with status 2, as argparse does for the arguments themselves."""
+
+
+def is_local_path(name: str) -> bool:
+    """Whether `name` can only mean a path on this machine (a Hub id is `name` or `owner/name`)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.path.exists(name)
+
+
+def check_paths(args) -> None:
+    """The paths a run reads, checked when the arguments are parsed, before the data or a model is touched: a typo
+    is one line at once, not a traceback minutes later."""
+    if getattr(args, "data_dir", None) is not None:
+        if not Path(args.data_dir).is_dir():
+            raise ValueError(f"--data_dir {args.data_dir}: no such directory.")
+        if next(Path(args.data_dir).glob("*/*/*.xml"), None) is None:
+            raise ValueError(
+                f"--data_dir {args.data_dir} holds no <Category>/<Brand>/<n>.xml (the LogoDet-3K layout; "
+                "`python -m dataset_scripts.synthesize` writes it)."
+            )
+    for flag in ("init_from", "pretrained_backbone"):
+        value = getattr(args, flag, None)
+        if value and value != "imagenet" and is_local_path(value) and not os.path.exists(value):
+            raise ValueError(f"--{flag} {value}: no such file or directory.")
+    checkpoint = getattr(args, "resume_from_checkpoint", None)
+    if checkpoint and checkpoint != "latest" and not Path(checkpoint).is_dir():
+        raise ValueError(f"--resume_from_checkpoint {checkpoint}: no such checkpoint folder (or pass 'latest').")
+
+
 def parse_args(argv: list[str] | None = None) -> EmbeddingTrainingArguments:
     return parse_arguments_with_config(EmbeddingTrainingArguments, argv)
+
+
+def read_recipe(path: str, arguments_class) -> dict:
+    """The options a YAML or JSON recipe sets, as written (defaults that depend on other options, such as the
+    learning rate on --init_from, are resolved once the flags are in)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as file:
+        values = (json.load(file) if path.endswith(".json") else yaml.safe_load(file)) or {}
+    known = {item.name for item in fields(arguments_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path} sets unknown options: {', '.join(unknown)}.")
+    return values
 
 
 def parse_arguments_with_config(arguments_class, argv: list[str] | None = None):
     """Parse `argv` into `arguments_class`: `script.py recipe.yaml --flag value` (or `--config recipe.yaml`) reads a
     YAML or JSON file first, and flags override it."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(arguments_class)
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = ["--config", *argv]
-    if "--config" in argv:
-        position = argv.index("--config")
-        path, rest = argv[position + 1], argv[:position] + argv[position + 2 :]
-        loaded = parser.parse_json_file(path) if path.endswith(".json") else parser.parse_yaml_file(path)
-        defaults = {key: value for key, value in asdict(loaded[0]).items()}
-        parser.set_defaults(**defaults)
-        argv = rest
-    (args,) = parser.parse_args_into_dataclasses(argv)
+    # Mistakes in the arguments (a bad value, a missing path) end in one line and exit status 2, as argparse's own.
+    try:
+        if "--config" in argv:
+            position = argv.index("--config")
+            if position + 1 == len(argv) or not Path(argv[position + 1]).is_file():
+                parser.error(f"--config {' '.join(argv[position + 1 : position + 2])}: no such file.")
+            path, rest = argv[position + 1], argv[:position] + argv[position + 2 :]
+            parser.set_defaults(**read_recipe(path, arguments_class))  # the file's values; flags override them
+            argv = rest
+        (args,) = parser.parse_args_into_dataclasses(argv)
+        check_paths(args)  # after the flags: a config file's paths may be overridden
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -299,10 +377,10 @@ def check_model_flags(args: EmbeddingTrainingArguments, config: LogoEmbeddingCon
     if args.pretrained_backbone:
         conflicts.append(f"--pretrained_backbone {args.pretrained_backbone} (the model's backbone is already trained)")
     if conflicts:
-        raise ValueError(
+        raise UsageError(
             f"--init_from {args.init_from} keeps the saved model's architecture and sizes; remove "
             + ", ".join(conflicts)
-            + "."
+            + ", or pass --init_from none to train a new model from them."
         )
 
 
@@ -616,6 +694,11 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
 
     # ---- Model first (a bad --init_from fails before the data is prepared); its processor sizes the data
     model, processor = build_model(args)
+    if args.init_from:
+        accelerator.print(
+            f"Starting from {args.init_from} (learning rate {args.learning_rate}); --init_from none trains a new "
+            f"{args.backbone} from random weights instead."
+        )
 
     # ---- Data: brand-disjoint splits, P×K batches of augmented images
     data_dir = ensure_data(args, accelerator)
@@ -634,7 +717,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
             seed=args.seed,
         )
     except ValueError as error:  # too few brands for P: say which flag sets it
-        raise ValueError(f"{error} Lower --brands_per_batch (P) or --images_per_brand (K).") from error
+        raise UsageError(f"{error} Lower --brands_per_batch (P) or --images_per_brand (K).") from error
     collate = collate_pk_batch
     if args.miner == "collator":
         collate = TripletCollator() if args.loss == "triplet" else PairCollator()
@@ -862,14 +945,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
 
 
 def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict:
-    """The saved best model on the held-out test brands, beside the untrained baseline and a colour histogram
-    (what logo-eval does), on the data split as in training, with the report in `output_dir/report`."""
+    """The saved best model on the held-out test brands, beside the model it started from (`--init_from`), the
+    untrained baseline and a colour histogram (what logo-eval does), on the data split as in training, with the
+    report in `output_dir/report`."""
     from logo_evaluation import EvaluationSettings, evaluate_model
 
     print("\nEvaluating the best model on the test brands (never seen in training) ...")
+    started_from = (args.init_from,) if args.init_from else ()  # its row beside the new model's: what training added
     settings = EvaluationSettings(
         data_dir=data_dir,
-        models=(args.output_dir,),
+        models=(args.output_dir, *started_from),
         baselines=("untrained", "histogram"),
         builder_config=args.builder_config,
         ways=(5, 20, "all"),
@@ -883,4 +968,8 @@ def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UsageError as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        sys.exit(2)

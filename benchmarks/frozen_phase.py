@@ -32,6 +32,8 @@ def run(args: argparse.Namespace, seed: int, views: int, workdir: Path) -> dict:
     state = train.main(
         [
             *data,
+            "--init_from",
+            "none",
             "--backbone",
             args.backbone,
             "--image_size",

@@ -39,6 +39,8 @@ def quick_args(data_dir, output_dir, cache_dir, *extra) -> list[str]:
         str(output_dir),
         "--split_scheme",
         "brands",
+        "--init_from",
+        "none",
         "--backbone",
         "resnet-tiny",
         "--image_size",
@@ -395,8 +397,8 @@ def test_eval_on_start_records_the_starting_point_as_epoch_minus_one(data_dir, t
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
-def test_shipped_recipes_parse(recipe):
-    args = train.parse_args([str(recipe)])
+def test_shipped_recipes_parse(recipe, data_dir):
+    args = train.parse_args([str(recipe), "--data_dir", str(data_dir)])  # the recipes' data may not be generated
     assert args.output_dir.startswith("runs/")
     if "paper" in recipe.name:  # the frozen phase runs on cached features
         assert args.frozen_feature_views > 0 and args.freeze_other_stages and args.unfreeze == "layer4:15"
@@ -471,3 +473,45 @@ def test_too_few_brands_for_p_names_the_flag_and_resume_latest_without_checkpoin
     with caplog.at_level("WARNING", logger="train"):
         assert train.latest_checkpoint(args) is None
     assert "starts from the beginning" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data_dir", "no-such-dir"], "--data_dir no-such-dir: no such directory."),
+        (["--data_dir", "."], "holds no <Category>/<Brand>/<n>.xml"),
+        (["--init_from", "./no-such-model"], "--init_from ./no-such-model: no such file or directory."),
+        (["--loss", "arcface"], "--loss must be one of"),
+        (["no-such-recipe.yaml"], "--config no-such-recipe.yaml: no such file."),
+        (["--resume_from_checkpoint", "runs/nothing"], "no such checkpoint folder"),
+    ],
+)
+def test_argument_mistakes_are_one_line_and_exit_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(argv)
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and last_line.startswith("train.py: error: ") and message in last_line
+
+
+def test_usage_errors_found_after_parsing_are_one_line_too(data_dir, tmp_path):
+    """Flags that contradict the data (P above the brand count) exit with one line, not a traceback."""
+    argv = quick_args(data_dir, tmp_path / "run", tmp_path / "cache", "--brands_per_batch", "64")
+    result = subprocess.run(
+        [sys.executable, str(Path(train.__file__)), *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: ")
+    assert "--brands_per_batch" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_config_files_paths_can_be_overridden_by_flags(data_dir, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data_dir: data/not-on-this-machine\nnum_epochs: 2\n")
+    args = train.parse_args([str(recipe), "--data_dir", str(data_dir)])
+    assert args.data_dir == str(data_dir) and args.num_epochs == 2

@@ -96,6 +96,8 @@ def launch_two_processes(data_dir, out_dir: Path, *train_args: str) -> Path:
         str(run_dir),
         "--split_scheme",
         "brands",
+        "--init_from",
+        "none",
         "--backbone",
         "resnet-tiny",
         "--image_size",
@@ -179,7 +181,16 @@ def test_init_from_a_model_saved_with_frozen_stages_keeps_processes_in_sync(data
     unfreezing layer3 at epoch 1 must synchronise it across processes (DDP synchronises only what was trainable when
     it wrapped the model)."""
     launch_two_processes(
-        data_dir, tmp_path, "--init_from", str(paper_run[1]), "--unfreeze", "layer3:1", "--num_epochs", "2"
+        data_dir,
+        tmp_path,
+        "--init_from",
+        str(paper_run[1]),
+        "--eval_on_start",
+        "false",
+        "--unfreeze",
+        "layer3:1",
+        "--num_epochs",
+        "2",
     )
     for name in ("start", "epoch_0", "epoch_1"):
         assert_identical(*models_of(tmp_path, name), what=f"{name}: process 0 vs process 1")
