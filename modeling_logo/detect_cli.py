@@ -88,8 +88,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_fps", type=float, default=1.0, help="frames searched per second of a video")
     parser.add_argument("--box_threshold", type=float, default=None, help="localiser score to keep a box")
     args = parser.parse_args(argv)
+    from .few_shot import GALLERY_CONFIG_NAME
+
     if not Path(args.gallery).is_dir():
         parser.error(f"--gallery {args.gallery!r} is not a folder (write one with LogoGallery.save).")
+    if not (Path(args.gallery) / GALLERY_CONFIG_NAME).is_file():
+        parser.error(
+            f"--gallery {args.gallery!r} holds no {GALLERY_CONFIG_NAME}: not a saved gallery (write one with "
+            "`logo-gallery build` or LogoGallery.save)."
+        )
+    for flag in ("model", "localizer"):
+        value = getattr(args, flag)
+        if value and value != "none" and value.startswith((".", "/", "~")) and not Path(value).expanduser().is_dir():
+            parser.error(f"--{flag} {value!r}: no such folder.")
     return args
 
 

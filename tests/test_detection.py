@@ -288,3 +288,28 @@ def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos,
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(line["frame"], line["time"]) for line in lines] == [(0, 0.0), (2, 1.0), (4, 2.0)]
     assert all(line["detections"] and line["detections"][0]["brand"] == "Acme" for line in lines)
+
+
+@pytest.mark.parametrize(
+    "make_gallery, flags, message",
+    [
+        (lambda root: root / "missing", [], "is not a folder"),
+        (lambda root: root, [], "holds no gallery.json: not a saved gallery"),
+        (None, ["--model", "./no-such-model"], "--model './no-such-model': no such folder."),
+    ],
+)
+def test_logo_detect_argument_mistakes_are_one_line_and_exit_status_2(
+    make_gallery, flags, message, shipped_embedder, tmp_path, capsys
+):
+    from modeling_logo import detect_cli
+
+    if make_gallery is None:
+        LogoGallery(shipped_embedder).save(tmp_path / "gallery")
+        gallery = tmp_path / "gallery"
+    else:
+        gallery = make_gallery(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        detect_cli.main(["photo.jpg", "--gallery", str(gallery), *flags])
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith("logo-detect: error: ") and message in last_line
