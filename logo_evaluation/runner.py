@@ -147,7 +147,7 @@ def build_embedders(
             torch.manual_seed(seed)
             try:
                 model = LogoEmbeddingModel(baseline_config, pretrained_backbone=True)
-            except OSError as error:
+            except (OSError, ValueError) as error:  # offline, or a preset backbone that has no ImageNet weights
                 print(f"Skipping the ImageNet baseline: {error}")
                 continue
             embedders["ImageNet backbone + random head"] = model_embedder(model, processor, batch_size, runtime)

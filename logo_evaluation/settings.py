@@ -98,6 +98,11 @@ class EvaluationSettings:
         _check_choices("photo_methods", self.photo_methods or (), tuple(PHOTO_METHODS))
         _check_choices("split_scheme", (self.split_scheme,), SPLIT_SCHEMES)
         _check_choices("runtime", (self.runtime,), RUNTIMES)
+        if self.runtime == "onnxruntime-int8":  # it needs calibration images of training brands, which logo-eval lacks
+            raise ValueError(
+                "--runtime onnxruntime-int8 needs calibration images: benchmarks/onnx_quantization.py measures it "
+                "against fp32 on unseen brands; logo-eval runs onnxruntime (fp32) or torch."
+            )
         _check_choices("builder_config", (self.builder_config,), ("crops", "images"))
         if any(not (isinstance(n, int) and n >= 2) and n != "all" for n in self.ways):
             raise ValueError(f"ways are numbers of brands (2 or more) or 'all', got {list(self.ways)}.")

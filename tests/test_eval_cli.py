@@ -422,3 +422,10 @@ def test_the_report_names_the_model_in_every_figure_and_keeps_long_brand_names(t
     assert [row[1] for row in honest[1:]] == ["2", "all (N=5)"]  # 6 brands, a held-out fifth (1): 5 registered
     for name in ("pr_curves.png", "distances.png", "tsne.png", "retrieval_grid.png"):
         assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_the_int8_runtime_is_refused_with_where_it_is_measured(tmp_path):
+    from logo_evaluation.settings import EvaluationSettings
+
+    with pytest.raises(ValueError, match="onnxruntime-int8 needs calibration images: benchmarks/onnx_quantization.py"):
+        EvaluationSettings(data_dir=str(tmp_path), runtime="onnxruntime-int8")

@@ -149,8 +149,14 @@ def test_backbone_weights_that_do_not_fit_are_refused(tmp_path, tiny_model):
         tiny_model.load_backbone_weights(tmp_path / "missing.pth")
 
 
-def test_imagenet_weights_offline_give_advice(tiny_model):
+def test_imagenet_weights_offline_give_advice():
+    resnet18 = LogoEmbeddingModel(LogoEmbeddingConfig(backbone="resnet18", image_size=32))
     with pytest.raises(OSError, match=r"HF_HUB_OFFLINE is set.*load_backbone_weights\('resnet50.pth'\)"):
+        resnet18.load_backbone_weights()
+
+
+def test_presets_have_no_imagenet_weights_and_say_so(tiny_model):
+    with pytest.raises(ValueError, match="'resnet-tiny' is this project's own narrow ResNet: no ImageNet weights"):
         tiny_model.load_backbone_weights()
 
 

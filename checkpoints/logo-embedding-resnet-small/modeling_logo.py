@@ -292,6 +292,12 @@ class LogoEmbeddingModel(PreTrainedModel):
         """
         if weights_file is not None and not os.path.isfile(weights_file):
             raise FileNotFoundError(f"Backbone weights file {os.fspath(weights_file)!r} does not exist.")
+        if weights_file is None and self.config.backbone in BACKBONE_PRESETS:
+            raise ValueError(
+                f"Backbone {self.config.backbone!r} is this project's own narrow ResNet: no ImageNet weights exist for "
+                "it. Use a timm ResNet name (e.g. backbone='resnet50') for ImageNet weights, or pass a state dict of "
+                "this architecture as weights_file."
+            )
         try:
             pretrained = create_backbone(self.config, pretrained=True, weights_file=weights_file)
         except RuntimeError as error:  # torch's load_state_dict: missing/unexpected keys or shape mismatch
