@@ -585,6 +585,11 @@ def model_card_metadata(model, metrics: dict, args: EmbeddingTrainingArguments) 
 
 def model_card(model, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> str:
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items() if isinstance(value, float))
+    when = (
+        f"epoch {state.best_epoch}"
+        if state.best_epoch is None or state.best_epoch >= 0
+        else f"before training: no epoch beat the model it started from, {args.init_from}"
+    )
     config = json.dumps(asdict(args), indent=2)
     return f"""---
 {model_card_metadata(model, metrics, args)}
@@ -601,7 +606,7 @@ from transformers import AutoModel
 model = AutoModel.from_pretrained("{args.hub_model_id or args.output_dir}", trust_remote_code=True)
 ```
 
-## Validation (unseen brands, epoch {state.best_epoch})
+## Validation (unseen brands, {when})
 
 | metric | value |
 | --- | --- |
@@ -816,6 +821,12 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
             f"before training: retrieval mAP: validation {metrics['retrieval_mAP']:.3f}, "
             f"train brands {metrics.get('train_retrieval_mAP', float('nan')):.3f}"
         )
+        # The starting point is a candidate like any epoch: training must beat it to replace it as the best model.
+        state.epoch = -1
+        if state.record(metrics[args.metric_for_best_model], args.metric_for_best_model != "loss"):
+            if accelerator.is_main_process:
+                save_model(unwrapped, processor, metrics, state, args)
+        state.epoch = 0
 
     # ---- Train
     start = time.perf_counter()

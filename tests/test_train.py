@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
-from modeling_logo import LogoEmbeddingModel
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
 from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainingState
 from modeling_logo.losses import DEFAULT_MINERS, LOSSES, build_loss, build_miner
 
@@ -515,3 +515,23 @@ def test_a_config_files_paths_can_be_overridden_by_flags(data_dir, tmp_path):
     recipe.write_text("data_dir: data/not-on-this-machine\nnum_epochs: 2\n")
     args = train.parse_args([str(recipe), "--data_dir", str(data_dir)])
     assert args.data_dir == str(data_dir) and args.num_epochs == 2
+
+
+def test_the_model_it_starts_from_stays_the_best_unless_an_epoch_beats_it(data_dir, tmp_path, monkeypatch):
+    """With --init_from, the validation before training is a candidate for the best model like any epoch: when no
+    epoch beats it (here: validation made to say so), the saved model is the one it started from."""
+    from safetensors.torch import load_file
+
+    start = tmp_path / "start"
+    torch.manual_seed(0)
+    LogoEmbeddingModel(LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)).save_pretrained(start)
+    real_validate, scores = train.validate, iter([0.9, 0.2, 0.3])
+    monkeypatch.setattr(train, "validate", lambda *a, **k: {**real_validate(*a, **k), "retrieval_mAP": next(scores)})
+    output = tmp_path / "run"
+    state = train.main(
+        quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2", "--init_from", str(start))
+    )
+    assert [row["epoch"] for row in state.history] == [-1, 0, 1] and state.best_epoch == -1
+    saved, started = load_file(output / "model.safetensors"), load_file(start / "model.safetensors")
+    assert saved.keys() == started.keys() and all(torch.equal(saved[k], started[k]) for k in saved)
+    assert "before training: no epoch beat the model it started from" in (output / "README.md").read_text()
