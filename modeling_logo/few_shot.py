@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
+import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -35,6 +37,9 @@ from .image_processing_logo import InvalidImageError, LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
 
 
+if TYPE_CHECKING:  # annotations only: a threshold is read from any object with a `threshold` (duck typing)
+    from .evaluation import OperatingPoint
+
 GALLERY_FORMAT = "logo-gallery"
 GALLERY_FORMAT_VERSION = 1
 GALLERY_CONFIG_NAME = "gallery.json"
@@ -42,7 +47,24 @@ GALLERY_WEIGHTS_NAME = "gallery.safetensors"
 
 # From this many brands on, "auto" search uses faiss; below it a matmul is as fast and needs no index.
 FAISS_MIN_BRANDS = 10_000
-SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-ivf")
+#: From this many brands on, "auto" search uses the approximate "faiss-hnsw" index (see `benchmarks/gallery_search.py`).
+HNSW_MIN_BRANDS = 100_000
+SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw")
+#: HNSW graph: links per node and the candidate list of an insertion (faiss's default); see `benchmarks/gallery_search.py`.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 40
+#: Candidates an HNSW search keeps (see `benchmarks/gallery_search.py`).
+HNSW_EF_SEARCH = 128
+#: Share of an HNSW index's entries that may be tombstones (removed or replaced prototypes) before it is rebuilt.
+HNSW_MAX_STALE_FRACTION = 0.1
+
+#: Images (shots and queries) with a side shorter than this many pixels are accepted with a warning: the embedder
+#: upsamples them to its input size, and a logo that small carries little of its design.
+MIN_IMAGE_SIDE = 16
+#: Brands with more shots than this are accepted with a warning. The gallery is built for few shots (the paper's
+#: regime is 1-5); a prototype is their mean, which barely moves after a few dozen, while every shot costs embedding
+#: time and memory. Hundreds usually mean a whole data set registered as one brand.
+MAX_SHOTS_PER_BRAND = 100
 DETECTION_METHODS = ("auto", "localizer", "windows")
 
 #: Operating-system clutter in image folders: neither data nor worth a warning (nor are hidden files).
@@ -78,23 +100,46 @@ class LogoGallery:
 
     Adding, removing or renaming a brand touches only that brand: nothing else is re-embedded.
 
+    Brand names are kept stripped of surrounding whitespace and in Unicode NFC, so `"red "` is the brand `"red"`
+    (lookups strip too). What is accepted but probably a mistake is logged as a warning: a name equal to another
+    brand's up to case, inner spacing or Unicode compatibility forms (`"Red"` next to `"red"`: two brands are kept),
+    a shot or query image smaller than `MIN_IMAGE_SIDE` (16) pixels on a side, and a brand with more than
+    `MAX_SHOTS_PER_BRAND` (100) shots (the gallery is built for 1-5, the paper's regime; more is allowed, since a
+    prototype is a mean, but rarely helps). Arguments of the wrong type or range are a `TypeError` or `ValueError`
+    naming the argument.
+
     Args:
         embedder ([`LogoEmbedder`], *optional*):
             What embeds images (a model, its processor and its runtime). Without one, the gallery works on
             embeddings only ([`~LogoGallery.add_brand_embeddings`], queries given as vectors).
-        threshold (`float`, *optional*):
-            Default cosine-similarity threshold of `predict`. Defaults to the model's calibrated
-            `config.similarity_threshold`, if any.
+        threshold (`float` or [`~modeling_logo.evaluation.OperatingPoint`], *optional*):
+            Default cosine-similarity threshold of `predict`, in `[-1, 1]` (an `OperatingPoint` of
+            [`~modeling_logo.evaluation.calibrate_threshold`] gives its `threshold`). Defaults to the model's
+            calibrated `config.similarity_threshold`, if any.
         batch_size (`int`, *optional*):
             Images embedded per forward pass. Defaults to the embedder's (32).
-        search_backend (`"auto"`, `"faiss"`, `"torch"` or `"faiss-ivf"`, *optional*, defaults to `"auto"`):
-            `"faiss"` searches an exact `IndexFlatIP`, `"torch"` a matrix product; both give the same ranking.
-            `"auto"` uses faiss from `FAISS_MIN_BRANDS` brands on (faster than torch there: 90 vs 200 ms for one
-            query among 1M brands). `"faiss-ivf"` is approximate, for galleries of a million brands: an inverted
-            file of `4·sqrt(brands)` lists searched `ivf_nprobe` at a time (1M brands: 2.5 ms per query, 99% of the
-            exact top-10; `benchmarks/gallery_search.py`).
+        search_backend (`"auto"`, `"torch"`, `"faiss"`, `"faiss-hnsw"` or `"faiss-ivf"`, *optional*, defaults to `"auto"`):
+            How queries are matched with the brands' prototypes.
+
+            - `"torch"`: a matrix product, exact; the fastest for galleries of real brands (0.07 ms per query at
+              3,000 brands).
+            - `"faiss"`: an exact faiss `IndexFlatIP`, the same ranking; faster than torch from
+              `FAISS_MIN_BRANDS` (10,000) brands on (90 vs 200 ms for one query among 1M brands).
+            - `"faiss-hnsw"`: an approximate faiss HNSW graph (`HNSW_M` links per node), searched with
+              `hnsw_ef_search` candidates. It is built on the first search and then kept
+              in step: new brands are inserted; HNSW cannot delete, so a removed brand (or a brand's replaced
+              prototype) becomes a tombstone that every search filters out with a faiss `IDSelector`, and the index
+              is rebuilt once more than `HNSW_MAX_STALE_FRACTION` of it is stale; renaming relabels.
+            - `"faiss-ivf"`: an approximate inverted file of `4·sqrt(brands)` lists searched `ivf_nprobe` at a time
+              (1M brands: 2.5 ms per query, 99% of the exact top-10), rebuilt after every change.
+            - `"auto"`: `"torch"` below `FAISS_MIN_BRANDS` brands, `"faiss"` from there, `"faiss-hnsw"` from
+              `HNSW_MIN_BRANDS`. [`~LogoGallery.active_search_backend`] says which.
+
+            `benchmarks/gallery_search.py` measures them.
         ivf_nprobe (`int`, *optional*, defaults to 128):
             Lists `"faiss-ivf"` searches per query: more is slower and closer to exact.
+        hnsw_ef_search (`int`, *optional*, defaults to `HNSW_EF_SEARCH`):
+            Candidates a `"faiss-hnsw"` search keeps (at least `top_k`): more is slower and closer to exact.
         localizer ([`~modeling_logo.detection.LogoLocalizer`], *optional*):
             Finds the logos of a whole photo for [`~LogoGallery.detect`] (and for shots registered with
             `locate=True`). Without one, `detect` falls back to a multi-scale window search with the embedder.
@@ -123,17 +168,26 @@ class LogoGallery:
         embedder: LogoEmbedder | None = None,
         image_processor: LogoImageProcessor | None = None,
         *,
-        threshold: float | None = None,
+        threshold: float | OperatingPoint | None = None,
         batch_size: int | None = None,
-        search_backend: Literal["auto", "faiss", "torch", "faiss-ivf"] = "auto",
+        search_backend: Literal["auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"] = "auto",
         runtime: Runtime | None = None,
         ivf_nprobe: int = 128,
+        hnsw_ef_search: int = HNSW_EF_SEARCH,
         localizer: LogoLocalizer | None = None,
     ):
         if search_backend not in SEARCH_BACKENDS:
             raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {search_backend!r}.")
+        for name, value in (
+            ("batch_size", batch_size),
+            ("ivf_nprobe", ivf_nprobe),
+            ("hnsw_ef_search", hnsw_ef_search),
+        ):
+            if value is not None:
+                _check_positive_int(name, value)
         self.embedder = _as_embedder(embedder, image_processor, runtime, batch_size, "LogoGallery")
         self.ivf_nprobe = ivf_nprobe
+        self.hnsw_ef_search = hnsw_ef_search
         self.threshold = threshold
         self.batch_size = batch_size or (self.embedder.batch_size if self.embedder is not None else 32)
         self.search_backend = search_backend
@@ -142,8 +196,22 @@ class LogoGallery:
         self._prototypes: dict[str, torch.Tensor] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
         self._prototype_matrix: torch.Tensor | None = None
+        self._brand_list: list[str] | None = None
         self._faiss_index = None
+        self._hnsw_index: _HnswIndex | None = None
+        self._name_keys: dict[str, str] | None = None  # near-duplicate key -> brand, built on demand
         self.localizer = localizer
+
+    @property
+    def threshold(self) -> float | None:
+        """The default cosine-similarity threshold of `predict` and `detect` (`None`: the model's calibrated one).
+        Set it to a float in `[-1, 1]`, or to the `OperatingPoint` of
+        [`~modeling_logo.evaluation.calibrate_threshold`] (its `threshold` is kept)."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value) -> None:
+        self._threshold = None if value is None else _threshold_value(value, "threshold")
 
     @property
     def model(self):
@@ -305,9 +373,30 @@ class LogoGallery:
             ):
                 vectors = torch.stack([torch.as_tensor(x, dtype=torch.float32).cpu() for x in images])
             else:
-                vectors = self.embed(images)
+                vectors = self.embed(self._checked_images(images, "query"))
         self._check_embeddings(vectors)
         return F.normalize(vectors, dim=-1), single
+
+    def _checked_images(self, images: list[ImageLike], what: str) -> list[ImageLike]:
+        """`images` decoded (paths and bytes opened once, here rather than by the embedder), with a warning for those
+        smaller than `MIN_IMAGE_SIDE` on a side. Without an embedder they are returned as they are (`embed` says
+        why it cannot embed them)."""
+        if self.image_processor is None:
+            return images
+        images = self.image_processor.fetch_images(list(images))
+        sizes = [size for size in map(_image_size, images) if size is not None and min(size) < MIN_IMAGE_SIDE]
+        if sizes:
+            width, height = min(sizes, key=min)
+            logger.warning(
+                "%d %s image(s) smaller than %d px on a side (the smallest %dx%d): the embedder upsamples them, and a "
+                "logo that small carries little of its design; give larger images.",
+                len(sizes),
+                what,
+                MIN_IMAGE_SIDE,
+                width,
+                height,
+            )
+        return images
 
     def _check_embeddings(self, vectors: torch.Tensor) -> None:
         """Finite, and of the gallery's size (which the first embeddings set)."""
@@ -320,11 +409,49 @@ class LogoGallery:
                 f"Embeddings have size {vectors.shape[-1]}, this gallery holds size {self.embedding_size}."
             )
 
-    def _check_new_brand(self, brand: str, overwrite: bool) -> None:
-        if not isinstance(brand, str) or not brand.strip():
-            raise ValueError(f"A brand name must be a non-empty string, got {brand!r}.")
-        if brand in self._shots and not overwrite:
-            raise ValueError(f"Brand {brand!r} is already in the gallery: use add_shots() or overwrite=True.")
+    def _check_new_brand(self, brand: str, overwrite: bool) -> str:
+        """The name a new brand is kept under ([`_brand_name`]), refused when it exists (without `overwrite`)."""
+        name = _brand_name(brand)
+        if name in self._shots and not overwrite:
+            raise ValueError(f"Brand {name!r} is already in the gallery: use add_shots() or overwrite=True.")
+        return name
+
+    def _note_new_names(self, names: Sequence[str]) -> None:
+        """Warn about registered names equal to another brand's up to case, inner whitespace and Unicode compatibility
+        forms ("Red" and "red", "ＡＣＭＥ" and "ACME"): probably one brand registered twice. They stay separate brands."""
+        if self._name_keys is None:
+            self._name_keys, new = {}, set(names)
+            for brand in self._shots:
+                if brand not in new:
+                    self._name_keys.setdefault(_near_duplicate_key(brand), brand)
+        clashes = []
+        for name in names:
+            other = self._name_keys.setdefault(_near_duplicate_key(name), name)
+            if other != name:
+                clashes.append((name, other))
+        if clashes:
+            logger.warning(
+                "%d brand name(s) differ from another brand's only by case, spacing or Unicode form (%s): two brands "
+                "are kept; if they are one, rename or remove one of them.",
+                len(clashes),
+                ", ".join(f"{name!r} and {other!r}" for name, other in clashes[:3])
+                + (", ..." if len(clashes) > 3 else ""),
+            )
+
+    def _note_shot_counts(self, counts: Mapping[str, int]) -> None:
+        """Warn about brands with more than `MAX_SHOTS_PER_BRAND` shots."""
+        many = {brand: count for brand, count in counts.items() if count > MAX_SHOTS_PER_BRAND}
+        if many:
+            most = max(many, key=many.get)
+            logger.warning(
+                "%d brand(s) have more than %d shots (%r: %d). A gallery expects few shots per brand (1-5 is the "
+                "paper's regime): the prototype is their mean, which barely moves after a few dozen, and each costs "
+                "embedding time and memory.",
+                len(many),
+                MAX_SHOTS_PER_BRAND,
+                most,
+                many[most],
+            )
 
     def _looks_like_embeddings(self, array: np.ndarray | torch.Tensor) -> bool:
         # Images are never 1-D; a 2-D float array is a grayscale image unless its rows have the embedding size.
@@ -348,7 +475,7 @@ class LogoGallery:
         return len(self._shots)
 
     def __contains__(self, brand: str) -> bool:
-        return brand in self._shots
+        return isinstance(brand, str) and unicodedata.normalize("NFC", brand.strip()) in self._shots
 
     def __repr__(self) -> str:
         shots = sum(len(s) for s in self._shots.values())
@@ -394,12 +521,14 @@ class LogoGallery:
             `overwrite=True` to replace it), the name is empty, or no images; with `locate=True`, a shot in which no
             logo is found.
         """
-        self._check_new_brand(brand, overwrite)
+        brand = self._check_new_brand(brand, overwrite)
+        metadata = _checked_metadata(metadata)
         images = self._images_of(images, "add_brand", "add_brand_embeddings(brand, vectors)")
         if boxes is not None or locate:
             images = self._crop_shots(images, boxes, locate)
         self._set_shots(brand, self._embed_shots(images))
-        self._metadata[brand] = dict(metadata or {})
+        self._metadata[brand] = metadata
+        self._note_new_names([brand])
 
     def add_brand_embeddings(
         self,
@@ -416,11 +545,13 @@ class LogoGallery:
             `TypeError`: images were given (use `add_brand`). `ValueError`: the brand exists (without
             `overwrite=True`), the name is empty, no vectors, or vectors of the wrong size or not finite.
         """
-        self._check_new_brand(brand, overwrite)
+        brand = self._check_new_brand(brand, overwrite)
+        metadata = _checked_metadata(metadata)
         vectors = self._vectors_of(vectors, "add_brand_embeddings", "add_brand(brand, images)")
         self._check_embeddings(vectors)
         self._set_shots(brand, F.normalize(vectors, dim=-1))
-        self._metadata[brand] = dict(metadata or {})
+        self._metadata[brand] = metadata
+        self._note_new_names([brand])
 
     def _crop_shots(self, images: list[ImageLike], boxes, locate: bool) -> list[Image.Image]:
         photos = [as_photo(image) for image in images]
@@ -454,10 +585,16 @@ class LogoGallery:
             (without `overwrite=True`), a name is empty, a brand has no shots, or the embeddings have the wrong size
             or are not finite. Nothing is added then.
         """
-        names = list(shots)
-        for brand in names:
-            self._check_new_brand(brand, overwrite)
-        arrays = [self._vectors_of(shots[brand], "add_brands", "add_brand(brand, images)") for brand in names]
+        if not isinstance(shots, Mapping):
+            raise TypeError(f"add_brands() takes a mapping {{brand: (n, D) embeddings}}, got {type(shots).__name__}.")
+        given = list(shots)
+        names = [self._check_new_brand(brand, overwrite) for brand in given]
+        if len(set(names)) < len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise ValueError(f"Brand {twice!r} is given twice (names are compared with surrounding spaces stripped).")
+        metadata = metadata or {}
+        metadata = {name: _checked_metadata(metadata.get(brand)) for brand, name in zip(given, names)}
+        arrays = [self._vectors_of(shots[brand], "add_brands", "add_brand(brand, images)") for brand in given]
         counts = [len(array) for array in arrays]
         if any(count == 0 for count in counts):
             raise ValueError(f"Brand {names[counts.index(0)]!r} has no shots.")
@@ -472,19 +609,21 @@ class LogoGallery:
         prototypes = F.normalize(sums, dim=-1)  # the mean's direction is the sum's
         for index, (brand, brand_shots) in enumerate(zip(names, torch.split(stacked, counts))):
             self._shots[brand], self._prototypes[brand] = brand_shots, prototypes[index]
-            self._metadata[brand] = dict((metadata or {}).get(brand) or {})
-        self._invalidate()
+            self._metadata[brand] = metadata[brand]
+        self._invalidate(names)
+        self._note_new_names(names)
+        self._note_shot_counts(dict(zip(names, counts)))
 
     def add_shots(self, brand: str, images: ImageLike | Sequence[ImageLike]) -> None:
         """Add example images to an existing brand; its prototype is updated. Embeddings go to
         [`~LogoGallery.add_shot_embeddings`]."""
-        self._existing(brand)
+        brand = self._existing(brand)
         embeddings = self._embed_shots(self._images_of(images, "add_shots", "add_shot_embeddings(brand, vectors)"))
         self._set_shots(brand, torch.cat([self._shots[brand], embeddings]))
 
     def add_shot_embeddings(self, brand: str, vectors: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> None:
         """Add shot embeddings (`(n, D)`, or one `D`-vector) to an existing brand; its prototype is updated."""
-        self._existing(brand)
+        brand = self._existing(brand)
         vectors = self._vectors_of(vectors, "add_shot_embeddings", "add_shots(brand, images)")
         self._check_embeddings(vectors)
         self._set_shots(brand, torch.cat([self._shots[brand], F.normalize(vectors, dim=-1)]))
@@ -535,13 +674,16 @@ class LogoGallery:
 
     def _embed_shots(self, images: list[ImageLike]) -> torch.Tensor:
         """Unit embeddings of shot images, checked against the gallery's embedding size."""
-        vectors = self.embed(images)
+        vectors = self.embed(self._checked_images(images, "shot"))
         self._check_embeddings(vectors)
         return F.normalize(vectors, dim=-1)
 
     def remove_shot(self, brand: str, index: int) -> None:
         """Remove one shot of a brand by position; removing its last shot removes the brand."""
-        shots = self._shots[self._existing(brand)]
+        brand = self._existing(brand)
+        shots = self._shots[brand]
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an int, got {type(index).__name__} {index!r}.")
         if not -len(shots) <= index < len(shots):
             raise IndexError(f"Brand {brand!r} has {len(shots)} shots; there is no shot {index}.")
         keep = torch.ones(len(shots), dtype=torch.bool)
@@ -553,16 +695,20 @@ class LogoGallery:
 
     def remove_brand(self, brand: str) -> None:
         """Remove a brand and its shots."""
-        del self._shots[self._existing(brand)], self._prototypes[brand], self._metadata[brand]
-        self._invalidate()
+        brand = self._existing(brand)
+        del self._shots[brand], self._prototypes[brand], self._metadata[brand]
+        self._name_keys = None
+        self._invalidate([brand])
 
     def rename_brand(self, brand: str, new_name: str) -> None:
-        """Rename a brand, keeping its shots and its position in `brands`."""
-        self._existing(brand)
+        """Rename a brand, keeping its shots and its position in `brands` (the new name is stripped of surrounding
+        spaces, as every brand name is)."""
+        brand = self._existing(brand)
+        new_name = _brand_name(new_name, "new_name")
         if new_name in self._shots and new_name != brand:
             raise ValueError(f"Brand {new_name!r} is already in the gallery.")
-        if not isinstance(new_name, str) or not new_name.strip():
-            raise ValueError(f"A brand name must be a non-empty string, got {new_name!r}.")
+        if new_name == brand:
+            return
 
         def rename(mapping: dict) -> dict:
             return {new_name if key == brand else key: value for key, value in mapping.items()}
@@ -572,21 +718,32 @@ class LogoGallery:
             rename(self._prototypes),
             rename(self._metadata),
         )
+        if self._hnsw_index is not None:
+            self._hnsw_index.rename(brand, new_name)
+        self._name_keys = None
         self._invalidate()
+        self._note_new_names([new_name])
 
     def _existing(self, brand: str) -> str:
-        if brand not in self._shots:
+        """The gallery's name of `brand` (surrounding spaces stripped); a `KeyError` when it is not a brand."""
+        name = _brand_name(brand) if isinstance(brand, str) and brand.strip() else brand
+        if not isinstance(name, str) or name not in self._shots:
             raise KeyError(f"Brand {brand!r} is not in the gallery (it has {len(self)} brands).")
-        return brand
+        return name
 
     def _set_shots(self, brand: str, shots: torch.Tensor) -> None:
         self._shots[brand] = shots
         self._prototypes[brand] = F.normalize(shots.mean(dim=0), dim=-1)
-        self._invalidate()
+        self._invalidate([brand])
+        self._note_shot_counts({brand: len(shots)})
 
-    def _invalidate(self) -> None:
+    def _invalidate(self, brands: Sequence[str] = ()) -> None:
+        """Forget what search derived from the brands; the HNSW index, kept in step, notes which brands changed."""
         self._prototype_matrix = None
+        self._brand_list = None
         self._faiss_index = None
+        if self._hnsw_index is not None:
+            self._hnsw_index.touch(brands)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Recognition
@@ -609,13 +766,19 @@ class LogoGallery:
         return results[0] if single else results
 
     def predict(
-        self, queries: ImageLike | Sequence[ImageLike], threshold: float | None = None
+        self, queries: ImageLike | Sequence[ImageLike], threshold: float | OperatingPoint | None = None
     ) -> str | None | list[str | None]:
         """The recognised brand of each query, or `None` when its best similarity is below the threshold.
 
         Args:
-            threshold (`float`, *optional*): cosine similarity needed to accept a brand. Defaults to the gallery's
-                `threshold`, then to the model's calibrated `config.similarity_threshold`.
+            threshold (`float` or [`~modeling_logo.evaluation.OperatingPoint`], *optional*): cosine similarity in
+                `[-1, 1]` needed to accept a brand, or the operating point
+                [`~modeling_logo.evaluation.calibrate_threshold`] chose. Defaults to the gallery's `threshold`, then
+                to the model's calibrated `config.similarity_threshold`.
+
+        Raises:
+            `TypeError`: a threshold that is not a number (e.g. the string `"0.5"`). `ValueError`: one outside
+            `[-1, 1]`, or no threshold anywhere.
         """
         threshold = self._resolve_threshold(threshold)
         self._check_searchable(top_k=1)
@@ -624,45 +787,64 @@ class LogoGallery:
         return predictions[0] if single else predictions
 
     def _check_searchable(self, top_k: int) -> None:
+        _check_positive_int("top_k", top_k)
         if not self._shots:
             raise ValueError("The gallery is empty: register brands with add_brand() first.")
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}.")
 
-    def _rank(self, queries: torch.Tensor, top_k: int) -> list[list[BrandMatch]]:
-        scores, indices = self._top_k(queries, min(top_k, len(self)))
-        brands = self.brands
-        return [
-            [BrandMatch(brands[i], float(s)) for s, i in zip(row_scores, row_indices) if i >= 0]  # IVF: -1 = none
-            for row_scores, row_indices in zip(scores.tolist(), indices.tolist())
-        ]
-
-    def _resolve_threshold(self, threshold: float | None) -> float:
-        for candidate in (
-            threshold,
-            self.threshold,
-            getattr(getattr(self.model, "config", None), "similarity_threshold", None),
-        ):
-            if candidate is not None:
-                return float(candidate)
+    def _resolve_threshold(self, threshold: float | OperatingPoint | None) -> float:
+        """The threshold a call uses: the one it was given (a float, or an `OperatingPoint`'s), else the gallery's,
+        else the model's calibrated one. Every method taking a threshold resolves it here."""
+        if threshold is not None:
+            return _threshold_value(threshold, "threshold")
+        if self.threshold is not None:
+            return self.threshold
+        calibrated = getattr(getattr(self.model, "config", None), "similarity_threshold", None)
+        if calibrated is not None:
+            return _threshold_value(calibrated, "the model's config.similarity_threshold")
         raise ValueError(
             "No threshold: pass predict(..., threshold=t) with a cosine similarity in [-1, 1], set gallery.threshold, "
             "or use a model whose config has a calibrated similarity_threshold."
         )
 
+    @property
+    def active_search_backend(self) -> str:
+        """The backend the next search uses: `search_backend`, or for `"auto"` the one the gallery's size picks
+        (`"torch"` below `FAISS_MIN_BRANDS` brands, `"faiss"` from there, `"faiss-hnsw"` from `HNSW_MIN_BRANDS`)."""
+        if self.search_backend != "auto":
+            return self.search_backend
+        if len(self) >= HNSW_MIN_BRANDS:
+            return "faiss-hnsw"
+        return "faiss" if len(self) >= FAISS_MIN_BRANDS else "torch"
+
+    def _rank(self, queries: torch.Tensor, top_k: int) -> list[list[BrandMatch]]:
+        k = min(top_k, len(self))
+        if self.active_search_backend == "faiss-hnsw":
+            if self._hnsw_index is None:
+                self._hnsw_index = _HnswIndex()
+            self._hnsw_index.sync(self._prototypes)
+            scores, names = self._hnsw_index.search(queries.numpy(), k, self.hnsw_ef_search)
+            return [[BrandMatch(b, s) for s, b in zip(row_s, row_b)] for row_s, row_b in zip(scores.tolist(), names)]
+        scores, indices = self._top_k(queries, k)
+        if self._brand_list is None:
+            self._brand_list = self.brands
+        brands = self._brand_list
+        return [
+            [BrandMatch(brands[i], float(s)) for s, i in zip(row_scores, row_indices) if i >= 0]  # IVF: -1 = none
+            for row_scores, row_indices in zip(scores.tolist(), indices.tolist())
+        ]
+
     def _top_k(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and brand positions of the `k` best prototypes per query, by the exact or IVF backends."""
         if self._prototype_matrix is None:
             self._prototype_matrix = torch.stack(list(self._prototypes.values()))
-        use_faiss = self.search_backend in ("faiss", "faiss-ivf") or (
-            self.search_backend == "auto" and len(self) >= FAISS_MIN_BRANDS
-        )
-        if not use_faiss:
+        backend = self.active_search_backend
+        if backend == "torch":
             return torch.topk(queries @ self._prototype_matrix.T, k, dim=1)
         import faiss  # imported here: only large galleries need it
 
         if self._faiss_index is None:
             prototypes, dim = self._prototype_matrix.numpy(), self._prototype_matrix.shape[1]
-            if self.search_backend == "faiss-ivf":
+            if backend == "faiss-ivf":
                 # k-means needs ~39 points per list; the training sample is capped for build time.
                 lists = max(1, min(int(4 * np.sqrt(len(prototypes))), len(prototypes) // 39))
                 self._faiss_index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
@@ -688,7 +870,7 @@ class LogoGallery:
     def detect(
         self,
         photo: ImageLike,
-        threshold: float | None = None,
+        threshold: float | OperatingPoint | None = None,
         *,
         box_threshold: float | None = None,
         method: Literal["auto", "localizer", "windows"] = "auto",
@@ -697,7 +879,8 @@ class LogoGallery:
 
         Args:
             photo: a PIL image, array, path or bytes.
-            threshold (`float`, *optional*): cosine similarity needed to name a brand (as in [`~LogoGallery.predict`]).
+            threshold (`float` or `OperatingPoint`, *optional*): cosine similarity needed to name a brand (as in
+                [`~LogoGallery.predict`]).
             box_threshold (`float`, *optional*): localiser score needed for a box (default: its calibrated one).
             method (`"auto"`, `"localizer"` or `"windows"`): `"localizer"` finds boxes with the gallery's localiser
                 and names each one; `"windows"` is the localiser-free baseline: square and 2:1 windows at four scales
@@ -714,6 +897,8 @@ class LogoGallery:
             return self._detect_by_windows(photo, self._resolve_threshold(threshold))
         if self.localizer is None:
             raise ValueError('method="localizer" needs a gallery with a localiser (LogoGallery(..., localizer=...)).')
+        if threshold is not None:
+            threshold = self._resolve_threshold(threshold)  # a bad one is refused before the localiser runs
         (found,) = self.localizer([photo], threshold=box_threshold)
         return self.name_boxes(photo, found["boxes"].tolist(), found["scores"].tolist(), threshold)
 
@@ -727,9 +912,12 @@ class LogoGallery:
         photo: ImageLike,
         boxes: Sequence[Sequence[float]],
         box_scores: Sequence[float] | None = None,
-        threshold: float | None = None,
+        threshold: float | OperatingPoint | None = None,
     ) -> list[LogoDetection]:
-        """Name the brand of each given box of a photo (cropped with the embedder's margin), best first."""
+        """Name the brand of each given box of a photo (cropped with the embedder's margin), best first; `threshold`
+        as in [`~LogoGallery.predict`]."""
+        if threshold is not None or (self._shots and len(boxes)):  # no brand to name: no threshold needed
+            threshold = self._resolve_threshold(threshold)
         if not len(boxes):
             return []
         photo = as_photo(photo)
@@ -737,7 +925,6 @@ class LogoGallery:
         if not self._shots:
             matches = [None] * len(boxes)
         else:
-            threshold = self._resolve_threshold(threshold)
             vectors = self.embed_boxes(photo, boxes)
             matches = [best for (best,) in self._rank(vectors, 1)]
         detections = [
@@ -907,6 +1094,169 @@ class LogoGallery:
         return gallery
 
 
+class _HnswIndex:
+    """The `"faiss-hnsw"` index of a gallery: a faiss `IndexHNSWFlat` over the brands' prototypes, kept in step with
+    the gallery's changes rather than rebuilt for each one.
+
+    HNSW cannot delete a vector, so the vector of a removed brand, or the previous prototype of a brand whose shots
+    changed, becomes a tombstone: its id stays in the graph (still a path to its neighbours) and every search filters
+    it out with a faiss `IDSelector`. Renaming relabels an id. When tombstones exceed `HNSW_MAX_STALE_FRACTION` of the
+    index, the next sync rebuilds it from the live prototypes, so that stale entries never crowd out the candidates of
+    a search (each still costs a distance computation when reached) and the rebuild costs are amortised.
+    """
+
+    def __init__(self, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION):
+        self.m, self.ef_construction = m, ef_construction
+        self.index = None
+        self.labels: list[str | None] = []  # faiss id -> brand; None: a tombstone
+        self.indexed: dict[str, tuple[int, torch.Tensor]] = {}  # brand -> (its id, the prototype indexed)
+        self.stale: list[int] = []
+        self.changed: set[str] = set()  # brands added, changed or removed since the last sync
+        self._selector = None
+
+    def touch(self, brands: Sequence[str]) -> None:
+        if self.index is not None:
+            self.changed.update(brands)
+
+    def rename(self, old: str, new: str) -> None:
+        if self.index is None:
+            return
+        if new in self.indexed:  # a removed brand's entry not yet synced: it must not come back under the new name
+            self._bury(new)
+        if old in self.indexed:
+            self.indexed[new] = self.indexed.pop(old)
+            self.labels[self.indexed[new][0]] = new
+        if old in self.changed:
+            self.changed.discard(old)
+            self.changed.add(new)
+
+    def sync(self, prototypes: Mapping[str, torch.Tensor]) -> None:
+        """Bring the index to `prototypes` (brand -> unit prototype, the gallery's own tensors)."""
+        if self.index is None:
+            self._build(prototypes)
+            return
+        added = []
+        for brand in self.changed:
+            current, entry = prototypes.get(brand), self.indexed.get(brand)
+            if entry is not None and entry[1] is current:  # touched, but its prototype is the one indexed
+                continue
+            if entry is not None:
+                self._bury(brand)
+            if current is not None:
+                added.append(brand)
+        self.changed = set()
+        if len(self.stale) > HNSW_MAX_STALE_FRACTION * max(len(self.labels), 1):
+            self._build(prototypes)
+        elif added:
+            self._add(added, prototypes)
+
+    def search(self, queries: np.ndarray, k: int, ef_search: int) -> tuple[np.ndarray, list[list[str]]]:
+        """The scores and brands of the `k` best live entries per query."""
+        import faiss
+
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(ef_search, k)
+        if self.stale:
+            if self._selector is None:
+                batch = faiss.IDSelectorBatch(np.asarray(self.stale, dtype="int64"))
+                self._selector = (faiss.IDSelectorNot(batch), batch)  # the batch must outlive its negation
+            params.sel = self._selector[0]
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(queries) == 1:
+            # faiss spreads queries over OpenMP threads: one query runs on one thread anyway, and a team of threads
+            # only adds fork/join waits (milliseconds on a busy machine). This setting is the calling thread's own.
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                scores, ids = self.index.search(queries, k, params=params)
+            finally:
+                faiss.omp_set_num_threads(threads)
+        else:
+            scores, ids = self.index.search(queries, k, params=params)
+        names = [[self.labels[i] for i in row if i >= 0] for row in ids.tolist()]
+        return scores, names
+
+    def _build(self, prototypes: Mapping[str, torch.Tensor]) -> None:
+        import faiss
+
+        dim = len(next(iter(prototypes.values())))
+        self.index = faiss.IndexHNSWFlat(dim, self.m, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = self.ef_construction
+        self.labels, self.indexed, self.stale, self.changed, self._selector = [], {}, [], set(), None
+        self._add(list(prototypes), prototypes)
+
+    def _add(self, brands: list[str], prototypes: Mapping[str, torch.Tensor]) -> None:
+        first = len(self.labels)
+        self.index.add(torch.stack([prototypes[brand] for brand in brands]).numpy())
+        for offset, brand in enumerate(brands):
+            self.indexed[brand] = (first + offset, prototypes[brand])
+        self.labels.extend(brands)
+
+    def _bury(self, brand: str) -> None:
+        index, _ = self.indexed.pop(brand)
+        self.labels[index] = None
+        self.stale.append(index)
+        self._selector = None
+
+
+def _threshold_value(value: Any, argument: str) -> float:
+    """A threshold as a float in `[-1, 1]`: a number, or the `threshold` of an object that has one (the
+    `OperatingPoint` of `calibrate_threshold`; read by duck typing, so this module does not import evaluation)."""
+    value = getattr(value, "threshold", value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{argument} must be a cosine similarity in [-1, 1] (a float, or an OperatingPoint of "
+            f"calibrate_threshold), got {type(value).__name__} {value!r}."
+        )
+    if not -1.0 <= float(value) <= 1.0:  # NaN fails too
+        raise ValueError(f"{argument} must be a cosine similarity in [-1, 1], got {value!r}.")
+    return float(value)
+
+
+def _check_positive_int(argument: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be a positive int, got {type(value).__name__} {value!r}.")
+    if value < 1:
+        raise ValueError(f"{argument} must be at least 1, got {value}.")
+
+
+def _brand_name(name: Any, argument: str = "brand") -> str:
+    """The name a brand is kept under: surrounding whitespace stripped (`"red "` is `"red"`: a trailing space from a
+    folder or a form is invisible, never a second brand) and in Unicode NFC (a name typed with combining accents is the
+    same text as the precomposed one). Case and inner spacing are kept: near-duplicates are warned about instead."""
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be a str (the brand's name), got {type(name).__name__} {name!r}.")
+    normalised = unicodedata.normalize("NFC", name.strip())
+    if not normalised:
+        raise ValueError(f"A brand name must be a non-empty string, got {name!r}.")
+    return normalised
+
+
+def _near_duplicate_key(name: str) -> str:
+    """What two names share when they differ only by case, inner whitespace or Unicode compatibility forms."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def _checked_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict (JSON data kept with the brand), got {type(metadata).__name__}.")
+    return dict(metadata)
+
+
+def _image_size(image: Any) -> tuple[int, int] | None:
+    """(width, height) of a decoded image or an image array (HWC, CHW or HW); `None` for what is neither."""
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim in (2, 3):
+        shape = tuple(image.shape)
+        if image.ndim == 3:
+            shape = shape[:2] if shape[-1] in (1, 3, 4) else shape[1:]
+        return shape[1], shape[0]
+    return None
+
+
 def _as_embedder(
     embedder: LogoEmbedder | LogoEmbeddingModel | str | os.PathLike | None,
     image_processor: LogoImageProcessor | None,
@@ -999,5 +1349,8 @@ __all__ = [
     "load_model_and_processor",
     "model_fingerprint",
     "FAISS_MIN_BRANDS",
+    "HNSW_MIN_BRANDS",
+    "MAX_SHOTS_PER_BRAND",
+    "MIN_IMAGE_SIDE",
     "window_boxes",
 ]

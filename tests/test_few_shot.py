@@ -473,3 +473,164 @@ def test_svg_logos_are_shots_and_queries_like_any_image(gallery, tmp_path):
     with pytest.raises(ValueError, match="broken.svg.*not a readable SVG image"):
         gallery.add_brand("Broken", [tmp_path / "acme.svg", tmp_path / "broken.svg"])
     assert gallery.brands == ["Acme", "Bolt"]  # a bad shot loses nothing
+
+
+def clustered_split(brands: int, shots: int, seed: int):
+    """An EmbeddedSplit of unit vectors clustered by brand, as calibrate_threshold takes."""
+    from modeling_logo.evaluation import EmbeddedSplit
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(brands, 128))
+    vectors = np.repeat(centres, shots, axis=0) + 0.8 * rng.normal(size=(brands * shots, 128))
+    return EmbeddedSplit(unit(vectors).numpy(), np.repeat(np.arange(brands), shots))
+
+
+def test_predict_and_detection_take_the_operating_point_calibrate_threshold_returns(gallery, shot_images):
+    from modeling_logo.evaluation import OperatingPoint, calibrate_threshold
+
+    point = calibrate_threshold(clustered_split(20, 6, seed=0), "precision@0.95")
+    assert isinstance(point, OperatingPoint) and -1 <= point.threshold <= 1
+    for brand, image in zip(BRANDS, shot_images):
+        gallery.add_brand(brand, image)
+    queries = shot_images[: len(BRANDS)] + make_logo_images(4, seed=11)
+    assert gallery.predict(queries, threshold=point) == gallery.predict(queries, threshold=point.threshold)
+    assert gallery.predict(shot_images[0], threshold=point) == BRANDS[0]  # its own shot: similarity 1
+    boxes = [(0, 0, 48, 36), (40, 30, 96, 72)]
+    assert gallery.name_boxes(shot_images[0], boxes, threshold=point) == gallery.name_boxes(
+        shot_images[0], boxes, threshold=point.threshold
+    )
+    windows = gallery.detect(shot_images[0], threshold=point, method="windows")
+    assert windows == gallery.detect(shot_images[0], threshold=point.threshold, method="windows")
+    # As the gallery's default: the number is kept (and saved).
+    gallery.threshold = point
+    assert gallery.threshold == point.threshold and gallery.to_dict()["threshold"] == point.threshold
+    assert LogoGallery(threshold=point).threshold == point.threshold
+
+
+@pytest.mark.parametrize(
+    ("threshold", "error", "message"),
+    [
+        (2, ValueError, r"threshold must be a cosine similarity in \[-1, 1\], got 2"),
+        (-1.5, ValueError, r"in \[-1, 1\]"),
+        (float("nan"), ValueError, r"in \[-1, 1\]"),
+        ("0.5", TypeError, "threshold must be a cosine similarity .* got str '0.5'"),
+        (True, TypeError, "got bool"),
+        ([0.5], TypeError, "got list"),
+    ],
+)
+def test_bad_thresholds_are_refused_everywhere(gallery, shot_images, threshold, error, message):
+    gallery.add_brand("Acme", shot_images[0])
+    calls = [
+        lambda: gallery.predict(shot_images[1], threshold=threshold),
+        lambda: gallery.name_boxes(shot_images[1], [(0, 0, 40, 40)], threshold=threshold),
+        lambda: gallery.name_boxes(shot_images[1], [], threshold=threshold),  # even with nothing to name
+        lambda: gallery.detect(shot_images[1], threshold=threshold, method="windows"),
+        lambda: LogoGallery(threshold=threshold),
+        lambda: setattr(gallery, "threshold", threshold),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=message):
+            call()
+    assert gallery.threshold is None
+
+
+def test_brand_names_are_stripped_and_kept_in_one_unicode_form(gallery, shot_images):
+    gallery.add_brand("  Red ", shot_images[0])
+    assert gallery.brands == ["Red"] and "Red " in gallery and len(gallery.shots(" Red")) == 1
+    with pytest.raises(ValueError, match="'Red' is already in the gallery"):
+        gallery.add_brand("Red", shot_images[1])
+    decomposed, composed = "Cafe\u0301", "Caf\u00e9"  # é typed as e + combining accent, and precomposed
+    gallery.add_brand_embeddings(decomposed, gallery.embed(shot_images[2]))
+    assert gallery.brands == ["Red", composed] and decomposed in gallery
+    gallery.rename_brand(composed, " Café Noir ")
+    assert gallery.brands == ["Red", "Café Noir"]
+    with pytest.raises(ValueError, match="given twice"):
+        gallery.add_brands({"Blue": gallery.embed(shot_images[3]), "Blue ": gallery.embed(shot_images[4])})
+    with pytest.raises(TypeError, match="brand must be a str .* got int 7"):
+        gallery.add_brand(7, shot_images[3])
+    with pytest.raises(TypeError, match="new_name must be a str"):
+        gallery.rename_brand("Red", None)
+    with pytest.raises(ValueError, match="non-empty string"):
+        gallery.rename_brand("Red", " \t")
+    assert gallery.brands == ["Red", "Café Noir"]
+
+
+def test_near_duplicate_brand_names_are_kept_with_a_warning(gallery, shot_images, caplog):
+    import logging
+
+    vectors = gallery.embed(shot_images[:6])
+    with caplog.at_level(logging.WARNING, logger="modeling_logo.few_shot"):
+        gallery.add_brand_embeddings("Red", vectors[0])
+        gallery.add_brand_embeddings("Blue Bird", vectors[1])
+        assert not caplog.records
+        gallery.add_brand_embeddings("red", vectors[2])
+        gallery.add_brands({"ＢＬＵＥ  bird": vectors[3], "Green": vectors[4]})  # full-width letters, two spaces
+        gallery.add_brand_embeddings("Red", vectors[5], overwrite=True)  # the same brand again: no warning
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2
+    assert "'red' and 'Red'" in warnings[0] and "'ＢＬＵＥ  bird' and 'Blue Bird'" in warnings[1]
+    assert gallery.brands == ["Red", "Blue Bird", "red", "ＢＬＵＥ  bird", "Green"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_logo.few_shot"):
+        gallery.remove_brand("red")
+        gallery.rename_brand("Green", "RED ")  # "Red" is still there
+        gallery.rename_brand("ＢＬＵＥ  bird", "Yellow")
+    assert [record.getMessage().count("'RED' and 'Red'") for record in caplog.records] == [1]
+
+
+def test_tiny_images_are_embedded_with_a_warning(gallery, shot_images, caplog):
+    import logging
+
+    from PIL import Image
+
+    tiny, dot = shot_images[0].resize((12, 40)), Image.new("RGB", (1, 1), "red")
+    with caplog.at_level(logging.WARNING, logger="modeling_logo.few_shot"):
+        gallery.add_brand("Acme", shot_images[1])  # 96 x 72: no warning
+        gallery.add_brand("Small", [shot_images[2], tiny, np.zeros((8, 8, 3), dtype=np.uint8)])
+        gallery.search(dot)
+        gallery.add_brand("Cropped", shot_images[3], boxes=[(10, 10, 15, 60)])  # the crop is what is embedded
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith("2 shot image(s) smaller than 16 px on a side (the smallest 8x8)")
+    assert warnings[1].startswith("1 query image(s) smaller than 16 px on a side (the smallest 1x1)")
+    assert "shot image(s)" in warnings[2]
+    assert len(gallery.shots("Small")) == 3  # accepted
+
+
+def test_more_shots_than_the_maximum_are_accepted_with_a_warning(caplog):
+    import logging
+
+    from modeling_logo.few_shot import MAX_SHOTS_PER_BRAND
+
+    rng = np.random.default_rng(0)
+    gallery = LogoGallery()
+    with caplog.at_level(logging.WARNING, logger="modeling_logo.few_shot"):
+        gallery.add_brand_embeddings("Few", rng.normal(size=(MAX_SHOTS_PER_BRAND, 128)))
+        assert not caplog.records
+        gallery.add_shot_embeddings("Few", rng.normal(size=128))
+        gallery.add_brands({f"b{i}": rng.normal(size=(MAX_SHOTS_PER_BRAND + 1 + i, 128)) for i in range(3)})
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"1 brand(s) have more than {MAX_SHOTS_PER_BRAND} shots ('Few': 101)")
+    assert warnings[1].startswith(f"3 brand(s) have more than {MAX_SHOTS_PER_BRAND} shots ('b2': 103)")
+    assert "1-5 is the paper's regime" in warnings[0] and len(gallery.shots("Few")) == 101
+
+
+def test_bad_arguments_are_one_line_errors_naming_the_argument(gallery, shot_images):
+    gallery.add_brand("Acme", shot_images[0])
+    cases = [
+        (lambda: gallery.search(shot_images[1], top_k="5"), TypeError, "top_k must be a positive int, got str '5'"),
+        (lambda: gallery.search(shot_images[1], top_k=2.0), TypeError, "top_k must be a positive int"),
+        (lambda: gallery.search(shot_images[1], top_k=-1), ValueError, "top_k must be at least 1, got -1"),
+        (lambda: LogoGallery(batch_size=0), ValueError, "batch_size must be at least 1"),
+        (lambda: LogoGallery(ivf_nprobe="8"), TypeError, "ivf_nprobe must be a positive int"),
+        (lambda: gallery.add_brand("Globex", shot_images[1], metadata=["a"]), TypeError, "metadata must be a dict"),
+        (lambda: gallery.add_brands([("Globex", np.ones(64))]), TypeError, "add_brands\\(\\) takes a mapping"),
+        (lambda: gallery.remove_shot("Acme", "0"), TypeError, "index must be an int"),
+        (lambda: gallery.remove_brand(3), KeyError, "Brand 3 is not in the gallery"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message) as raised:
+            call()
+        assert "\n" not in str(raised.value)
+    assert gallery.brands == ["Acme"]
