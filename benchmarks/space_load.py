@@ -15,7 +15,9 @@ Every session is its own `gradio_client.Client` (so its own `gr.State`). It regi
 `--shots` synthetic logo images each: the same logos in every session, under names of its own (`s3-brand1`), so
 that a gallery leaking from one session to another would show up as another session's names. It then searches
 whole photos (one of its logos pasted on a plain 320×240 background), one request after the other; the client
-uploads the photo and downloads the answer's images, as a browser does.
+uploads the photo and downloads the answer's images, as a browser does. `--photos distinct`: every search has a
+photo of its own (nothing can be answered from a cache); `--photos repeated`: all sessions search the same few
+photos, as visitors clicking the example scenes do. Both by default, on the same server.
 
 - single session: `--single_searches` searches after two warm-ups; median and p95 latency.
 - concurrent: `--sessions` sessions register their brands, then all search at once (`--searches` each); latency
@@ -23,6 +25,10 @@ uploads the photo and downloads the answer's images, as a browser does.
 - isolation: every brand of every answer is one of the session's own (a leak otherwise), and the best-ranked one is
   the brand of the logo in the photo (counted apart: `wrong`). Whether it clears the threshold is the model's
   business, not the Space's.
+- CPU: the server process's CPU time (all threads) and this process's (the clients') per search, the cores a search
+  costs whatever else runs on the machine. The clients pass `ssl_verify=False` (plain HTTP on the loopback): by
+  default gradio_client builds a TLS context, loading the CA bundle, for each of its HTTP requests, which cost
+  0.3 s of CPU per search on a busy 2-core machine, more than the server's work.
 
 Prints a table and writes `benchmarks/results/space_load.json` (`--output` elsewhere).
 """
@@ -53,6 +59,7 @@ EMBEDDER = REPO / "checkpoints" / "logo-embedding-resnet-small"
 LOCALIZER = REPO / "checkpoints" / "logo-localizer-resnet-small"
 SCENE_SIZE, SCENE_BACKGROUND = (320, 240), (128, 128, 128)
 READY = "space_load: serving"
+REPEATED_PHOTOS = 3  # per brand, with --photos repeated
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -84,7 +91,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def served_app(app_dir: Path, localizer: str, log_dir: Path, start_timeout_s: float = 180):
-    """The URL of `app_dir`'s `space.app` served by a subprocess of this script; stopped on exit."""
+    """`(URL, process id)` of `app_dir`'s `space.app` served by a subprocess of this script; stopped on exit."""
     port = _free_port()
     log = open(log_dir / f"server-{port}.log", "w+")
     command = [sys.executable, __file__, "--_serve", "--app_dir", str(app_dir), "--port", str(port)]
@@ -103,7 +110,7 @@ def served_app(app_dir: Path, localizer: str, log_dir: Path, start_timeout_s: fl
         if not ready.wait(start_timeout_s):
             log.seek(0)
             raise RuntimeError(f"the server did not start in {start_timeout_s:.0f} s:\n{log.read()[-4000:]}")
-        yield f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/", process.pid
     except Exception:
         log.seek(0)
         print(f"The server's log:\n{log.read()[-4000:]}", file=sys.stderr)
@@ -161,8 +168,7 @@ def write_shots(directory: Path, brands: int, shots: int) -> list[list[str]]:
 
 
 def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
-    """A whole photo of its own for each search: `brand`'s logo pasted on a plain background at a place drawn from
-    `(session, number)`, so that no two requests upload the same file (nothing is answered from a cache)."""
+    """A whole photo: `brand`'s logo pasted on a plain background at a place drawn from `(session, number)`."""
     rng = np.random.default_rng([session, number])
     logo = logo_image(1000 + brand)
     photo = Image.new("RGB", SCENE_SIZE, SCENE_BACKGROUND)
@@ -181,12 +187,12 @@ def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
 class Session:
     """One visitor: a `gradio_client.Client` with brands of its own (`s<index>-brand<j>`)."""
 
-    def __init__(self, url: str, index: int, shots: list[list[str]], scene_dir: Path):
+    def __init__(self, url: str, index: int, shots: list[list[str]], scene_dir: Path, photos: str = "distinct"):
         from gradio_client import Client
 
-        self.client = Client(url, verbose=False, httpx_kwargs={"timeout": 300})
+        self.client = Client(url, verbose=False, ssl_verify=False, httpx_kwargs={"timeout": 300})
         self.index, self.names = index, [f"s{index}-brand{brand}" for brand in range(len(shots))]
-        self.shots, self.scene_dir = shots, scene_dir
+        self.shots, self.scene_dir, self.photos = shots, scene_dir, photos
         # The slider's default: the shipped model's calibrated threshold.
         self.threshold = json.loads((EMBEDDER / "config.json").read_text())["similarity_threshold"]
         self.leaks = self.wrong = 0
@@ -206,7 +212,10 @@ class Session:
         from gradio_client import handle_file
 
         brand = number % len(self.names)
-        photo = write_scene(self.scene_dir, brand, self.index, number)
+        if self.photos == "distinct":  # no two requests upload the same photo: nothing can come from a cache
+            photo = write_scene(self.scene_dir, brand, self.index, number)
+        else:  # every session searches the same few photos, as visitors clicking the example scenes
+            photo = write_scene(self.scene_dir, brand, 0, (number // len(self.names)) % REPEATED_PHOTOS)
         start = time.perf_counter()
         ranking, _verdict, _shots, _annotated, _rows = self.client.predict(
             handle_file(photo), self.threshold, api_name="/search"
@@ -218,20 +227,33 @@ class Session:
         return seconds
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system, all threads) process `pid` has used: unlike latencies, it does not grow when
+    other processes take the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def measure(url: str, args, shots: list[list[str]], scene_dir: Path) -> dict:
-    """The single-session and concurrent figures of the app at `url`."""
-    single = Session(url, 0, shots, scene_dir)
+def measure(url: str, server_pid: int, args, shots: list[list[str]], scene_dir: Path, photos: str) -> dict:
+    """The single-session and concurrent figures of the app at `url` (served by process `server_pid`), searching
+    `photos` ("distinct" or "repeated") photos."""
+    single = Session(url, 0, shots, scene_dir, photos)
     single.register()
     for number in range(2):  # warm-up: the first uploads, the first answers
         single.search(number)
+    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
     single_seconds = [single.search(number) for number in range(args.single_searches)]
+    single_server_cpu = (cpu_seconds(server_pid) - server_cpu) / len(single_seconds)
+    single_client_cpu = (time.process_time() - client_cpu) / len(single_seconds)
 
     with ThreadPoolExecutor(max_workers=args.sessions) as pool:
-        sessions = list(pool.map(lambda index: Session(url, index + 1, shots, scene_dir), range(args.sessions)))
+        sessions = list(
+            pool.map(lambda index: Session(url, index + 1, shots, scene_dir, photos), range(args.sessions))
+        )
         register_seconds = [s for seconds in pool.map(Session.register, sessions) for s in seconds]
         errors, latencies = [], []
         barrier = threading.Barrier(args.sessions)
@@ -244,14 +266,18 @@ def measure(url: str, args, shots: list[list[str]], scene_dir: Path) -> dict:
                 except Exception as error:  # counted: a load test reports failures, it does not stop at the first
                     errors.append(f"{type(error).__name__}: {error}"[:200])
 
-        start = time.perf_counter()
+        start, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
         list(pool.map(run, sessions))
         wall = time.perf_counter() - start
+        load_server_cpu = (cpu_seconds(server_pid) - server_cpu) / max(1, len(latencies))
+        load_client_cpu = (time.process_time() - client_cpu) / max(1, len(latencies))
     return {
         "single_session": {
             "searches": len(single_seconds),
             "search_ms_median": 1000 * statistics.median(single_seconds),
             "search_ms_p95": 1000 * _percentile(single_seconds, 95),
+            "server_cpu_ms_per_search": 1000 * single_server_cpu,
+            "client_cpu_ms_per_search": 1000 * single_client_cpu,
             "leaks": single.leaks,
             "wrong_top_brand": single.wrong,
         },
@@ -265,6 +291,8 @@ def measure(url: str, args, shots: list[list[str]], scene_dir: Path) -> dict:
             "search_ms_p95": 1000 * _percentile(latencies, 95),
             "requests_per_s": len(latencies) / wall,
             "wall_s": wall,
+            "server_cpu_ms_per_search": 1000 * load_server_cpu,
+            "client_cpu_ms_per_search": 1000 * load_client_cpu,
             "add_brand_ms_median": 1000 * statistics.median(register_seconds),
             "leaks": sum(session.leaks for session in sessions),
             "wrong_top_brand": sum(session.wrong for session in sessions),
@@ -283,17 +311,23 @@ def working_tree_name() -> str:
 
 
 def print_table(runs: list[dict]) -> None:
+    sessions = runs[0]["concurrent"]["sessions"]
     print(
-        "| app | 1 session: search ms (median / p95) | "
-        f"{runs[0]['concurrent']['sessions']} sessions: p50 / p95 ms | requests/s | errors | leaks | wrong |"
+        f"| app | photos | 1 session: search ms (median / p95) | {sessions} sessions: p50 / p95 ms | requests/s | "
+        f"CPU ms per search (server + client, 1 / {sessions} sessions) | errors | leaks | wrong top brand |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:
         single, load = run["single_session"], run["concurrent"]
+        cpu = [
+            f"{phase['server_cpu_ms_per_search']:.0f} + {phase['client_cpu_ms_per_search']:.0f}"
+            for phase in (single, load)
+        ]
         print(
-            f"| {run['app']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
+            f"| {run['app']} | {run['photos']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
             f"{load['search_ms_p50']:.0f} / {load['search_ms_p95']:.0f} | {load['requests_per_s']:.1f} | "
-            f"{load['errors']} | {single['leaks'] + load['leaks']} | {single['wrong_top_brand'] + load['wrong_top_brand']} |"
+            f"{cpu[0]} / {cpu[1]} | {load['errors']} | {single['leaks'] + load['leaks']} | "
+            f"{single['wrong_top_brand'] + load['wrong_top_brand']} |"
         )
 
 
@@ -305,6 +339,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--brands", type=int, default=2, help="brands each session registers")
     parser.add_argument("--shots", type=int, default=2, help="shots per brand")
     parser.add_argument("--localizer", default=str(LOCALIZER), help="a saved localiser, or 'none' (window search)")
+    parser.add_argument(
+        "--photos",
+        nargs="+",
+        choices=["distinct", "repeated"],
+        default=["distinct", "repeated"],
+        help="distinct: a photo of its own for every search; repeated: every session searches the same few photos",
+    )
     parser.add_argument("--compare_with", default=None, help="a git revision whose space/ is measured too")
     parser.add_argument("--rounds", type=int, default=1, help="times each app is measured (alternately)")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/space_load.json")
@@ -328,16 +369,28 @@ def main(argv: list[str] | None = None) -> dict:
             apps.insert(0, (revision, stack.enter_context(app_of_revision(revision, scratch))))
         for _round in range(args.rounds):
             for name, app_dir in apps:
-                with served_app(app_dir, args.localizer, scratch) as url:
-                    scene_dir = Path(tempfile.mkdtemp(dir=scratch))  # fresh photos for each app
-                    runs.append({"app": name, **measure(url, args, shots, scene_dir)})
-                print_table(runs[-1:])
+                with served_app(app_dir, args.localizer, scratch) as (url, server_pid):
+                    for photos in args.photos:
+                        scene_dir = Path(tempfile.mkdtemp(dir=scratch))  # fresh photos for each run
+                        runs.append(
+                            {"app": name, "photos": photos, **measure(url, server_pid, args, shots, scene_dir, photos)}
+                        )
+                        print_table(runs[-1:])
     print()
     print_table(runs)
     payload = {
         "settings": {
             key: getattr(args, key)
-            for key in ("sessions", "searches", "single_searches", "brands", "shots", "localizer", "compare_with")
+            for key in (
+                "sessions",
+                "searches",
+                "single_searches",
+                "brands",
+                "shots",
+                "photos",
+                "localizer",
+                "compare_with",
+            )
         },
         "runs": runs,
         "note": (

@@ -2,12 +2,14 @@
 whole photo.
 
 Run locally with `python space/app.py [--model DIR_OR_HUB_ID] [--localizer DIR_OR_HUB_ID]` (or `LOGO_MODEL=...`,
-`LOGO_LOCALIZER=...`), or from Python: `from space.app import build_demo; build_demo(embedder).launch()`.
+`LOGO_LOCALIZER=...`; `LOGO_RUNTIME=torch` skips the ONNX export), or from Python:
+`from space.app import build_demo; build_demo(embedder).launch()`.
 
-The demo is a thin layer over [`modeling_logo.LogoGallery`]: each visitor's gallery is kept in `gr.State` as
-`gallery.to_dict()` (with the name of the model it belongs to) and rebuilt with `LogoGallery.from_dict` for each
-request; adding, removing and renaming brands are the gallery's. Loaded models ([`modeling_logo.LogoEmbedder`]s) and
-the logo localiser are shared and only read. Without a localiser, logos are found by a window search with the
+The demo is a thin layer over [`modeling_logo.LogoGallery`]: each visitor's state (`gr.State`) is a [`SessionGallery`],
+the name of its model and its live gallery; adding, removing and renaming brands are the gallery's, on a copy that
+becomes the new state (states are never changed, so sessions can share them). Loaded models
+([`modeling_logo.LogoEmbedder`]s) and the logo localiser are shared and only read; what they make of a query photo
+is kept for the photos searched last ([`PhotoCache`]). Each request runs on one thread, one request per core. Without a localiser, logos are found by a window search with the
 embedding model (it only finds logos of registered brands). Example brands are passed in (`build_demo(...,
 example_brands=...)`); only the launcher, `main()`, generates them with `dataset_scripts`.
 """
@@ -23,16 +25,18 @@ import os
 import tempfile
 import threading
 import zipfile
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 from PIL import Image
 
 from modeling_logo import (
+    BrandMatch,
     InvalidImageError,
     LogoEmbedder,
     LogoEmbeddingConfig,
@@ -94,26 +98,63 @@ WINDOW_SEARCH_NOTE = (
 WHOLE_PHOTOS_LABEL = "Shots are whole photos (crop the most confident logo)"
 #: Columns of the table of logos found in a query photo (one row per logo, best first).
 DETECTION_HEADERS = ["#", "Brand", "Cosine", "Box score", "Closest brand", "Box (xmin, ymin, xmax, ymax)"]
+#: Threads one request's inference uses (torch's intra-op threads, which ONNX Runtime sessions made afterwards take
+#: too). The queue runs one request per core side by side instead: a request's threads would otherwise wait for
+#: cores the other requests hold (`benchmarks/space_load.py`).
+INFERENCE_THREADS = 1
+#: Events between two summaries of gradio's queue statistics (gradio's default: after every event).
+ANALYTICS_SUMMARY_EVERY = 100
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" in µs, or "max <period>"
+
+
+def available_cpus() -> int:
+    """The cores this process may run on: its CPU affinity, capped by its cgroup's CPU quota (a Space's container
+    sees all of the host's cores but may use only its share)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = CGROUP_CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def use_inference_threads(threads: int | None = INFERENCE_THREADS) -> None:
+    """Set the process's torch threads to `threads` (`None`: leave them) before the models' ONNX Runtime sessions are
+    made, which take torch's count."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"inference_threads must be at least 1, got {threads}.")
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Model
 
 
+def runtime_choice() -> str:
+    """What runs the models: `LOGO_RUNTIME` (`auto`, `onnxruntime` or `torch`: no ONNX export at start-up), else
+    `auto` (ONNX Runtime when installed)."""
+    return os.environ.get("LOGO_RUNTIME") or "auto"
+
+
 def load_embedder(name: str | os.PathLike | None = None) -> tuple[LogoEmbedder, bool]:
     """The embedder of the model `name` (a directory or Hub id), else of the first of `DEFAULT_MODEL_DIRS` that holds
-    a model, else of an untrained model.
+    a model, else of an untrained model; on the runtime of [`runtime_choice`].
 
     Returns `(embedder, untrained)`.
     """
     if name is None:
         name = next((str(d) for d in DEFAULT_MODEL_DIRS if (d / "config.json").is_file()), None)
     if name is not None and name != UNTRAINED_CHOICE:
-        embedder, untrained = LogoEmbedder.from_pretrained(name), False
+        embedder, untrained = LogoEmbedder.from_pretrained(name, runtime=runtime_choice()), False
     else:
         logger.warning("No trained model found: using an UNTRAINED resnet-small model.")
-        embedder = LogoEmbedder(LogoEmbeddingModel(LogoEmbeddingConfig(backbone="resnet-small", image_size=96)))
-        untrained = True
+        config = LogoEmbeddingConfig(backbone="resnet-small", image_size=96)
+        embedder, untrained = LogoEmbedder(LogoEmbeddingModel(config), runtime=runtime_choice()), True
     # Export it for ONNX Runtime now (cached on disk), rather than on the first visitor's first image.
     embedder.prepare()
     return embedder, untrained
@@ -138,7 +179,7 @@ def load_localizer(name: str | os.PathLike | None = None) -> LogoLocalizer | Non
         logger.warning("No logo localiser found: whole photos are searched with windows of the embedding model.")
     if name is None or str(name).strip().lower() == NO_LOCALIZER:
         return None
-    localizer = LogoLocalizer.from_pretrained(name)
+    localizer = LogoLocalizer.from_pretrained(name, runtime=runtime_choice())
     localizer(Image.new("RGB", (64, 64), "white"))  # warm up now, rather than on the first visitor's photo
     return localizer
 
@@ -168,21 +209,58 @@ def as_example_set(examples: ExampleSet | Mapping[str, Sequence[str]] | None) ->
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Per-session state: plain data, never the model itself: `{"model": its name, "gallery": LogoGallery.to_dict()}`, each
-# brand's thumbnails (one per shot, base64 PNG) in its metadata.
+# Per-session state: a `SessionGallery`, the name of the session's model and its live `LogoGallery` (each brand's
+# thumbnails, one base64 PNG per shot, in its metadata). Callbacks never change a session's gallery: they edit a copy
+# and return a new state, so states can be shared (a new session starts with the demo's own) and a search never
+# sees a half-made change.
 
 
-def _empty_state(model: str = "") -> dict[str, Any]:
-    return {"model": model, "gallery": LogoGallery().to_dict()}
+class SessionGallery:
+    """A session's state (`gr.State`): the name of its model (a key of the demo's loaded models) and its gallery,
+    whose embedder is that model's and whose localiser is the demo's. Immutable: a callback that changes the brands
+    returns a new `SessionGallery` ([`GalleryApp.edited`] copies the gallery first).
+
+    Not a dataclass: gradio serialises dataclass values of components (`dataclasses.asdict`) into the page's config.
+    """
+
+    __slots__ = ("model", "gallery")
+
+    def __init__(self, model: str, gallery: LogoGallery):
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "gallery", gallery)
+
+    def __setattr__(self, name: str, value: Any):
+        raise AttributeError("A SessionGallery is immutable: make a new one (GalleryApp.state_of).")
+
+    def __deepcopy__(self, memo: dict) -> SessionGallery:
+        # gr.State deep-copies its initial value for every new session; an immutable state is shared instead (a
+        # deep copy would also copy the shared model).
+        return self
+
+    def __repr__(self) -> str:
+        return f"SessionGallery(model={self.model!r}, brands={self.brands!r})"
+
+    @property
+    def brands(self) -> list[str]:
+        return self.gallery.brands
 
 
-def _brand_thumbnails(entry: Mapping[str, Any]) -> list[str | None]:
-    """A brand's thumbnails (an entry of `to_dict()["brands"]`): one per shot; galleries of earlier versions of the
-    demo kept one per brand, those built elsewhere (`logo-gallery build`, `LogoGallery.from_folder`) none: a grey
-    placeholder (`None`) per shot."""
-    metadata = entry.get("metadata") or {}
+def copy_gallery(gallery: LogoGallery, embedder: LogoEmbedder, localizer: LogoLocalizer | None) -> LogoGallery:
+    """A new gallery of `embedder` and `localizer` with `gallery`'s brands, shots (bit for bit, nothing re-embedded),
+    metadata and threshold; searched with a matrix product (a visitor's gallery is small)."""
+    copy = LogoGallery(embedder, threshold=gallery.threshold, search_backend="torch", localizer=localizer)
+    brands = gallery.brands
+    if brands:
+        copy.add_brands({b: gallery.shots(b) for b in brands}, metadata={b: gallery.metadata(b) for b in brands})
+    return copy
+
+
+def _brand_thumbnails(gallery: LogoGallery, brand: str) -> list[str | None]:
+    """A brand's thumbnails: one per shot; galleries of earlier versions of the demo kept one per brand, those built
+    elsewhere (`logo-gallery build`, `LogoGallery.from_folder`) none: a grey placeholder (`None`) per shot."""
+    metadata = gallery.metadata(brand)
     return metadata.get("thumbnails") or (
-        [metadata["thumbnail"]] if metadata.get("thumbnail") else [None] * len(entry["shots"])
+        [metadata["thumbnail"]] if metadata.get("thumbnail") else [None] * len(gallery.shots(brand))
     )
 
 
@@ -278,11 +356,48 @@ def _open_upload(item: Any) -> Image.Image:
         raise gr.Error(f"{Path(path).name} could not be read: upload it again.") from None
 
 
+@dataclass(frozen=True)
+class PhotoAnalysis:
+    """What the models make of a query photo, whatever the gallery: the localiser's logo boxes and their scores, and
+    the unit embeddings of the whole photo (row 0) and of each box's crop (rows 1...)."""
+
+    boxes: list[list[float]]
+    box_scores: list[float]
+    embeddings: torch.Tensor
+
+
+class PhotoCache:
+    """The `PhotoAnalysis` of the last `size` query photos, by model and photo bytes (thread-safe). Visitors search
+    the same photos again (the example scenes, a photo searched again at another threshold or after adding a brand):
+    then only the session's ranking is computed. It holds boxes and embeddings, no brand of any session."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], PhotoAnalysis] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> PhotoAnalysis | None:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+            return self._entries.get(key)
+
+    def put(self, key: tuple[str, str], analysis: PhotoAnalysis) -> None:
+        with self._lock:
+            self._entries[key] = analysis
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class GalleryApp:
-    """The demo's callbacks. Loaded embedders are shared and read-only (cached by model name); a session's state names
-    the model it uses and holds its gallery (`LogoGallery.to_dict()`), whose shot embeddings belong to that model. The
-    logo localiser (class-agnostic, so the same for every model) is loaded once and attached to every session's
-    gallery; without one, whole photos are searched with windows of the embedding model.
+    """The demo's callbacks. Loaded embedders are shared and read-only (cached by model name); a session's state, a
+    [`SessionGallery`], names the model it uses and holds its `LogoGallery`, whose shot embeddings belong to that
+    model. The logo localiser (class-agnostic, so the same for every model) is loaded once and attached to every
+    session's gallery; without one, whole photos are searched with windows of the embedding model.
 
     Args:
         embedder ([`LogoEmbedder`]): the default model's embedder.
@@ -311,11 +426,25 @@ class GalleryApp:
             if localizer is not None
             else None
         )
-        self._initial = gallery.to_dict() if gallery is not None else LogoGallery().to_dict()
+        if (
+            gallery is not None
+            and gallery.embedder is not None
+            and gallery.embedder.fingerprint != embedder.fingerprint
+        ):
+            raise ValueError("The gallery's brands were embedded by another model than `embedder`.")
+        initial = copy_gallery(gallery if gallery is not None else LogoGallery(), embedder, localizer)
+        self._initial = SessionGallery(self.default_model, initial)
+        self.photos = PhotoCache()
 
-    def initial_state(self) -> dict[str, Any]:
+    def initial_state(self) -> SessionGallery:
         """A new session's state: the default model, and the brands of the gallery the demo was built with."""
-        return {"model": self.default_model, "gallery": self._initial}
+        return self._initial
+
+    def empty_state(self, model: str | None = None) -> SessionGallery:
+        """The state of a session of `model` (a loaded one; default: the default model) with no brands."""
+        model = model or self.default_model
+        embedder, _ = self._models[model]
+        return SessionGallery(model, LogoGallery(embedder, search_backend="torch", localizer=self.localizer))
 
     def localizer_note(self) -> str:
         """What finds the logos of a query photo: the localiser, or the window search (`WINDOW_SEARCH_NOTE`)."""
@@ -327,22 +456,22 @@ class GalleryApp:
 
     # -- models ---------------------------------------------------------------------------------------------------
 
-    def model_of(self, state: dict[str, Any] | None) -> tuple[LogoEmbedder, bool]:
+    def model_of(self, state: SessionGallery | None) -> tuple[LogoEmbedder, bool]:
         """`(embedder, untrained)` of a session's model."""
-        return self._models[(state or {}).get("model") or self.default_model]
+        return self._models[(state or self.initial_state()).model]
 
-    def threshold_of(self, state: dict[str, Any] | None) -> float:
+    def threshold_of(self, state: SessionGallery | None) -> float:
         threshold = getattr(self.model_of(state)[0].config, "similarity_threshold", None)
         return float(threshold) if threshold is not None else DEFAULT_THRESHOLD
 
-    def model_note(self, state: dict[str, Any] | None) -> str:
+    def model_note(self, state: SessionGallery | None) -> str:
         embedder, untrained = self.model_of(state)
-        name = (state or {}).get("model") or self.default_model
+        name = (state or self.initial_state()).model
         config = embedder.config
         note = f"**Model:** `{name}` ({config.backbone}, {config.image_size} px, threshold {self.threshold_of(state):.2f})"
         return f"{UNTRAINED_WARNING}\n\n{note}" if untrained else note
 
-    def select_model(self, name: str | None, state: dict[str, Any] | None):
+    def select_model(self, name: str | None, state: SessionGallery | None):
         """Switch this session to another model (loaded once, then shared); the gallery is emptied, because shot
         embeddings of one model mean nothing to another."""
         name = (name or "").strip()
@@ -355,43 +484,46 @@ class GalleryApp:
                 except (OSError, ValueError) as error:
                     raise gr.Error(f"Could not load model {name!r}: {error}") from None
         had_brands = bool(self.brands_of(state))
-        state = _empty_state(name)
+        state = self.empty_state(name)
         if had_brands:
             gr.Info("The gallery was emptied: its embeddings belonged to the previous model.")
         return (state, *self.views(state), self.threshold_of(state), self.model_note(state))
 
     # -- the session's gallery ------------------------------------------------------------------------------------
 
-    def gallery_of(self, state: dict[str, Any] | None) -> LogoGallery:
-        """The session's `LogoGallery`, rebuilt from its state with the session's embedder and the shared localiser
-        (cheap: nothing is re-embedded)."""
+    def gallery_of(self, state: SessionGallery | None) -> LogoGallery:
+        """The session's `LogoGallery` (the state's own: read it, do not change it; see [`GalleryApp.edited`])."""
+        return (state or self.initial_state()).gallery
+
+    def edited(self, state: SessionGallery | None) -> LogoGallery:
+        """A copy of the session's gallery to change (nothing is re-embedded); [`GalleryApp.state_of`] makes it the
+        session's. The state's own gallery stays as it was: shared states and concurrent searches never see a change
+        in progress, and a callback that fails changes nothing."""
         state = state or self.initial_state()
         embedder, _ = self.model_of(state)
-        return LogoGallery.from_dict(state["gallery"], embedder, search_backend="torch", localizer=self.localizer)
+        return copy_gallery(state.gallery, embedder, self.localizer)
 
-    def state_of(self, gallery: LogoGallery, state: dict[str, Any] | None) -> dict[str, Any]:
+    def state_of(self, gallery: LogoGallery, state: SessionGallery | None) -> SessionGallery:
         """The state of a session (of `state`'s model) whose gallery is now `gallery`."""
-        return {"model": (state or {}).get("model") or self.default_model, "gallery": gallery.to_dict()}
+        return SessionGallery((state or self.initial_state()).model, gallery)
 
-    @staticmethod
-    def brands_of(state: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The brand entries (`name`, `shots`, `metadata`) of a state's gallery, in order."""
-        return list(((state or {}).get("gallery") or {}).get("brands") or [])
+    def brands_of(self, state: SessionGallery | None) -> list[str]:
+        """The brands of a session's gallery, in order."""
+        return self.gallery_of(state).brands
 
     # -- views ----------------------------------------------------------------------------------------------------
 
-    @classmethod
-    def views(cls, state: dict[str, Any]) -> tuple[list[tuple[Image.Image, str]], Any, str]:
+    def views(self, state: SessionGallery | None) -> tuple[list[tuple[str, str]], Any, str]:
         """The brand gallery (every shot), the brand dropdown and a summary line for a state."""
-        brands = cls.brands_of(state)
+        gallery = self.gallery_of(state)
         items = []
-        for entry in brands:
-            thumbnails = _brand_thumbnails(entry)
+        for brand in gallery.brands:
+            thumbnails = _brand_thumbnails(gallery, brand)
             items += [
-                (_thumbnail_file(thumbnail), f"{entry['name']} ({i + 1}/{len(thumbnails)})")
+                (_thumbnail_file(thumbnail), f"{brand} ({i + 1}/{len(thumbnails)})")
                 for i, thumbnail in enumerate(thumbnails)
             ]
-        names = [entry["name"] for entry in brands]
+        names = gallery.brands
         dropdown = gr.Dropdown(choices=names, value=names[-1] if names else None)
         summary = f"{len(names)} brand(s) registered: {', '.join(names)}" if names else "The gallery is empty."
         return items, dropdown, summary
@@ -402,7 +534,7 @@ class GalleryApp:
         self,
         name: str | None,
         files: list[Any] | None,
-        state: dict[str, Any] | None,
+        state: SessionGallery | None,
         webcam: Any = None,
         whole_photos: bool = False,
     ):
@@ -412,7 +544,7 @@ class GalleryApp:
         name = (name or "").strip()
         if not name:
             raise gr.Error("Enter a brand name.")
-        if name in {entry["name"] for entry in self.brands_of(state)}:
+        if name in self.brands_of(state):
             raise gr.Error(f"Brand {name!r} is already in the gallery: remove it first to replace it.")
         files = [f for f in [*(files or []), webcam] if f is not None]
         if not files:
@@ -427,7 +559,7 @@ class GalleryApp:
         )
         return self._register(state, {name: images}, {name: boxes})
 
-    def _locate_logos(self, state: dict[str, Any], images: list[Image.Image], names: list[str]) -> list[Any]:
+    def _locate_logos(self, state: SessionGallery, images: list[Image.Image], names: list[str]) -> list[Any]:
         """The most confident logo box of each whole-photo shot, or a `gr.Error` (nothing registered) naming the
         shot where none is found."""
         if self.localizer is None:
@@ -448,13 +580,13 @@ class GalleryApp:
 
     def _register(
         self,
-        state: dict[str, Any],
+        state: SessionGallery,
         brands: dict[str, list[Image.Image]],
         boxes: dict[str, list[Any] | None] | None = None,
     ):
         """Add brands (each shot cropped to its box, where `boxes` gives one) to the session's gallery, each with a
         thumbnail per shot (the crop) in its metadata."""
-        gallery = self.gallery_of(state)
+        gallery = self.edited(state)
         for name, images in brands.items():
             shot_boxes = (boxes or {}).get(name)
             crops = [
@@ -466,11 +598,11 @@ class GalleryApp:
         state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
-    def remove_brand(self, name: str | None, state: dict[str, Any] | None):
+    def remove_brand(self, name: str | None, state: SessionGallery | None):
         state = state or self.initial_state()
         if not name:
             raise gr.Error("Choose a brand to remove.")
-        gallery = self.gallery_of(state)
+        gallery = self.edited(state)
         try:
             gallery.remove_brand(name)
         except KeyError:
@@ -478,14 +610,14 @@ class GalleryApp:
         state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
-    def rename_brand(self, name: str | None, new_name: str | None, state: dict[str, Any] | None):
+    def rename_brand(self, name: str | None, new_name: str | None, state: SessionGallery | None):
         state = state or self.initial_state()
         new_name = (new_name or "").strip()
         if not name:
             raise gr.Error("Choose a brand to rename.")
         if not new_name:
             raise gr.Error("Enter the new name.")
-        gallery = self.gallery_of(state)
+        gallery = self.edited(state)
         try:
             gallery.rename_brand(name, new_name)  # keeps its place in the list
         except KeyError:
@@ -495,12 +627,12 @@ class GalleryApp:
         state = self.state_of(gallery, state)
         return (state, *self.views(state))
 
-    def load_examples(self, state: dict[str, Any] | None):
+    def load_examples(self, state: SessionGallery | None):
         """Register the example brands (test brands of the generated benchmark, unseen in training)."""
         state = state or self.initial_state()
         if self.examples is None:
             raise gr.Error("No example brands: none were given to this demo (the data generator is not available).")
-        registered = {entry["name"] for entry in self.brands_of(state)}
+        registered = set(self.brands_of(state))
         missing = {
             b: [open_image(p) for p in paths] for b, paths in self.examples.shots.items() if b not in registered
         }
@@ -508,7 +640,7 @@ class GalleryApp:
         gr.Info(f"Registered {len(missing)} example brand(s) from {'/'.join(map(str, sorted(shots)))} shots each.")
         return self._register(state, missing, {b: self.examples.boxes.get(b) for b in missing})
 
-    def search(self, image: Any, threshold: float | None, state: dict[str, Any] | None):
+    def search(self, image: Any, threshold: float | None, state: SessionGallery | None):
         """Find every logo of a query photo and name its brand.
 
         Returns the top-`TOP_K` brands and the verdict for the best logo's crop (or for the whole photo, when no
@@ -527,12 +659,16 @@ class GalleryApp:
             raise gr.Error(f"The query is not a usable image: {error.message}") from None
         gallery = self.gallery_of(state)
         try:
-            detections = gallery.detect(query, threshold)
+            if gallery.localizer is not None:
+                analysis = self.analyse_photo(state, query, _file_path(image))
+                detections, rankings = self.name_logos(gallery, analysis, threshold)
+            else:  # the window search: which windows are logos depends on the brands, so nothing is kept
+                detections = gallery.detect(query, threshold)
+                crops = [crop_box(query, detections[0].box)] if detections else []
+                rankings = gallery.search([query, *crops], top_k=TOP_K)
         except ValueError as error:
             raise gr.Error(f"Could not search the photo: {error}") from None
-        # Rank the brands for the best logo's crop and for the whole photo; the better of the two is the verdict.
-        candidates = [query, *([crop_box(query, detections[0].box)] if detections else [])]
-        rankings = gallery.search(candidates, top_k=TOP_K)
+        # The verdict: the better of the whole photo's ranking and the best logo's.
         use_crop = len(rankings) > 1 and rankings[1][0].score >= rankings[0][0].score
         matches = rankings[1] if use_crop else rankings[0]
         found = f"{len(detections)} logo{'s' if len(detections) != 1 else ''} found"
@@ -545,15 +681,64 @@ class GalleryApp:
             verdict = f"{best.brand} (cosine {best.score:.3f} ≥ threshold {threshold:.2f}) · {source}"
         else:
             verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f}) · {source}"
-        (entry,) = [entry for entry in self.brands_of(state) if entry["name"] == best.brand]
         best_shots = [
-            (_thumbnail_file(t), f"{best.brand} shot {i + 1}") for i, t in enumerate(_brand_thumbnails(entry))
+            (_thumbnail_file(t), f"{best.brand} shot {i + 1}")
+            for i, t in enumerate(_brand_thumbnails(gallery, best.brand))
         ]
         annotated = _annotated_file(draw_detections(query, detections))
         ranking = {m.brand: round(m.score, 4) for m in matches}
         return ranking, verdict, best_shots, annotated, detection_rows(detections)
 
-    def download_gallery(self, state: dict[str, Any] | None) -> str:
+    @staticmethod
+    def name_logos(
+        gallery: LogoGallery, analysis: PhotoAnalysis, threshold: float
+    ) -> tuple[list[LogoDetection], list[list[BrandMatch]]]:
+        """The session's part of a search, as `LogoGallery.detect` names logos: each box of `analysis` named by its
+        best brand (`None` under `threshold`), best first; and the top-`TOP_K` brands of the whole photo and, when a
+        logo was found, of the best one."""
+        photo_matches, *box_matches = gallery.search(analysis.embeddings, top_k=TOP_K)
+        named = sorted(
+            (
+                (
+                    LogoDetection(
+                        box=tuple(float(v) for v in box),
+                        brand=matches[0].brand if matches[0].score >= threshold else None,
+                        score=matches[0].score,
+                        box_score=float(box_score),
+                        best_brand=matches[0].brand,
+                    ),
+                    matches,
+                )
+                for box, box_score, matches in zip(analysis.boxes, analysis.box_scores, box_matches)
+            ),
+            key=lambda pair: -pair[0].score,
+        )
+        return [detection for detection, _ in named], [photo_matches, *([named[0][1]] if named else [])]
+
+    def analyse_photo(
+        self, state: SessionGallery | None, photo: Image.Image, path: str | None = None
+    ) -> PhotoAnalysis:
+        """The [`PhotoAnalysis`] of a query photo with the session's model and the demo's localiser: its logo boxes
+        and, in one batch, the embeddings of the whole photo and of each box's crop (with the embedder's margin, as
+        `LogoGallery.detect` crops them). Kept in `self.photos` by model and by the bytes of the file at `path`."""
+        state = state or self.initial_state()
+        key = None
+        if path is not None:
+            with open(path, "rb") as file:
+                key = (state.model, hashlib.sha256(file.read()).hexdigest())
+            if (analysis := self.photos.get(key)) is not None:
+                return analysis
+        (found,) = self.localizer([photo])
+        boxes, box_scores = found["boxes"].tolist(), found["scores"].tolist()
+        embedder, _ = self.model_of(state)
+        crops = [crop_box(photo, box) for box in boxes]
+        embeddings = torch.nn.functional.normalize(embedder.encode([photo, *crops]), dim=-1)
+        analysis = PhotoAnalysis(boxes, box_scores, embeddings)
+        if key is not None:
+            self.photos.put(key, analysis)
+        return analysis
+
+    def download_gallery(self, state: SessionGallery | None) -> str:
         state = state or self.initial_state()
         if not self.brands_of(state):
             raise gr.Error("The gallery is empty: there is nothing to download.")
@@ -565,7 +750,7 @@ class GalleryApp:
                 zf.write(directory / "gallery" / name, arcname=name)
         return str(archive)
 
-    def upload_gallery(self, file: Any, state: dict[str, Any] | None):
+    def upload_gallery(self, file: Any, state: SessionGallery | None):
         """Replace the session's gallery with an uploaded zip of the `LogoGallery.save` format: this demo's download,
         or a zipped folder written by `logo-gallery build` / `LogoGallery.save` (the files may sit in a folder
         inside the zip). Its embeddings must come from this session's model."""
@@ -586,7 +771,7 @@ class GalleryApp:
                         if name not in members:
                             raise FileNotFoundError(f"the archive has no {name}")
                         Path(directory, name).write_bytes(zf.read(members[name]))
-                gallery = LogoGallery.load(directory, embedder, search_backend="torch")
+                gallery = LogoGallery.load(directory, embedder, search_backend="torch", localizer=self.localizer)
         except zipfile.BadZipFile:
             raise gr.Error(
                 "This file is not a .zip gallery (this demo's download, or a zipped gallery folder)."
@@ -609,6 +794,8 @@ def build_demo(
     untrained: bool = False,
     model_name: str | None = None,
     localizer: LogoLocalizer | str | os.PathLike | bool | None = True,
+    inference_threads: int | None = INFERENCE_THREADS,
+    concurrency_limit: int | None = None,
 ) -> gr.Blocks:
     """The demo's `gr.Blocks` (launch it with `.launch()`).
 
@@ -622,10 +809,16 @@ def build_demo(
         localizer: `True` loads the logo localiser named by `LOGO_LOCALIZER`, else the first of
             `DEFAULT_LOCALIZER_DIRS` ([`load_localizer`]); a path or Hub id loads that one, a `LogoLocalizer` is used
             as it is, `None`/`False` runs without one (window search, with a note).
+        inference_threads (`int`, *optional*, defaults to `INFERENCE_THREADS`, 1): torch threads of the process (set
+            here, before any model is loaded: ONNX Runtime sessions take torch's count when they are made; an
+            embedder already run keeps its session's). `None` leaves the process's setting.
+        concurrency_limit (`int`, *optional*): requests run side by side by the queue; defaults to the cores
+            available ([`available_cpus`]) over `inference_threads`.
 
     API endpoints: `/add_brand`, `/remove_brand`, `/rename_brand`, `/search`, `/select_model`, `/load_examples`,
     `/download_gallery`, `/upload_gallery`.
     """
+    use_inference_threads(inference_threads)
     gallery = gallery_or_embedder if isinstance(gallery_or_embedder, LogoGallery) else None
     embedder = gallery.embedder if gallery is not None else gallery_or_embedder
     if gallery is not None and embedder is None:
@@ -665,7 +858,7 @@ def build_demo(
             gr.Markdown(UNTRAINED_WARNING, elem_id="untrained-warning")
         state = gr.State(initial)
         initial_items, _dropdown, initial_summary = app.views(initial)
-        initial_names = [entry["name"] for entry in app.brands_of(initial)]
+        initial_names = app.brands_of(initial)
         with gr.Accordion("Model", open=False):
             with gr.Row():
                 model_choice = gr.Dropdown(
@@ -732,6 +925,7 @@ def build_demo(
                 query = gr.Image(
                     label="Query photo",
                     type="filepath",
+                    image_mode=None,  # the upload as it is: the app turns it upright and RGB (gradio would re-encode it)
                     sources=["upload", "webcam", "clipboard"],
                     elem_id="query-image",
                 )
@@ -769,27 +963,45 @@ def build_demo(
                     label="Shots of the best match", columns=5, height="auto", elem_id="best-shots"
                 )
 
+        # All events wait in one queue: at most `concurrency_limit` of them run at once in all (one core each).
+        one_queue = {"concurrency_id": "inference"}
         views = [state, brand_gallery, brand_choice, summary]
         add_button.click(
-            app.add_brand, [brand_name, shot_files, state, webcam_shot, whole_photos], views, api_name="add_brand"
+            app.add_brand,
+            [brand_name, shot_files, state, webcam_shot, whole_photos],
+            views,
+            api_name="add_brand",
+            **one_queue,
         )
-        remove_button.click(app.remove_brand, [brand_choice, state], views, api_name="remove_brand")
-        rename_button.click(app.rename_brand, [brand_choice, new_name, state], views, api_name="rename_brand")
+        remove_button.click(app.remove_brand, [brand_choice, state], views, api_name="remove_brand", **one_queue)
+        rename_button.click(
+            app.rename_brand, [brand_choice, new_name, state], views, api_name="rename_brand", **one_queue
+        )
         search_button.click(
             app.search,
             [query, threshold, state],
             [ranking, verdict, best_shots, annotated, detections],
             api_name="search",
+            **one_queue,
         )
         model_button.click(
-            app.select_model, [model_choice, state], [*views, threshold, model_note], api_name="select_model"
+            app.select_model,
+            [model_choice, state],
+            [*views, threshold, model_note],
+            api_name="select_model",
+            **one_queue,
         )
         if app.examples is not None:
-            examples_button.click(app.load_examples, [state], views, api_name="load_examples")
-        download_button.click(app.download_gallery, [state], [download_file], api_name="download_gallery")
-        upload_button.click(app.upload_gallery, [upload_file, state], views, api_name="upload_gallery")
+            examples_button.click(app.load_examples, [state], views, api_name="load_examples", **one_queue)
+        download_button.click(app.download_gallery, [state], [download_file], api_name="download_gallery", **one_queue)
+        upload_button.click(app.upload_gallery, [upload_file, state], views, api_name="upload_gallery", **one_queue)
 
-    demo.queue(default_concurrency_limit=2)
+    if concurrency_limit is None:
+        concurrency_limit = max(1, available_cpus() // (inference_threads or torch.get_num_threads()))
+    # Gradio's queue summarises its last 10,000 events with pandas after every event by default (about 9 ms, 21 ms at
+    # 10,000 events, of every request's CPU); every 100 events is enough for its monitoring page.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_SUMMARY_EVERY))
+    demo.queue(default_concurrency_limit=concurrency_limit)
     return demo
 
 
@@ -860,6 +1072,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    use_inference_threads()  # before the models are loaded (and exported for ONNX Runtime)
     embedder, untrained = load_embedder(args.model)
     demo = build_demo(
         embedder,

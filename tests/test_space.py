@@ -9,17 +9,24 @@ random `LogoLocalizerModel` is only used to check that a saved localiser loads a
 """
 
 import ast
-import json
+import copy
+import os
 import re
 import socket
+import subprocess
+import sys
+import threading
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio
 import httpx
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import SpaceCard
 from PIL import Image
 
 from modeling_logo import (
@@ -426,28 +433,122 @@ def test_untrained_fallback_shows_a_warning(app_module, monkeypatch, tmp_path):
     assert "Untrained model" in str(demo.config)
 
 
-def test_the_session_state_is_the_gallerys_dict_and_brands_are_the_gallerys(app_module, images):
+def test_the_session_state_is_a_gallery_that_callbacks_replace_never_change(app_module, images):
     embedder = _tiny_embedder(runtime="torch")
     app = app_module.GalleryApp(embedder, localizer=None)
-    state, *_views = app.add_brand("A", [images["A"][0]], None)
-    state, *_views = app.add_brand("B", images["B"], state)
-    assert set(state) == {"model", "gallery"} and json.loads(json.dumps(state)) == state  # plain JSON data
-    gallery = LogoGallery.from_dict(state["gallery"], embedder)
-    assert gallery.brands == ["A", "B"] and len(gallery.metadata("B")["thumbnails"]) == 2
+    start = app.initial_state()
+    first, *_views = app.add_brand("A", [images["A"][0]], None)
+    state, *_views = app.add_brand("B", images["B"], first)
+    assert isinstance(state, app_module.SessionGallery) and state.model == app.default_model
+    assert start.brands == [] and first.brands == ["A"] and state.brands == ["A", "B"]  # earlier states unchanged
+    assert isinstance(state.gallery, LogoGallery) and state.gallery.embedder is embedder  # the shared model
+    assert len(state.gallery.metadata("B")["thumbnails"]) == 2
     by_hand = LogoGallery(embedder)
     by_hand.add_brand("B", images["B"])
-    torch.testing.assert_close(gallery.shots("B"), by_hand.shots("B"), rtol=0, atol=0)
-    assert state["gallery"] == gallery.to_dict()
+    torch.testing.assert_close(state.gallery.shots("B"), by_hand.shots("B"), rtol=0, atol=0)
+    torch.testing.assert_close(state.gallery.shots("A"), first.gallery.shots("A"), rtol=0, atol=0)  # not re-embedded
+    assert copy.deepcopy(state) is state  # what gr.State does for a new session: an immutable state is shared
+    with pytest.raises(AttributeError, match="immutable"):
+        state.model = "other"
 
-    state, *_views = app.rename_brand("A", "Acme", state)
-    assert LogoGallery.from_dict(state["gallery"], embedder).brands == ["Acme", "B"]
-    state, _items, _dropdown, summary = app.remove_brand("B", state)
-    assert summary == "1 brand(s) registered: Acme"
+    renamed, *_views = app.rename_brand("A", "Acme", state)
+    assert renamed.brands == ["Acme", "B"] and state.brands == ["A", "B"]
+    removed, _items, _dropdown, summary = app.remove_brand("B", renamed)
+    assert summary == "1 brand(s) registered: Acme" and renamed.brands == ["Acme", "B"]
     with pytest.raises(app_module.gr.Error, match="not in the gallery"):
-        app.remove_brand("B", state)
-    state, *_views = app.add_brand("B", images["B"], state)
+        app.remove_brand("B", removed)
     with pytest.raises(app_module.gr.Error, match="already in the gallery"):
-        app.rename_brand("Acme", "B", state)
+        app.rename_brand("Acme", "B", renamed)
+    with pytest.raises(app_module.gr.Error, match="not a readable image"):
+        app.add_brand("C", [images["C"][0], images["bad"]], state)
+    assert state.brands == ["A", "B"]  # failed callbacks changed nothing
+
+
+def test_sessions_of_a_demo_built_on_a_gallery_start_from_it_and_change_only_their_own(app_module, images):
+    """Every new session shares the demo's initial state; one session's changes are its own."""
+    gallery = LogoGallery(_shipped_embedder())
+    gallery.add_brand("A", images["A"][:1])
+    demo = app_module.build_demo(gallery, localizer=None)
+    try:
+        url = _launch(demo)
+        first, second = _client(url), _client(url)
+        _gallery, _dropdown, summary = first.predict("A", api_name="/remove_brand")
+        assert summary == "The gallery is empty."
+        _add(first, "B", images["B"][:1])
+        label, _verdict = _search(second, images["A"][0])
+        assert [c["label"] for c in label["confidences"]] == ["A"]  # the second session still has the demo's brand
+        label, _verdict = _search(first, images["A"][0])
+        assert [c["label"] for c in label["confidences"]] == ["B"]
+        assert _client(url).predict("A", "Acme", api_name="/rename_brand")[2] == "1 brand(s) registered: Acme"
+    finally:
+        demo.close()
+    assert gallery.brands == ["A"]  # the gallery the demo was built on is left as it was
+
+
+def test_search_names_logos_as_the_gallery_detects_them_and_keeps_each_photos_analysis(
+    app_module, images, scenes, tiny_localizer_dir, tmp_path, monkeypatch
+):
+    """The localiser path of `search` (boxes, then the photo and its crops embedded in one batch) gives what
+    `LogoGallery.detect` gives; a photo searched again reuses its analysis, for that model only."""
+    monkeypatch.setenv("LOGO_RUNTIME", "torch")  # the models loaded here: no ONNX exports
+    embedder = _tiny_embedder(runtime="torch")
+    localizer = app_module.load_localizer(tiny_localizer_dir)
+    app = app_module.GalleryApp(embedder, localizer=localizer)
+    state, *_views = app.add_brand("A", [images["A"][0]], None)
+    state, *_views = app.add_brand("B", images["B"], state)
+    path = scenes["A-right"][0]
+    _ranking, _verdict, _shots, _annotated, rows = app.search(path, 0.5, state)
+    expected = state.gallery.detect(Image.open(path).convert("RGB"), 0.5)
+    assert expected and len(rows) == len(expected)  # the random localiser's boxes, whatever they are
+    for row, detection in zip(rows, expected):
+        assert row[1] == (detection.brand or "unknown") and row[4] == detection.best_brand
+        assert row[2] == pytest.approx(round(detection.score, 3), abs=1.5e-3)
+        assert row[5] == ", ".join(str(round(value)) for value in detection.box)
+    assert len(app.photos) == 1
+
+    copied = tmp_path / "same-photo.png"  # another upload of the same bytes
+    copied.write_bytes(Path(path).read_bytes())
+    assert app.search(str(copied), 0.5, state)[4] == rows and len(app.photos) == 1
+    state, *_views = app.remove_brand("A", state)  # the analysis holds no brand: the new gallery ranks its own
+    ranking, *_rest = app.search(str(copied), 0.5, state)
+    assert set(ranking) == {"B"} and len(app.photos) == 1
+
+    torch.manual_seed(7)
+    config = LogoEmbeddingConfig(backbone="resnet-tiny", image_size=64)
+    LogoEmbeddingModel(config).save_pretrained(tmp_path / "other-model")
+    other, *_views = app.select_model(str(tmp_path / "other-model"), state)
+    other, *_views = app.add_brand("B", images["B"], other)
+    app.search(path, 0.5, other)
+    assert len(app.photos) == 2  # another model: its own analysis
+
+
+@pytest.fixture
+def restore_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_requests_run_one_per_core_in_one_queue(app_module, restore_torch_threads, monkeypatch, tmp_path):
+    embedder = _tiny_embedder(runtime="torch")
+    torch.set_num_threads(2)
+    demo = app_module.build_demo(embedder, localizer=None, inference_threads=None)
+    assert torch.get_num_threads() == 2  # None leaves the process's setting
+    demo = app_module.build_demo(embedder, localizer=None)
+    assert torch.get_num_threads() == app_module.INFERENCE_THREADS == 1
+    assert demo._queue.default_concurrency_limit == app_module.available_cpus()
+    assert {fn.concurrency_id for fn in demo.fns.values() if fn.api_name} == {"inference"}  # one queue for all
+    assert app_module.build_demo(embedder, localizer=None, concurrency_limit=3)._queue.default_concurrency_limit == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        app_module.build_demo(embedder, localizer=None, inference_threads=0)
+
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(app_module, "CGROUP_CPU_MAX", quota)
+    quota.write_text("max 100000\n")  # no quota: the CPU affinity
+    cores = app_module.available_cpus()
+    assert cores >= 1
+    quota.write_text("100000 100000\n")  # a container allowed one core's time
+    assert app_module.available_cpus() == 1
 
 
 def test_a_demo_built_on_a_gallery_starts_every_session_with_its_brands(app_module, images):
@@ -667,3 +768,125 @@ def test_browser_add_brand_and_recognise(server, images, app_module, tmp_path):
             browser.close()
     hosts = {urlparse(url).hostname for url in requests if url.startswith(("http:", "https:", "ws:", "wss:"))}
     assert hosts == {"127.0.0.1"}, f"requests outside localhost: {hosts}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The exported Space folder (`python -m space.export`)
+
+# Runs the folder's app.py with nothing of the repository importable: `python -I` leaves out the script's folder,
+# PYTHONPATH and the user site; the editable install's import finder is removed; then only the folder is added.
+ISOLATED_APP = """
+import runpy, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in (getattr(f, "__module__", "") or "").lower()]
+sys.path.insert(0, ".")
+import modeling_logo
+print("modeling_logo:", modeling_logo.__file__, flush=True)
+for name in ("dataset_scripts", "logo_evaluation", "space"):
+    try:
+        __import__(name)
+        print("importable:", name, flush=True)
+    except ImportError:
+        pass
+sys.argv = ["app.py"]
+runpy.run_path("app.py", run_name="__main__")
+"""
+
+
+def test_the_exported_space_folder_runs_on_its_own(saved_model_dir, images, tmp_path):
+    from space.export import export_space
+
+    folder = export_space(tmp_path / "space", model=saved_model_dir, localizer=None, examples=False).resolve()
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "README.md",
+        "app.py",
+        "logo-model",
+        "modeling_logo",
+        "requirements.txt",
+    ]
+    card = SpaceCard.load(folder / "README.md")
+    assert (card.data.sdk, card.data.sdk_version, card.data.app_file) == ("gradio", gradio.__version__, "app.py")
+    assert card.data.license == "apache-2.0" and card.text.startswith("\n# Few-shot logo recognition")
+    assert f"gradio=={gradio.__version__}" in (folder / "requirements.txt").read_text().splitlines()
+
+    port = _free_port()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("LOGO_")}
+    # torch: no ONNX export at start-up (tested elsewhere), so that the app is up in seconds.
+    environment.update(GRADIO_SERVER_PORT=str(port), LOGO_LOCALIZER="none", LOGO_RUNTIME="torch", HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(
+        [sys.executable, "-I", "-c", ISOLATED_APP],
+        cwd=folder,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline, config = time.monotonic() + 120, None
+        while config is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                config = httpx.get(url + "config", timeout=5).text
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert config is not None, "".join(output)[-3000:]
+        assert f"modeling_logo: {folder / 'modeling_logo' / '__init__.py'}\n" in output
+        assert not [line for line in output if line.startswith("importable:")]  # nothing of the repository
+        assert f"`{folder / 'logo-model'}`" in config  # the folder's model, found where app.py looks first
+        assert "No logo localiser: window search" in config
+        _gallery, _dropdown, summary = _add(_client(url), "A", images["A"][:1])
+        assert summary == "1 brand(s) registered: A"
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_export_copies_the_models_and_refuses_bad_folders(saved_model_dir, tmp_path, capsys):
+    from space import export
+
+    folder = export.export_space(tmp_path / "space", model=saved_model_dir)  # the shipped localiser, the examples
+    assert {"dataset_scripts", "modeling_logo", "logo-model", "logo-localizer"} <= {p.name for p in folder.iterdir()}
+    assert sorted(p.name for p in (folder / "logo-localizer").iterdir()) == [
+        "config.json",
+        "configuration_localizer.py",
+        "configuration_logo.py",
+        "image_processing_localizer.py",
+        "image_processing_logo.py",
+        "model.safetensors",
+        "modeling_localizer.py",
+        "preprocessor_config.json",
+    ]  # no training leftovers (metrics, curves, model card)
+    assert not list(folder.rglob("__pycache__"))
+    assert (folder / "app.py").read_bytes() == (Path(export.__file__).parent / "app.py").read_bytes()
+
+    with pytest.raises(SystemExit):
+        export.main([str(folder)])
+    assert "is not empty" in capsys.readouterr().err
+    (folder / "my-notes.txt").write_text("kept")
+    export.main([str(folder), "--model", str(saved_model_dir), "--localizer", "none", "--no_examples", "--overwrite"])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "app.py",
+        "logo-model",
+        "modeling_logo",
+        "my-notes.txt",
+        "requirements.txt",
+    ]
+    with pytest.raises(SystemExit):
+        export.main([str(tmp_path / "other"), "--model", str(tmp_path)])
+    assert "--model" in capsys.readouterr().err and not (tmp_path / "other").exists()  # nothing written
+
+
+def test_logo_runtime_picks_what_runs_the_models(app_module, saved_model_dir, tiny_localizer_dir, monkeypatch):
+    monkeypatch.setenv("LOGO_RUNTIME", "torch")  # no ONNX export at start-up
+    embedder, untrained = app_module.load_embedder(str(saved_model_dir))
+    assert not untrained and embedder.prepare() == "torch"
+    assert app_module.load_localizer(tiny_localizer_dir).runtime == "torch"
+    monkeypatch.setenv("LOGO_RUNTIME", "tpu")
+    with pytest.raises(ValueError, match="runtime must be"):
+        app_module.load_embedder(str(saved_model_dir))
