@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,8 +37,13 @@ from .image_processing_logo import InvalidImageError, LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
 
 
-if TYPE_CHECKING:  # annotations only: a threshold is read from any object with a `threshold` (duck typing)
-    from .evaluation import OperatingPoint
+class SupportsThreshold(Protocol):
+    """What a threshold may also be: anything with a `threshold`, such as the `OperatingPoint` that
+    [`~modeling_logo.evaluation.calibrate_threshold`] returns (read by duck typing: this module does not import
+    `evaluation`, which imports it)."""
+
+    threshold: float
+
 
 GALLERY_FORMAT = "logo-gallery"
 GALLERY_FORMAT_VERSION = 1
@@ -168,7 +173,7 @@ class LogoGallery:
         embedder: LogoEmbedder | None = None,
         image_processor: LogoImageProcessor | None = None,
         *,
-        threshold: float | OperatingPoint | None = None,
+        threshold: float | SupportsThreshold | None = None,
         batch_size: int | None = None,
         search_backend: Literal["auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw"] = "auto",
         runtime: Runtime | None = None,
@@ -766,7 +771,7 @@ class LogoGallery:
         return results[0] if single else results
 
     def predict(
-        self, queries: ImageLike | Sequence[ImageLike], threshold: float | OperatingPoint | None = None
+        self, queries: ImageLike | Sequence[ImageLike], threshold: float | SupportsThreshold | None = None
     ) -> str | None | list[str | None]:
         """The recognised brand of each query, or `None` when its best similarity is below the threshold.
 
@@ -791,7 +796,7 @@ class LogoGallery:
         if not self._shots:
             raise ValueError("The gallery is empty: register brands with add_brand() first.")
 
-    def _resolve_threshold(self, threshold: float | OperatingPoint | None) -> float:
+    def _resolve_threshold(self, threshold: float | SupportsThreshold | None) -> float:
         """The threshold a call uses: the one it was given (a float, or an `OperatingPoint`'s), else the gallery's,
         else the model's calibrated one. Every method taking a threshold resolves it here."""
         if threshold is not None:
@@ -870,7 +875,7 @@ class LogoGallery:
     def detect(
         self,
         photo: ImageLike,
-        threshold: float | OperatingPoint | None = None,
+        threshold: float | SupportsThreshold | None = None,
         *,
         box_threshold: float | None = None,
         method: Literal["auto", "localizer", "windows"] = "auto",
@@ -912,7 +917,7 @@ class LogoGallery:
         photo: ImageLike,
         boxes: Sequence[Sequence[float]],
         box_scores: Sequence[float] | None = None,
-        threshold: float | OperatingPoint | None = None,
+        threshold: float | SupportsThreshold | None = None,
     ) -> list[LogoDetection]:
         """Name the brand of each given box of a photo (cropped with the embedder's margin), best first; `threshold`
         as in [`~LogoGallery.predict`]."""
