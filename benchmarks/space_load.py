@@ -175,7 +175,7 @@ def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
     photo.paste(
         logo, (int(rng.integers(0, SCENE_SIZE[0] - logo.width)), int(rng.integers(0, SCENE_SIZE[1] - logo.height)))
     )
-    path = directory / f"scene-s{session}-n{number}.png"
+    path = directory / f"scene-brand{brand}-s{session}-n{number}.png"
     photo.save(path)
     return str(path)
 
@@ -187,12 +187,15 @@ def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
 class Session:
     """One visitor: a `gradio_client.Client` with brands of its own (`s<index>-brand<j>`)."""
 
-    def __init__(self, url: str, index: int, shots: list[list[str]], scene_dir: Path, photos: str = "distinct"):
+    def __init__(
+        self, url: str, index: int, shots: list[list[str]], scene_dir: Path, shared: list[list[str]] | None = None
+    ):
         from gradio_client import Client
 
         self.client = Client(url, verbose=False, ssl_verify=False, httpx_kwargs={"timeout": 300})
         self.index, self.names = index, [f"s{index}-brand{brand}" for brand in range(len(shots))]
-        self.shots, self.scene_dir, self.photos = shots, scene_dir, photos
+        # `shared`: the photos every session searches (per brand); None: a new photo for every search.
+        self.shots, self.scene_dir, self.shared = shots, scene_dir, shared
         # The slider's default: the shipped model's calibrated threshold.
         self.threshold = json.loads((EMBEDDER / "config.json").read_text())["similarity_threshold"]
         self.leaks = self.wrong = 0
@@ -212,10 +215,10 @@ class Session:
         from gradio_client import handle_file
 
         brand = number % len(self.names)
-        if self.photos == "distinct":  # no two requests upload the same photo: nothing can come from a cache
+        if self.shared is None:  # no two requests upload the same photo: nothing can come from a cache
             photo = write_scene(self.scene_dir, brand, self.index, number)
         else:  # every session searches the same few photos, as visitors clicking the example scenes
-            photo = write_scene(self.scene_dir, brand, 0, (number // len(self.names)) % REPEATED_PHOTOS)
+            photo = self.shared[brand][(number // len(self.names)) % len(self.shared[brand])]
         start = time.perf_counter()
         ranking, _verdict, _shots, _annotated, _rows = self.client.predict(
             handle_file(photo), self.threshold, api_name="/search"
@@ -241,7 +244,10 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(url: str, server_pid: int, args, shots: list[list[str]], scene_dir: Path, photos: str) -> dict:
     """The single-session and concurrent figures of the app at `url` (served by process `server_pid`), searching
     `photos` ("distinct" or "repeated") photos."""
-    single = Session(url, 0, shots, scene_dir, photos)
+    shared = None
+    if photos == "repeated":  # written once, before any upload
+        shared = [[write_scene(scene_dir, brand, 0, k) for k in range(REPEATED_PHOTOS)] for brand in range(len(shots))]
+    single = Session(url, 0, shots, scene_dir, shared)
     single.register()
     for number in range(2):  # warm-up: the first uploads, the first answers
         single.search(number)
@@ -252,7 +258,7 @@ def measure(url: str, server_pid: int, args, shots: list[list[str]], scene_dir: 
 
     with ThreadPoolExecutor(max_workers=args.sessions) as pool:
         sessions = list(
-            pool.map(lambda index: Session(url, index + 1, shots, scene_dir, photos), range(args.sessions))
+            pool.map(lambda index: Session(url, index + 1, shots, scene_dir, shared), range(args.sessions))
         )
         register_seconds = [s for seconds in pool.map(Session.register, sessions) for s in seconds]
         errors, latencies = [], []
@@ -338,7 +344,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--single_searches", type=int, default=20, help="searches timed in the single session")
     parser.add_argument("--brands", type=int, default=2, help="brands each session registers")
     parser.add_argument("--shots", type=int, default=2, help="shots per brand")
-    parser.add_argument("--localizer", default=str(LOCALIZER), help="a saved localiser, or 'none' (window search)")
+    parser.add_argument(
+        "--localizer", default=str(LOCALIZER.relative_to(REPO)), help="a saved localiser, or 'none' (window search)"
+    )
     parser.add_argument(
         "--photos",
         nargs="+",
@@ -359,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    runs = []
+    runs, load_before = [], os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="space-load-") as scratch, contextlib.ExitStack() as stack:
         scratch = Path(scratch)
         shots = write_shots(scratch, args.brands, args.shots)
@@ -393,6 +401,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
         },
         "runs": runs,
+        # The machine's 1-minute load average when the run began and ended: how much else was running.
+        "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "note": (
             f"{os.cpu_count()} cores (torch CPU capability {torch.backends.cpu.get_cpu_capability()}) shared by the "
             "server, the clients and whatever else runs on the machine"
