@@ -19,16 +19,22 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-def test_quick_start_runs_as_written(tmp_path):
-    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")  # as in a clone, without writing into it
-    result = subprocess.run(
-        [sys.executable, "-c", readme_block("quickstart")],
+def run_readme_block(marker: str, tmp_path) -> subprocess.CompletedProcess:
+    """Run a README block in a fresh process, in a directory holding only the shipped checkpoints (as in a clone,
+    without writing into it)."""
+    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
+    return subprocess.run(
+        [sys.executable, "-c", readme_block(marker)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+
+
+def test_quick_start_runs_as_written(tmp_path):
+    result = run_readme_block("quickstart", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "cosine similarity:" in result.stdout
     assert "[BrandMatch(brand='Red Circle Co'" in result.stdout
@@ -42,15 +48,7 @@ def test_ci_runs_the_readme_install_and_test_commands():
 
 
 def test_photo_example_runs_as_written(tmp_path):
-    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
-    result = subprocess.run(
-        [sys.executable, "-c", readme_block("photos")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_readme_block("photos", tmp_path)
     assert result.returncode == 0, result.stderr
     found = {}  # brand -> box, from lines like "Acme [427, 258, 578, 358] 0.98 0.64"
     for line in result.stdout.strip().splitlines():
@@ -65,15 +63,7 @@ def test_photo_example_runs_as_written(tmp_path):
 
 
 def test_gallery_from_a_folder_example_runs_as_written(tmp_path):
-    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
-    result = subprocess.run(
-        [sys.executable, "-c", readme_block("own-brands")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_readme_block("own-brands", tmp_path)
     assert result.returncode == 0, result.stderr
     brands, search = result.stdout.strip().splitlines()
     assert brands == """['Acme', "Ben & Jerry's"] ['Acme/logo.svg', 'Acme/photo.jpg']"""
@@ -83,15 +73,7 @@ def test_gallery_from_a_folder_example_runs_as_written(tmp_path):
 
 
 def test_threshold_example_runs_as_written(tmp_path):
-    (tmp_path / "checkpoints").symlink_to(README.parent / "checkpoints")
-    result = subprocess.run(
-        [sys.executable, "-c", readme_block("threshold")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_readme_block("threshold", tmp_path)
     assert result.returncode == 0, result.stderr
     count, point = result.stdout.strip().splitlines()[-1].split(" validation brands: ")
     assert int(count) >= 3
