@@ -49,22 +49,6 @@ _DRAWS_PER_IMAGE = 2 * _CROP_ATTEMPTS + 2 + 1 + 8 + 1 + 1 + 1 + 4 + 4
 _PHOTOMETRIC_CHUNK = 8
 
 
-@contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run torch's CPU operations on one thread meanwhile (DataLoader workers already do). The photometric stage's
-    operations are too small for threads to pay: with two, they took 2-10x as long (and as much CPU time spinning),
-    worse the busier the machine."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @dataclass(frozen=True)
 class AugmentationDraw:
     """The random choices of one image's training augmentation ([`TrainAugmentation.draw`]).
@@ -284,10 +268,7 @@ class TrainAugmentation:
     def apply_photometric(self, pixels: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
         """Stage 2 on a batch: `uint8` `(batch, 3, height, width)` pixels and their `(batch, PHOTOMETRIC_PARAMETERS)`
         draws -> normalised `float32` images. Runs on the pixels' device."""
-        with _one_cpu_thread(pixels.device):
-            return self._apply_photometric(pixels, parameters.to(pixels.device))
-
-    def _apply_photometric(self, pixels: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
+        parameters = parameters.to(pixels.device)
         order = parameters[:, _JITTER_ORDER].long()
         order_codes = order @ torch.tensor([64, 16, 4, 1], device=pixels.device)
         output = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)

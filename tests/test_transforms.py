@@ -225,21 +225,3 @@ def test_images_stored_as_paths_and_with_transparency_are_read_and_augmented(tmp
 def test_a_batch_needs_one_seed_per_image(processor):
     with pytest.raises(ValueError, match="2 images but 1 seeds"):
         build_train_transform(processor).augment_batch(make_logo_images(2), seeds=[0])
-
-
-def test_the_photometric_stage_runs_on_one_thread_and_gives_the_callers_threads_back(processor, monkeypatch):
-    augment = build_train_transform(processor)
-    threads_seen, normalize = [], F.normalize
-
-    def spy(*args, **kwargs):
-        threads_seen.append(torch.get_num_threads())
-        return normalize(*args, **kwargs)
-
-    monkeypatch.setattr(F, "normalize", spy)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        augment.augment_batch(make_logo_images(3))
-        assert threads_seen and set(threads_seen) == {1} and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
