@@ -7,11 +7,10 @@ processor's own size, mean and std, so there is no second copy of the preprocess
 
 from __future__ import annotations
 
-import io
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import datasets
@@ -101,11 +100,13 @@ def _adjust_hue(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     hue = hue.div_(chroma.clamp(min=torch.finfo(images.dtype).tiny)).add_(6.0 * shifts.view(-1, 1, 1)).remainder_(6.0)
     # Back to RGB: channel = value - chroma * ramp(hue), each channel's ramp a piecewise-linear function of the hue
     # that is 0 where the channel is the largest, 1 where it is the smallest (torchvision's _hsv_to_rgb, unrolled).
-    ramps = torch.empty_like(images)
-    torch.minimum(hue - 1.0, 5.0 - hue, out=ramps[:, 0])
-    torch.maximum(1.0 - hue, hue - 3.0, out=ramps[:, 1])
-    torch.maximum(3.0 - hue, hue - 5.0, out=ramps[:, 2])
-    return ramps.clamp_(0.0, 1.0).mul_(chroma.unsqueeze(1)).neg_().add_(value.unsqueeze(1))
+    ramps = (
+        torch.minimum(hue - 1.0, 5.0 - hue),
+        torch.maximum(1.0 - hue, hue - 3.0),
+        torch.maximum(3.0 - hue, hue - 5.0),
+    )
+    ramps = torch.stack(ramps, dim=1).clamp_(0.0, 1.0)
+    return ramps.mul_(chroma.unsqueeze(1)).neg_().add_(value.unsqueeze(1))
 
 
 _JITTER_ADJUSTMENTS = (  # indexed by ColorJitter's numbering of its four adjustments
@@ -254,16 +255,12 @@ class TrainAugmentation:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image.rotate(draw.angle, Image.Resampling.NEAREST)
 
-    def _warped_array(self, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
-        image = to_rgb(image)
-        draw = self.draw(image.height, image.width)
-        return np.asarray(self.warp(image, draw)), draw.photometric
-
     def apply_geometric(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 1 on one image: `(pixels, photometric_parameters)`, a `uint8` `(3, height, width)` tensor and the
         `(PHOTOMETRIC_PARAMETERS,)` draws that [`~TrainAugmentation.apply_photometric`] applies to it."""
-        pixels, photometric = self._warped_array(image)
-        return torch.from_numpy(pixels.copy()).permute(2, 0, 1), photometric
+        image = to_rgb(image)
+        draw = self.draw(image.height, image.width)
+        return F.pil_to_tensor(self.warp(image, draw)), draw.photometric
 
     def apply_photometric(self, pixels: torch.Tensor, parameters: torch.Tensor) -> torch.Tensor:
         """Stage 2 on a batch: `uint8` `(batch, 3, height, width)` pixels and their `(batch, PHOTOMETRIC_PARAMETERS)`
@@ -276,8 +273,8 @@ class TrainAugmentation:
         # tensors small enough to stay in the CPU's cache (a whole batch at once is 2-3x slower).
         for code in order_codes.unique().tolist():
             for members in (order_codes == code).nonzero().flatten().split(_PHOTOMETRIC_CHUNK):
-                images = pixels.index_select(0, members).to(torch.float32).div_(255.0)
-                drawn = parameters.index_select(0, members)
+                images = pixels[members].to(torch.float32).div_(255.0)
+                drawn = parameters[members]
                 gray = drawn[:, _GRAYSCALE] > 0
                 if gray.any():
                     images[gray] = F.rgb_to_grayscale(images[gray], num_output_channels=3)
@@ -285,28 +282,13 @@ class TrainAugmentation:
                     position, name, adjust = _JITTER_ADJUSTMENTS[adjustment]
                     if getattr(self.color_jitter, name) is not None:
                         images = adjust(images, drawn[:, position])
-                output.index_copy_(0, members, F.normalize(images, self.image_mean, self.image_std, inplace=True))
+                output[members] = F.normalize(images, self.image_mean, self.image_std, inplace=True)
         return output
-
-    def augment_batch(self, images: Sequence[Image.Image], seeds: Sequence[int] | None = None) -> torch.Tensor:
-        """Both stages on a batch of PIL images: a normalised `float32` `(batch, 3, height, width)` tensor. With
-        `seeds`, image `i` draws from torch's default generator seeded with `seeds[i]` (and the caller's generator
-        state is kept); `augment_batch(images, seeds)[i]` equals `self(images[i])` seeded so."""
-        if seeds is not None and len(seeds) != len(images):
-            raise ValueError(f"{len(images)} images but {len(seeds)} seeds.")
-        height, width = self.output_size
-        pixels = np.empty((len(images), height, width, 3), dtype=np.uint8)  # filled in place: one copy per image
-        photometric = []
-        for position, image in enumerate(images):
-            with seeded_cpu_generator(seeds[position]) if seeds is not None else nullcontext():
-                pixels[position], parameters = self._warped_array(image)
-            photometric.append(parameters)
-        pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-        return self.apply_photometric(pixels, torch.stack(photometric))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Both stages on one PIL image: a normalised `float32` `(3, height, width)` tensor."""
-        return self.augment_batch([image])[0]
+        pixels, parameters = self.apply_geometric(image)
+        return self.apply_photometric(pixels[None], parameters[None])[0]
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -408,12 +390,6 @@ class AugmentedDataset(torch.utils.data.Dataset):
     ):
         self.dataset, self.transform, self.seed, self.label_column = dataset, transform, seed, label_column
         self.epoch = 0
-        # Rows read with their images still encoded: opening the bytes here costs a third less than `datasets`'
-        # decoding (which runs its own checks per image).
-        feature = getattr(dataset, "features", {}).get("image")
-        self._encoded = None
-        if isinstance(feature, datasets.Image) and feature.decode:
-            self._encoded = dataset.cast_column("image", datasets.Image(decode=False))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -426,33 +402,26 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
         indices = [int(index) for index in indices]
-        if self._encoded is not None:
-            rows = self._encoded[indices]  # one columnar read for the batch
-            images = [_open_encoded(encoded) for encoded in rows["image"]]
-        else:
-            rows = self.dataset[indices]
-            images = rows["image"]
+        rows = self.dataset[indices]  # one columnar read for the batch
+        images, labels = rows["image"], rows[self.label_column]
         occurrences = Counter()
         seeds = []
         for index in indices:
             seeds.append(example_seed(self.seed, self.epoch, index, repeat=occurrences[index]))
             occurrences[index] += 1
         if isinstance(self.transform, TrainAugmentation):
-            pixel_values = list(self.transform.augment_batch(images, seeds))
+            stages = []
+            for seed, image in zip(seeds, images):
+                with seeded_cpu_generator(seed):
+                    stages.append(self.transform.apply_geometric(image))
+            pixels, parameters = (torch.stack(parts) for parts in zip(*stages))
+            pixel_values = list(self.transform.apply_photometric(pixels, parameters))
         else:
             pixel_values = []
             for seed, image in zip(seeds, images):
                 with seeded_cpu_generator(seed):
                     pixel_values.append(self.transform(image))
-        labels = rows[self.label_column]
         return [{"pixel_values": pixels, "labels": label} for pixels, label in zip(pixel_values, labels)]
-
-
-def _open_encoded(encoded: dict) -> Image.Image:
-    """A `datasets.Image(decode=False)` value (`{"bytes", "path"}`) as a PIL image."""
-    if encoded.get("bytes") is not None:
-        return Image.open(io.BytesIO(encoded["bytes"]))
-    return Image.open(encoded["path"])
 
 
 __all__ = [

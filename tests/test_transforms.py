@@ -18,7 +18,6 @@ from dataset_scripts.transforms import (
     TrainAugmentation,
     _adjust_hue,
     build_train_transform,
-    example_seed,
     seeded_cpu_generator,
 )
 
@@ -204,24 +203,3 @@ def test_a_multi_worker_loader_finishes_batches_in_the_workers_with_the_same_pix
 def test_a_plain_callable_transform_still_works_one_image_at_a_time():
     dataset = AugmentedDataset(logo_rows(4, 2), lambda image: torch.tensor(image.size), seed=0)
     assert [row["pixel_values"].tolist() for row in dataset.__getitems__([0, 1])] == [[96, 72], [96, 72]]
-
-
-def test_images_stored_as_paths_and_with_transparency_are_read_and_augmented(tmp_path, processor):
-    paths = []
-    for number, image in enumerate(make_logo_images(3, seed=8)):
-        rgba = image.convert("RGBA")
-        rgba.putalpha(128)
-        rgba.save(tmp_path / f"{number}.png")
-        paths.append(str(tmp_path / f"{number}.png"))
-    rows = datasets.Dataset.from_dict({"image": paths, "brand": [0, 1, 1]}).cast_column("image", datasets.Image())
-    dataset = AugmentedDataset(rows, build_train_transform(processor), seed=1)
-    augment = build_train_transform(processor)
-    for index, row in enumerate(dataset.__getitems__([0, 1, 2])):
-        with seeded_cpu_generator(example_seed(1, 0, index)):
-            expected = augment(rows[index]["image"])  # the transparent PNG, opened by datasets
-        assert torch.equal(row["pixel_values"], expected)
-
-
-def test_a_batch_needs_one_seed_per_image(processor):
-    with pytest.raises(ValueError, match="2 images but 1 seeds"):
-        build_train_transform(processor).augment_batch(make_logo_images(2), seeds=[0])
