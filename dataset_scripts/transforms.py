@@ -8,7 +8,6 @@ processor's own size, mean and std, so there is no second copy of the preprocess
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -349,11 +348,10 @@ def with_image_transform(
     return dataset.with_transform(apply)
 
 
-def example_seed(seed: int, epoch: int, index: int, repeat: int = 0) -> int:
+def example_seed(seed: int, epoch: int, index: int) -> int:
     """The random seed of example `index` in `epoch`: draws that depend on nothing else (not the DataLoader worker,
-    not how many batches came before) make a run resumed mid-epoch see exactly what it would have seen. `repeat`
-    counts earlier occurrences of the index in the same batch, so that a repeated example gets a view of its own."""
-    return (seed * 1_000_003 + epoch) * 10_000_019 + int(index) + repeat * 1_000_000_000_039
+    not how many batches came before) make a run resumed mid-epoch see exactly what it would have seen."""
+    return (seed * 1_000_003 + epoch) * 10_000_019 + int(index)
 
 
 @contextmanager
@@ -376,9 +374,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
     Rows are `{"pixel_values": tensor, "labels": int}`; call `set_epoch` before each epoch (Accelerate's prepared
     DataLoader does it too). A DataLoader that batches (a `batch_size` or a `batch_sampler`) fetches whole batches
     through `__getitems__`: with a [`TrainAugmentation`] as `transform`, the per-image geometric stage runs image by
-    image and the photometric stage once for the batch, which gives the pixels of `dataset[index]` at a fraction of
-    the cost. An index that comes again in the same batch ([`~dataset_scripts.collators.PKBatchSampler`] repeats the
-    examples of a brand that has fewer than K) gets another augmentation each time, drawn from its repeat count too.
+    image and the photometric stage once for the batch, which gives the same pixels as `dataset[index]` (up to
+    float rounding) at a fraction of the cost.
     """
 
     def __init__(
@@ -404,22 +401,17 @@ class AugmentedDataset(torch.utils.data.Dataset):
         indices = [int(index) for index in indices]
         rows = self.dataset[indices]  # one columnar read for the batch
         images, labels = rows["image"], rows[self.label_column]
-        occurrences = Counter()
-        seeds = []
-        for index in indices:
-            seeds.append(example_seed(self.seed, self.epoch, index, repeat=occurrences[index]))
-            occurrences[index] += 1
         if isinstance(self.transform, TrainAugmentation):
             stages = []
-            for seed, image in zip(seeds, images):
-                with seeded_cpu_generator(seed):
+            for index, image in zip(indices, images):
+                with seeded_cpu_generator(example_seed(self.seed, self.epoch, index)):
                     stages.append(self.transform.apply_geometric(image))
             pixels, parameters = (torch.stack(parts) for parts in zip(*stages))
             pixel_values = list(self.transform.apply_photometric(pixels, parameters))
         else:
             pixel_values = []
-            for seed, image in zip(seeds, images):
-                with seeded_cpu_generator(seed):
+            for index, image in zip(indices, images):
+                with seeded_cpu_generator(example_seed(self.seed, self.epoch, index)):
                     pixel_values.append(self.transform(image))
         return [{"pixel_values": pixels, "labels": label} for pixels, label in zip(pixel_values, labels)]
 

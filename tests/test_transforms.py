@@ -181,15 +181,6 @@ def test_batches_fetched_whole_equal_the_rows_fetched_one_by_one(processor):
         assert torch.equal(row["pixel_values"], dataset[index]["pixel_values"])
 
 
-def test_an_index_repeated_in_a_batch_gets_a_new_augmentation_each_time(processor):
-    dataset = AugmentedDataset(logo_rows(4, 2), build_train_transform(processor), seed=0)
-    first, again, other, third = (row["pixel_values"] for row in dataset.__getitems__([1, 1, 2, 1]))
-    assert torch.equal(first, dataset[1]["pixel_values"])  # the first occurrence is the index's own draw
-    assert not torch.equal(first, again) and not torch.equal(again, third) and not torch.equal(first, third)
-    assert torch.equal(other, dataset[2]["pixel_values"])
-    assert torch.equal(dataset.__getitems__([1, 1])[1]["pixel_values"], again)  # still reproducible
-
-
 def test_a_multi_worker_loader_finishes_batches_in_the_workers_with_the_same_pixels(processor):
     dataset = AugmentedDataset(logo_rows(12, 4), build_train_transform(processor), seed=0)
     sampler = PKBatchSampler([i % 4 for i in range(12)], p=2, k=3, seed=0)
