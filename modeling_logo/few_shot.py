@@ -52,13 +52,18 @@ GALLERY_WEIGHTS_NAME = "gallery.safetensors"
 
 # From this many brands on, "auto" search uses faiss; below it a matmul is as fast and needs no index.
 FAISS_MIN_BRANDS = 10_000
-#: From this many brands on, "auto" search uses the approximate "faiss-hnsw" index (see `benchmarks/gallery_search.py`).
-HNSW_MIN_BRANDS = 100_000
+#: From this many brands on, "auto" search uses the approximate "faiss-hnsw" index: there exact search of one query
+#: passes 1 ms (`benchmarks/gallery_search.py`, one thread of the project's 2-core AVX2 machine: 0.45 ms at 20,000
+#: brands, 1.5 ms at 30,000, 5.1 ms at 100,000, 53 ms at 1M), while HNSW stays about 1 ms at 1M.
+HNSW_MIN_BRANDS = 30_000
 SEARCH_BACKENDS = ("auto", "faiss", "torch", "faiss-ivf", "faiss-hnsw")
-#: HNSW graph: links per node and the candidate list of an insertion (faiss's default); see `benchmarks/gallery_search.py`.
-HNSW_M = 16
+#: HNSW graph: links per node, and the candidates of an insertion (faiss's default). At 1M brands, 32 links reached
+#: recall@10 0.986 in 0.9 ms where 16 reached 0.957 in 1.0 ms, in a build about as long; an efConstruction of 80 cost
+#: 40% more build time for no better recall (`benchmarks/README.md`).
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-#: Candidates an HNSW search keeps (see `benchmarks/gallery_search.py`).
+#: Candidates an HNSW search keeps: at 1M brands, 128 return 99.2% of the exact top-10 in 1.0-1.3 ms for one query
+#: (96: 98.6% in 0.9 ms; 192: 99.7% in 1.4-1.6 ms).
 HNSW_EF_SEARCH = 128
 #: Share of an HNSW index's entries that may be tombstones (removed or replaced prototypes) before it is rebuilt.
 HNSW_MAX_STALE_FRACTION = 0.1
@@ -129,16 +134,20 @@ class LogoGallery:
             - `"torch"`: a matrix product, exact; the fastest for galleries of real brands (0.07 ms per query at
               3,000 brands).
             - `"faiss"`: an exact faiss `IndexFlatIP`, the same ranking; faster than torch from
-              `FAISS_MIN_BRANDS` (10,000) brands on (90 vs 200 ms for one query among 1M brands).
+              `FAISS_MIN_BRANDS` (10,000) brands on (53 vs 119 ms for one query among 1M brands).
             - `"faiss-hnsw"`: an approximate faiss HNSW graph (`HNSW_M` links per node), searched with
-              `hnsw_ef_search` candidates. It is built on the first search and then kept
-              in step: new brands are inserted; HNSW cannot delete, so a removed brand (or a brand's replaced
-              prototype) becomes a tombstone that every search filters out with a faiss `IDSelector`, and the index
-              is rebuilt once more than `HNSW_MAX_STALE_FRACTION` of it is stale; renaming relabels.
+              `hnsw_ef_search` candidates: at 1M brands, 99.2% of the exact top-10 in 1.0-1.3 ms per query alone
+              (exact search: 53 ms). It is built on the first search (1M brands: 500 CPU-seconds, 0.6 GB) and then
+              kept in step: new brands are inserted; HNSW cannot delete, so a removed brand (or a brand's replaced
+              prototype) becomes a tombstone that every search filters out with a faiss `IDSelector` (5% removed:
+              the same recall), and the index is rebuilt once more than `HNSW_MAX_STALE_FRACTION` of it is stale;
+              renaming relabels. It is not saved with the gallery: a loaded gallery builds it again.
             - `"faiss-ivf"`: an approximate inverted file of `4·sqrt(brands)` lists searched `ivf_nprobe` at a time
-              (1M brands: 2.5 ms per query, 99% of the exact top-10), rebuilt after every change.
+              (1M isotropic clustered vectors: 2.5 ms per query, 99% of the exact top-10), rebuilt after every
+              change.
             - `"auto"`: `"torch"` below `FAISS_MIN_BRANDS` brands, `"faiss"` from there, `"faiss-hnsw"` from
-              `HNSW_MIN_BRANDS`. [`~LogoGallery.active_search_backend`] says which.
+              `HNSW_MIN_BRANDS` (30,000: where exact search of one query passes 1 ms).
+              [`~LogoGallery.active_search_backend`] says which.
 
             `benchmarks/gallery_search.py` measures them.
         ivf_nprobe (`int`, *optional*, defaults to 128):
@@ -204,7 +213,8 @@ class LogoGallery:
         self._brand_list: list[str] | None = None
         self._faiss_index = None
         self._hnsw_index: _HnswIndex | None = None
-        self._name_keys: dict[str, str] | None = None  # near-duplicate key -> brand, built on demand
+        self._name_keys: dict[str, str] | None = None  # near-duplicate key -> a brand, built on demand
+        self._shared_name_keys: set[str] = set()  # keys that more than one brand has had
         self.localizer = localizer
 
     @property
@@ -431,9 +441,11 @@ class LogoGallery:
                     self._name_keys.setdefault(_near_duplicate_key(brand), brand)
         clashes = []
         for name in names:
-            other = self._name_keys.setdefault(_near_duplicate_key(name), name)
+            key = _near_duplicate_key(name)
+            other = self._name_keys.setdefault(key, name)
             if other != name:
                 clashes.append((name, other))
+                self._shared_name_keys.add(key)
         if clashes:
             logger.warning(
                 "%d brand name(s) differ from another brand's only by case, spacing or Unicode form (%s): two brands "
@@ -442,6 +454,16 @@ class LogoGallery:
                 ", ".join(f"{name!r} and {other!r}" for name, other in clashes[:3])
                 + (", ..." if len(clashes) > 3 else ""),
             )
+
+    def _forget_name(self, brand: str) -> None:
+        """Drop a removed (or renamed) brand's near-duplicate key; a key other brands share is rebuilt on demand."""
+        if self._name_keys is None:
+            return
+        key = _near_duplicate_key(brand)
+        if key in self._shared_name_keys:
+            self._name_keys = None
+        elif self._name_keys.get(key) == brand:
+            del self._name_keys[key]
 
     def _note_shot_counts(self, counts: Mapping[str, int]) -> None:
         """Warn about brands with more than `MAX_SHOTS_PER_BRAND` shots."""
@@ -599,21 +621,26 @@ class LogoGallery:
             raise ValueError(f"Brand {twice!r} is given twice (names are compared with surrounding spaces stripped).")
         metadata = metadata or {}
         metadata = {name: _checked_metadata(metadata.get(brand)) for brand, name in zip(given, names)}
-        arrays = [self._vectors_of(shots[brand], "add_brands", "add_brand(brand, images)") for brand in given]
-        counts = [len(array) for array in arrays]
-        if any(count == 0 for count in counts):
-            raise ValueError(f"Brand {names[counts.index(0)]!r} has no shots.")
         if not names:
             return
-        stacked = torch.cat(arrays)
+        values = [shots[brand] for brand in given]
+        if all(isinstance(value, torch.Tensor) and value.ndim == 1 for value in values):
+            # One vector per brand (prototypes, a million of them): one stack instead of a tensor per brand.
+            stacked, counts = torch.stack(values).detach().to("cpu", torch.float32), [1] * len(values)
+        else:
+            arrays = [self._vectors_of(value, "add_brands", "add_brand(brand, images)") for value in values]
+            counts = [len(array) for array in arrays]
+            if any(count == 0 for count in counts):
+                raise ValueError(f"Brand {names[counts.index(0)]!r} has no shots.")
+            stacked = torch.cat(arrays)
         self._check_embeddings(stacked)
         norms = stacked.norm(dim=-1, keepdim=True)
         stacked = torch.where((norms - 1).abs() > 1e-4, stacked / norms.clamp_min(1e-12), stacked)
         owner = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts, dtype=torch.long))
         sums = torch.zeros(len(counts), stacked.shape[1]).index_add_(0, owner, stacked)
         prototypes = F.normalize(sums, dim=-1)  # the mean's direction is the sum's
-        for index, (brand, brand_shots) in enumerate(zip(names, torch.split(stacked, counts))):
-            self._shots[brand], self._prototypes[brand] = brand_shots, prototypes[index]
+        for brand, brand_shots, prototype in zip(names, torch.split(stacked, counts), prototypes.unbind()):
+            self._shots[brand], self._prototypes[brand] = brand_shots, prototype
             self._metadata[brand] = metadata[brand]
         self._invalidate(names)
         self._note_new_names(names)
@@ -654,6 +681,9 @@ class LogoGallery:
     def _vectors_of(self, vectors, method: str, instead: str) -> torch.Tensor:
         """`vectors` as a float32 `(n, D)` tensor on the CPU (one `D`-vector: `n = 1`); a `TypeError` naming
         `instead` for images (PIL images, paths, bytes, arrays of more than two dimensions)."""
+        if isinstance(vectors, torch.Tensor) and vectors.ndim in (1, 2):  # first: add_brands may pass a million
+            array = vectors.detach().to("cpu", torch.float32)
+            return array[None] if array.ndim == 1 else array
         image_types = (Image.Image, str, os.PathLike, bytes, bytearray)
         is_image = isinstance(vectors, image_types) or (
             isinstance(vectors, (np.ndarray, torch.Tensor)) and vectors.ndim >= 3
@@ -702,7 +732,7 @@ class LogoGallery:
         """Remove a brand and its shots."""
         brand = self._existing(brand)
         del self._shots[brand], self._prototypes[brand], self._metadata[brand]
-        self._name_keys = None
+        self._forget_name(brand)
         self._invalidate([brand])
 
     def rename_brand(self, brand: str, new_name: str) -> None:
@@ -725,7 +755,7 @@ class LogoGallery:
         )
         if self._hnsw_index is not None:
             self._hnsw_index.rename(brand, new_name)
-        self._name_keys = None
+        self._forget_name(brand)
         self._invalidate()
         self._note_new_names([new_name])
 
@@ -1231,7 +1261,9 @@ def _brand_name(name: Any, argument: str = "brand") -> str:
     same text as the precomposed one). Case and inner spacing are kept: near-duplicates are warned about instead."""
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a str (the brand's name), got {type(name).__name__} {name!r}.")
-    normalised = unicodedata.normalize("NFC", name.strip())
+    normalised = name.strip()
+    if not normalised.isascii():  # ASCII is its own NFC (a million names are checked when a gallery loads)
+        normalised = unicodedata.normalize("NFC", normalised)
     if not normalised:
         raise ValueError(f"A brand name must be a non-empty string, got {name!r}.")
     return normalised
@@ -1239,7 +1271,7 @@ def _brand_name(name: Any, argument: str = "brand") -> str:
 
 def _near_duplicate_key(name: str) -> str:
     """What two names share when they differ only by case, inner whitespace or Unicode compatibility forms."""
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+    return " ".join((name.lower() if name.isascii() else unicodedata.normalize("NFKC", name).casefold()).split())
 
 
 def _checked_metadata(metadata: Any) -> dict[str, Any]:
