@@ -42,6 +42,7 @@ from dataset_scripts import (
 )
 from dataset_scripts.feature_cache import CachedFeatureDataset, compute_backbone_features
 from dataset_scripts.transforms import AugmentedDataset
+from logo_evaluation.settings import check_data_dir
 from modeling_logo import BACKBONE_STAGES, LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
 from modeling_logo.callbacks import (
     CollapseDetector,
@@ -67,6 +68,7 @@ from modeling_logo.losses import (
     build_loss,
     build_miner,
 )
+from modeling_logo.modeling_logo import is_local_path
 
 
 logger = logging.getLogger("train")
@@ -242,22 +244,11 @@ class UsageError(ValueError):
     prints it as one line and exits with status 2, as argparse does for the arguments themselves."""
 
 
-def is_local_path(name: str) -> bool:
-    """Whether `name` can only mean a path on this machine (a Hub id is `name` or `owner/name`)."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.path.exists(name)
-
-
 def check_paths(args) -> None:
     """The paths a run reads, checked when the arguments are parsed, before the data or a model is touched: a typo
     is one line at once, not a traceback minutes later."""
     if getattr(args, "data_dir", None) is not None:
-        if not Path(args.data_dir).is_dir():
-            raise ValueError(f"--data_dir {args.data_dir}: no such directory.")
-        if next(Path(args.data_dir).glob("*/*/*.xml"), None) is None:
-            raise ValueError(
-                f"--data_dir {args.data_dir} holds no <Category>/<Brand>/<n>.xml (the LogoDet-3K layout; "
-                "`python -m dataset_scripts.synthesize` writes it)."
-            )
+        check_data_dir(args.data_dir)  # logo-eval's check: a folder in the LogoDet-3K layout
     for flag in ("init_from", "pretrained_backbone"):
         value = getattr(args, flag, None)
         if value and value != "imagenet" and is_local_path(value) and not os.path.exists(value):
@@ -537,6 +528,11 @@ def latest_checkpoint(args: EmbeddingTrainingArguments) -> Path | None:
         )
         return None
     return checkpoints[-1]
+
+
+def record_best(state: TrainingState, metrics: dict, args: EmbeddingTrainingArguments) -> bool:
+    """Record a validation's `--metric_for_best_model` (lower is better only for the loss): whether it is a new best."""
+    return state.record(metrics[args.metric_for_best_model], greater_is_better=args.metric_for_best_model != "loss")
 
 
 def save_model(model, processor, metrics: dict, state: TrainingState, args: EmbeddingTrainingArguments) -> None:
@@ -823,9 +819,8 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
         )
         # The starting point is a candidate like any epoch: training must beat it to replace it as the best model.
         state.epoch = -1
-        if state.record(metrics[args.metric_for_best_model], args.metric_for_best_model != "loss"):
-            if accelerator.is_main_process:
-                save_model(unwrapped, processor, metrics, state, args)
+        if record_best(state, metrics, args) and accelerator.is_main_process:
+            save_model(unwrapped, processor, metrics, state, args)
         state.epoch = 0
 
     # ---- Train
@@ -916,9 +911,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
         )
         metrics["train_loss"] = float(np.mean(losses)) if losses else float("nan")
         metrics.update(train_seconds=train_seconds, feature_cache_seconds=cache_seconds)
-        improved = state.record(
-            metrics[args.metric_for_best_model], greater_is_better=args.metric_for_best_model != "loss"
-        )
+        improved = record_best(state, metrics, args)
         for callback in callbacks:
             callback.on_evaluate(state, unwrapped, metrics)
         state.history.append({"epoch": state.epoch, "step": state.global_step, **metrics})

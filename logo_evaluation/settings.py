@@ -163,16 +163,7 @@ def check_inputs(settings: EvaluationSettings) -> None:
     - `localizer`: a saved localiser folder (with `config.json`).
     - `report_dir`: not an existing file.
     """
-    data_dir = Path(settings.data_dir)
-    if not data_dir.exists():
-        raise ValueError(f"--data_dir {str(data_dir)!r}: no such folder")
-    if not data_dir.is_dir():
-        raise ValueError(f"--data_dir {str(data_dir)!r}: not a folder")
-    if not _has_an_annotated_image(data_dir):
-        raise ValueError(
-            f"--data_dir {str(data_dir)!r}: no annotated image in the LogoDet-3K layout "
-            "(<Category>/<Brand>/<n>.jpg with <n>.xml beside it)"
-        )
+    check_data_dir(settings.data_dir)
     for model in settings.models:
         _check_saved_or_hub(str(model), "--model")
     if settings.localizer:
@@ -182,6 +173,22 @@ def check_inputs(settings: EvaluationSettings) -> None:
             raise ValueError(f"--localizer {str(path)!r}: not a saved localiser ({reason})")
     if settings.report_dir and Path(settings.report_dir).is_file():
         raise ValueError(f"--report {str(settings.report_dir)!r}: a file, not a folder")
+
+
+def check_data_dir(data_dir: str | os.PathLike, option: str = "--data_dir") -> None:
+    """A `ValueError` (one line) unless `data_dir` is a folder holding at least one `<Category>/<Brand>/<n>.<image>`
+    with its `<n>.xml` (the builder reads every file later; this stops at the first). `train.py` checks its
+    `--data_dir` with it too."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise ValueError(f"{option} {str(data_dir)!r}: no such folder")
+    if not data_dir.is_dir():
+        raise ValueError(f"{option} {str(data_dir)!r}: not a folder")
+    if not _has_an_annotated_image(data_dir):
+        raise ValueError(
+            f"{option} {str(data_dir)!r}: no annotated image in the LogoDet-3K layout "
+            "(<Category>/<Brand>/<n>.jpg with <n>.xml beside it)"
+        )
 
 
 def _has_an_annotated_image(data_dir: Path) -> bool:
@@ -228,5 +235,6 @@ __all__ = [
     "PHOTO_METHODS",
     "RUNTIMES",
     "SPLIT_SCHEMES",
+    "check_data_dir",
     "check_inputs",
 ]

@@ -89,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--box_threshold", type=float, default=None, help="localiser score to keep a box")
     args = parser.parse_args(argv)
     from .few_shot import GALLERY_CONFIG_NAME
+    from .modeling_logo import is_local_path
 
     if not Path(args.gallery).is_dir():
         parser.error(f"--gallery {args.gallery!r} is not a folder (write one with LogoGallery.save).")
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     for flag in ("model", "localizer"):
         value = getattr(args, flag)
-        if value and value != "none" and value.startswith((".", "/", "~")) and not Path(value).expanduser().is_dir():
+        if value and value != "none" and is_local_path(value) and not Path(value).expanduser().is_dir():
             parser.error(f"--{flag} {value!r}: no such folder.")
     return args
 

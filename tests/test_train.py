@@ -480,8 +480,8 @@ def test_too_few_brands_for_p_names_the_flag_and_resume_latest_without_checkpoin
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--data_dir", "no-such-dir"], "--data_dir no-such-dir: no such directory."),
-        (["--data_dir", "."], "holds no <Category>/<Brand>/<n>.xml"),
+        (["--data_dir", "no-such-dir"], "--data_dir 'no-such-dir': no such folder"),
+        (["--data_dir", "."], "--data_dir '.': no annotated image in the LogoDet-3K layout"),
         (["--init_from", "./no-such-model"], "--init_from ./no-such-model: no such file or directory."),
         (["--loss", "arcface"], "--loss must be one of"),
         (["no-such-recipe.yaml"], "--config no-such-recipe.yaml: no such file."),

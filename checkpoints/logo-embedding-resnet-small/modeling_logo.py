@@ -334,9 +334,14 @@ class LogoEmbeddingModel(PreTrainedModel):
         return loaded
 
 
+def is_local_path(name: str) -> bool:
+    """Whether `name` can only mean a path on this machine: a Hub id is `name` or `owner/name`, so anything starting
+    with `.`, `/` or `~`, or with more than one `/` (or the platform's own separator), is a local path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
 def _not_found_advice(name: str, error: Exception) -> str:
-    # A Hub id is "name" or "owner/name"; anything else can only have been meant as a local path.
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+    if is_local_path(name):
         where = f"There is no directory {os.path.abspath(name)!r}."
     elif hub_constants.HF_HUB_OFFLINE:
         where = f"{name!r} is not a local directory, and the Hugging Face Hub is disabled (HF_HUB_OFFLINE=1)."
@@ -350,4 +355,11 @@ def _not_found_advice(name: str, error: Exception) -> str:
     )
 
 
-__all__ = ["LogoEmbeddingModel", "LogoEmbeddingOutput", "LogoEmbeddingHead", "backbone_arguments", "create_backbone"]
+__all__ = [
+    "LogoEmbeddingModel",
+    "LogoEmbeddingOutput",
+    "LogoEmbeddingHead",
+    "backbone_arguments",
+    "create_backbone",
+    "is_local_path",
+]
