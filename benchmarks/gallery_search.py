@@ -102,25 +102,20 @@ def recall_at_k(found, exact: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)]))
 
 
-def median_ms(function, items) -> float:
-    """The median wall time of `function(item)`, in milliseconds."""
+def median_ms(function, items, clock=time.perf_counter) -> float:
+    """The median time of `function(item)` by `clock` (default: the wall clock), in milliseconds."""
     times = []
     for item in items:
-        start = time.perf_counter()
+        start = clock()
         function(item)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1000 * float(np.median(times))
 
 
 def median_cpu_ms(function, items) -> float:
     """The median CPU time of the calling thread in `function(item)`, in milliseconds: on a shared machine, what one
     query costs when it is not waiting for a core (single-threaded searches run in the calling thread)."""
-    times = []
-    for item in items:
-        start = time.thread_time()
-        function(item)
-        times.append(time.thread_time() - start)
-    return 1000 * float(np.median(times))
+    return median_ms(function, items, clock=time.thread_time)
 
 
 def resident_mib() -> float:

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from itertools import islice
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -41,6 +41,11 @@ ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 #: `"onnxruntime-int8"`: an int8 quantization of the export, calibrated on images you give (never chosen by "auto").
 Runtime = Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"]
 
+RUNTIMES = get_args(Runtime)
+INT8_RUNTIME = "onnxruntime-int8"
+
+logger = logging.getLogger(__name__)
+
 
 @contextmanager
 def quiet_weight_loading() -> Iterator[None]:
@@ -56,12 +61,6 @@ def quiet_weight_loading() -> Iterator[None]:
     finally:
         if shown:
             transformers_logging.enable_progress_bar()
-
-
-RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
-INT8_RUNTIME = "onnxruntime-int8"
-
-logger = logging.getLogger(__name__)
 
 
 class LogoEmbedder:
