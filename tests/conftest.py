@@ -39,6 +39,15 @@ from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProc
 TINY_IMAGE_SIZE = 64
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """Restore torch's thread count after each test: the Space's `build_demo` sets it for the whole process, and a
+    count left behind changes later tests' floating-point sums (exact-resume tests compare to the bit)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_logo_images(count: int, seed: int = 0, size: tuple[int, int] = (96, 72)) -> list[Image.Image]:
     """Distinct synthetic "logos": a coloured background with a few random shapes each."""
     rng = np.random.default_rng(seed)

@@ -522,14 +522,7 @@ def test_search_names_logos_as_the_gallery_detects_them_and_keeps_each_photos_an
     assert len(app.photos) == 2  # another model: its own analysis
 
 
-@pytest.fixture
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_requests_run_one_per_core_in_one_queue(app_module, restore_torch_threads, monkeypatch, tmp_path):
+def test_requests_run_one_per_core_in_one_queue(app_module, monkeypatch, tmp_path):
     embedder = _tiny_embedder(runtime="torch")
     torch.set_num_threads(2)
     demo = app_module.build_demo(embedder, localizer=None, inference_threads=None)

@@ -109,7 +109,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_pat
         str(ROOT / "train_localizer.py"),
         *quick_args(data_dir, killed, tmp_path / "cache", *common),
     ]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Bit-exact only on the same number of threads as this process's runs (sums are split by thread).
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step_00000002").exists():  # mid-epoch 0: 3 steps per epoch
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
