@@ -1,37 +1,50 @@
 #!/usr/bin/env python
-"""Data loading against the training step (issue 8, part 2), measured side by side in one run.
+"""Data loading against the training step (issue 8, part 2; issue 22, item 1), measured side by side in one run.
 
-    python benchmarks/data_pipeline.py                     # photo-sized generated scenes, resnet-small at 96 px
+    python benchmarks/data_pipeline.py                     # photo-sized generated scenes, train.py's default recipe
     python benchmarks/data_pipeline.py --scene_size 1024 --backbone resnet50 --image_size 224
 
 LogoDet-3K's images are photos of several hundred pixels a side, so its box crops are much larger than the 96-224 px
 the network sees. This generates scenes of that size (`dataset_scripts.synthesize`, cached under the project cache),
 prepares the builder's `crops` twice, with crops at full size and shrunk to `crop_max_size = 2 × image_size` (what
-`train.py` stores), and measures:
+`train.py` stores), and measures, for `train.py`'s default recipe (resnet-small at 96 px, multi-similarity loss and
+miner, AdamW, P×K = 32×4):
 
-- the training step rate (forward, backward, AdamW, on a P×K batch of the real loss), in images/s;
-- decoding + augmentation in one process with one thread (what one DataLoader worker does), in images/s, as a
-  multiple of the step rate: a worker that is ≥ 3× faster needs at most a third of a core;
-- whole training steps fed by a DataLoader with 0, 1 and 2 workers, which is what decides `num_workers` on 2 cores.
+- the training step rate (forward, backward, AdamW, on a P×K batch of the real loss), in images/s, with the model and
+  batch in PyTorch's default layout and in channels-last layout (fp32 both);
+- decoding + augmentation of whole P×K batches in one process with one thread (what one DataLoader worker does:
+  `AugmentedDataset.__getitems__` and the collator), in images/s, as a multiple of the step rate: a worker that is
+  ≥ 3× faster needs at most a third of a core. The same for the torchvision `v2` pipeline that augmented one image
+  at a time before (`TrainAugmentation` replaced it), as a reference;
+- whole training steps fed by a DataLoader with 0, 1 and 2 workers, which is what decides `num_workers` on 2 cores,
+  each as a share of the step rate measured right before it.
 
-Writes `benchmarks/results/data_pipeline.json`.
+The step rates and loading rates are measured in alternating rounds, so that drift in a shared machine's speed hits
+all of them; ratios are the medians of each round's ratio. Other processes slow a two-thread step far more than
+one-thread loading, so the rounds also time both by CPU time, with the step on one thread: loading's rate over
+`threads` × that step rate (as if the step used every core perfectly) is a lower bound of the ratio on an idle
+machine, whatever else ran meanwhile. Writes `benchmarks/results/data_pipeline.json` (with the load average).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
+import os
+import statistics
 import time
 from pathlib import Path
 
 import torch
 from _results import write_result
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from dataset_scripts.collators import PKBatchSampler, collate_pk_batch
 from dataset_scripts.logodet3k import load_logodet3k
 from dataset_scripts.transforms import AugmentedDataset, build_train_transform
-from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
+from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor, to_rgb
 from modeling_logo.cache import cache_root
 from modeling_logo.losses import build_loss, build_miner
 
@@ -46,38 +59,82 @@ def scenes(directory: Path, brands: int, images_per_brand: int, size: int) -> Pa
     return directory
 
 
-def training_step(model, batch: dict, loss_fn, miner, optimizer) -> None:
-    embeddings = model(batch["pixel_values"]).embeddings
-    loss = loss_fn(embeddings, batch["labels"], miner(embeddings, batch["labels"]) if miner else None)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+def per_image_v2_transform(processor: LogoImageProcessor):
+    """The training transform `TrainAugmentation` replaced: torchvision `v2` transforms on one PIL image at a time,
+    with the same parameters (kept here to measure the two side by side)."""
+    augment = v2.Compose(
+        [
+            v2.RandomResizedCrop((processor.size.height, processor.size.width), scale=(0.5, 1.0), antialias=True),
+            v2.RandomPerspective(distortion_scale=0.3, p=0.5),
+            v2.RandomHorizontalFlip(0.5),
+            v2.RandomRotation(15.0),
+            v2.RandomGrayscale(0.1),
+            v2.ColorJitter(0.4, 0.4, 0.4, 0.05),
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(processor.image_mean), list(processor.image_std)),
+        ]
+    )
+    return lambda image: augment(to_rgb(image))
 
 
-def train_step_rate(model, batch: dict, loss_fn, miner, optimizer, steps: int) -> float:
-    """Training images per second on a fixed batch (no data loading)."""
-    training_step(model, batch, loss_fn, miner, optimizer)  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        training_step(model, batch, loss_fn, miner, optimizer)
-    return steps * len(batch["labels"]) / (time.perf_counter() - start)
+class Trainer:
+    """A model, its loss and optimizer, in PyTorch's default or channels-last layout."""
+
+    def __init__(self, model, loss_fn, miner, channels_last: bool):
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=self.memory_format)
+        self.loss_fn, self.miner = loss_fn, miner
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+
+    def step(self, batch: dict) -> float:
+        pixels = batch["pixel_values"].contiguous(memory_format=self.memory_format)
+        embeddings = self.model(pixels).embeddings
+        pairs = self.miner(embeddings, batch["labels"]) if self.miner else None
+        loss = self.loss_fn(embeddings, batch["labels"], pairs)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def step_rate(self, batch: dict, steps: int) -> float:
+        """Training images per second on a fixed batch (no data loading), by the wall clock."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step(batch)
+        return steps * len(batch["labels"]) / (time.perf_counter() - start)
+
+    def one_thread_cpu_step_rate(self, batch: dict, steps: int) -> float:
+        """Training images per second of CPU time on one thread: what other processes on the machine take does not
+        count, and no thread waits for another (which would count as CPU time too)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            start = time.thread_time()
+            for _ in range(steps):
+                self.step(batch)
+            return steps * len(batch["labels"]) / (time.thread_time() - start)
+        finally:
+            torch.set_num_threads(threads)
 
 
-def loading_rate(dataset: AugmentedDataset, count: int) -> float:
-    """Decode + augment in this process on one thread, images per second."""
+def loading_rate(dataset: AugmentedDataset, batches: list[list[int]]) -> tuple[float, float]:
+    """Decode + augment + collate whole batches in this process on one thread (as one DataLoader worker): images
+    per second by the wall clock and per second of the thread's CPU time."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        dataset[0]
-        start = time.perf_counter()
-        for index in range(count):
-            dataset[index % len(dataset)]
-        return count / (time.perf_counter() - start)
+        collate_pk_batch(dataset.__getitems__(batches[0][:4]))  # warm-up
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        for batch in batches:
+            collate_pk_batch(dataset.__getitems__(batch))
+        images = sum(map(len, batches))
+        return images / (time.perf_counter() - start), images / (time.thread_time() - cpu_start)
     finally:
         torch.set_num_threads(threads)
 
 
-def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers: int, steps: int) -> float:
+def loader_step_rate(trainer: Trainer, dataset, sampler, workers: int, steps: int) -> float:
     """Training images per second with a DataLoader of `workers` processes feeding the steps."""
     loader = DataLoader(
         dataset,
@@ -95,7 +152,7 @@ def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers
     batches, images, start = forever(), 0, None
     for step in range(steps + 1):
         batch = next(batches)
-        training_step(model, batch, loss_fn, miner, optimizer)
+        trainer.step(batch)
         if step == 0:  # the first batch also pays for starting the workers
             start = time.perf_counter()
         else:
@@ -104,16 +161,23 @@ def loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers
     return images / (time.perf_counter() - start)
 
 
+def median_ratio(numerators: list[float], denominators: list[float]) -> float:
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet-small")
     parser.add_argument("--image_size", type=int, default=96)
     parser.add_argument("--scene_size", type=int, default=640, help="long side of the generated photos")
-    parser.add_argument("--brands", type=int, default=32)
-    parser.add_argument("--images_per_brand", type=int, default=6)
-    parser.add_argument("--brands_per_batch", type=int, default=16)
-    parser.add_argument("--images_per_brand_in_batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--brands", type=int, default=64, help="generated brands (80%% train; a batch takes P)")
+    parser.add_argument("--images_per_brand", type=int, default=5)
+    parser.add_argument("--brands_per_batch", type=int, default=32, help="P (train.py's default)")
+    parser.add_argument("--images_per_brand_in_batch", type=int, default=4, help="K (train.py's default)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per measurement")
+    parser.add_argument("--cpu_steps", type=int, default=2, help="one-thread steps per CPU-time measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of steps and loading")
+    parser.add_argument("--loading_batches", type=int, default=2, help="P×K batches loaded per round and pipeline")
     parser.add_argument("--output", default=None, help="default: benchmarks/results/data_pipeline.json")
     args = parser.parse_args(argv)
 
@@ -122,22 +186,24 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = scenes(cache_root() / folder, args.brands, args.images_per_brand, args.scene_size)
     config = LogoEmbeddingConfig(backbone=args.backbone, image_size=args.image_size)
     processor = LogoImageProcessor.from_model_config(config)
-    transform = build_train_transform(processor)
     torch.manual_seed(0)
     model = LogoEmbeddingModel(config).train()
     loss_fn, miner = build_loss("multi-similarity"), build_miner("multi-similarity", "multi-similarity")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    trainers = {
+        "default": Trainer(model, loss_fn, miner, channels_last=False),
+        "channels_last": Trainer(copy.deepcopy(model), loss_fn, miner, channels_last=True),
+    }
     batch_size = args.brands_per_batch * args.images_per_brand_in_batch
     labels = torch.arange(args.brands_per_batch).repeat_interleave(args.images_per_brand_in_batch)
     fixed_batch = {"pixel_values": torch.randn(batch_size, 3, args.image_size, args.image_size), "labels": labels}
-    step_rate = train_step_rate(model, fixed_batch, loss_fn, miner, optimizer, args.steps)
-    print(
-        f"{args.backbone} at {args.image_size} px: training step {step_rate:.1f} images/s "
-        f"(batch {batch_size}, {torch.get_num_threads()} threads)\n"
-    )
+    # Same weights, batch and dropout: the two layouts compute the same first loss (this step is also the warm-up).
+    losses = []
+    for trainer in trainers.values():
+        torch.manual_seed(1)
+        losses.append(trainer.step(fixed_batch))
 
-    rows = []
-    for crop_max_size in (None, 2 * args.image_size):
+    crops = {}
+    for crop_max_size in (2 * args.image_size, None):
         splits = load_logodet3k(
             data_dir,
             "crops",
@@ -148,25 +214,100 @@ def main(argv: list[str] | None = None) -> dict:
         )
         train_split = splits["train"]
         sizes = [max(image.size) for image in train_split.select(range(min(64, len(train_split))))["image"]]
-        dataset = AugmentedDataset(train_split, transform)
-        rate = loading_rate(dataset, count=min(len(dataset), 300))
         sampler = PKBatchSampler(train_split["brand"], args.brands_per_batch, args.images_per_brand_in_batch)
+        name = f"≤ {crop_max_size} px" if crop_max_size else "full size"
+        crops[name] = {"split": train_split, "median_crop_px": sorted(sizes)[len(sizes) // 2], "sampler": sampler}
+    shrunk = next(iter(crops))
+    pipelines = {
+        f"TrainAugmentation, {name}": AugmentedDataset(setting["split"], build_train_transform(processor))
+        for name, setting in crops.items()
+    }
+    pipelines[f"v2 per image (before), {shrunk}"] = AugmentedDataset(
+        crops[shrunk]["split"], per_image_v2_transform(processor)
+    )
+
+    threads, load_before = torch.get_num_threads(), os.getloadavg()
+    step_rates = {name: [] for name in trainers}
+    cpu_step_rates = {name: [] for name in trainers}
+    loading_rates = {name: [] for name in pipelines}
+    cpu_loading_rates = {name: [] for name in pipelines}
+    for round_ in range(args.rounds):
+        for name, trainer in trainers.items():
+            step_rates[name].append(trainer.step_rate(fixed_batch, args.steps))
+            cpu_step_rates[name].append(trainer.one_thread_cpu_step_rate(fixed_batch, args.cpu_steps))
+        for name, dataset in pipelines.items():
+            sampler = crops[name.rsplit(", ", 1)[1]]["sampler"]
+            sampler.set_epoch(round_)
+            batches = list(itertools.islice(itertools.cycle(sampler), args.loading_batches))
+            wall, cpu = loading_rate(dataset, batches)
+            loading_rates[name].append(wall)
+            cpu_loading_rates[name].append(cpu)
+        print(
+            f"round {round_ + 1}/{args.rounds}: step "
+            + ", ".join(f"{name} {rates[-1]:.1f}" for name, rates in step_rates.items())
+            + " img/s; loading "
+            + ", ".join(f"{name} {rates[-1]:.0f}" for name, rates in loading_rates.items())
+            + " img/s"
+        )
+    step_rate = statistics.median(step_rates["default"])
+    channels_last_speedup = median_ratio(step_rates["channels_last"], step_rates["default"])
+    cpu_channels_last_speedup = median_ratio(cpu_step_rates["channels_last"], cpu_step_rates["default"])
+    print(
+        f"\n{args.backbone} at {args.image_size} px, batch {batch_size}, {threads} threads: training step "
+        f"{step_rate:.1f} images/s; channels-last {channels_last_speedup:.2f}× that ({cpu_channels_last_speedup:.2f}× "
+        f"on one thread's CPU time; first-step losses {losses[0]:.6f} / {losses[1]:.6f}); load average "
+        f"{load_before[0]:.1f} → {os.getloadavg()[0]:.1f}\n"
+    )
+
+    # By CPU time, the step may use all `threads` cores perfectly (at most `threads` × its one-thread rate): the
+    # ratio is a lower bound of the idle machine's, whatever else ran meanwhile.
+    loading = [
+        {
+            "pipeline": name,
+            "loading_images_per_second": statistics.median(rates),
+            "loading_over_step": median_ratio(rates, step_rates["default"]),
+            "cpu_loading_images_per_second": statistics.median(cpu_loading_rates[name]),
+            "cpu_loading_over_step_bound": median_ratio(
+                cpu_loading_rates[name], [threads * rate for rate in cpu_step_rates["default"]]
+            ),
+        }
+        for name, rates in loading_rates.items()
+    ]
+    print(
+        "| pipeline, crops | decode + augment img/s (1 thread) | × step rate | img/s of CPU time | "
+        f"× {threads} × one-thread step rate (CPU time) |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for row in loading:
+        print(
+            f"| {row['pipeline']} | {row['loading_images_per_second']:.0f} | {row['loading_over_step']:.1f} | "
+            f"{row['cpu_loading_images_per_second']:.0f} | {row['cpu_loading_over_step_bound']:.1f} |"
+        )
+
+    rows = []
+    trainer = trainers["default"]
+    for name, setting in crops.items():
+        dataset = pipelines[f"TrainAugmentation, {name}"]
+        load = next(row for row in loading if row["pipeline"] == f"TrainAugmentation, {name}")
         for workers in (0, 1, 2):
-            fed = loader_step_rate(model, dataset, sampler, loss_fn, miner, optimizer, workers, args.steps)
+            # Each against the step rate measured right before it: the machine may have changed since the rounds.
+            adjacent_step_rate = trainer.step_rate(fixed_batch, args.steps)
+            fed = loader_step_rate(trainer, dataset, setting["sampler"], workers, args.steps)
             rows.append(
                 {
-                    "crops": f"≤ {crop_max_size} px" if crop_max_size else "full size",
-                    "median_crop_px": sorted(sizes)[len(sizes) // 2],
-                    "loading_images_per_second": rate,
-                    "loading_over_step": rate / step_rate,
+                    "crops": name,
+                    "median_crop_px": setting["median_crop_px"],
+                    "loading_images_per_second": load["loading_images_per_second"],
+                    "loading_over_step": load["loading_over_step"],
                     "workers": workers,
                     "fed_training_images_per_second": fed,
-                    "fed_over_step": fed / step_rate,
+                    "adjacent_step_images_per_second": adjacent_step_rate,
+                    "fed_over_step": fed / adjacent_step_rate,
                 }
             )
 
     print(
-        "| crops | median crop px | decode+augment img/s (1 thread) | × step rate | workers | "
+        "\n| crops | median crop px | decode+augment img/s (1 thread) | × step rate | workers | "
         "training img/s fed by the loader | of the step rate |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -180,7 +321,19 @@ def main(argv: list[str] | None = None) -> dict:
         "backbone": args.backbone,
         "image_size": args.image_size,
         "scene_size": args.scene_size,
+        "batch": f"{args.brands_per_batch}×{args.images_per_brand_in_batch}",
         "step_images_per_second": step_rate,
+        "channels_last_step_images_per_second": statistics.median(step_rates["channels_last"]),
+        "channels_last_over_default": channels_last_speedup,
+        "one_thread_cpu_step_images_per_second": statistics.median(cpu_step_rates["default"]),
+        "one_thread_cpu_channels_last_over_default": cpu_channels_last_speedup,
+        "first_step_losses": {"default": losses[0], "channels_last": losses[1]},
+        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "step_rounds": step_rates,
+        "one_thread_cpu_step_rounds": cpu_step_rates,
+        "loading_rounds": loading_rates,
+        "cpu_loading_rounds": cpu_loading_rates,
+        "loading": loading,
         "rows": rows,
     }
     write_result("data_pipeline", result, args.output)
