@@ -313,3 +313,27 @@ def test_logo_detect_argument_mistakes_are_one_line_and_exit_status_2(
     assert exit_info.value.code == 2
     last_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert last_line.startswith("logo-detect: error: ") and message in last_line
+
+
+def test_jitter_boxes_moves_and_resizes_boxes_by_the_amount_asked():
+    from torchvision.ops import box_iou
+
+    from dataset_scripts.scenes import jitter_boxes
+
+    rng = np.random.default_rng(0)
+    boxes = np.tile(np.array([[10.0, 20.0, 110.0, 70.0]], np.float32), (4000, 1))
+    np.testing.assert_array_equal(jitter_boxes(boxes, 0.0, rng), boxes)
+    ious = {}
+    for amount in (0.1, 0.2, 0.3):
+        jittered = jitter_boxes(boxes, amount, np.random.default_rng(1))
+        assert (jittered[:, 2:] > jittered[:, :2]).all()
+        sizes, true_size = jittered[:, 2:] - jittered[:, :2], boxes[0, 2:] - boxes[0, :2]
+        assert (sizes > true_size).any() and (sizes < true_size).any()  # too large and too small
+        assert np.abs(np.log(sizes / true_size)).max() <= amount + 1e-5
+        ious[amount] = float(box_iou(torch.from_numpy(jittered), torch.from_numpy(boxes[:1])).mean())
+    # What the docstring promises, and the same draws for the same generator.
+    assert ious[0.1] == pytest.approx(0.88, abs=0.02) and ious[0.2] == pytest.approx(0.78, abs=0.02)
+    assert ious[0.3] == pytest.approx(0.68, abs=0.02)
+    np.testing.assert_array_equal(
+        jitter_boxes(boxes, 0.2, np.random.default_rng(5)), jitter_boxes(boxes, 0.2, np.random.default_rng(5))
+    )
