@@ -9,7 +9,7 @@ from __future__ import annotations
 import html.entities
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,15 +149,28 @@ def _repaired_root(data: bytes, name: str):
 
 
 def write_voc(
-    path: str | Path, folder: str, filename: str, size: tuple[int, int], objects: Iterable[tuple[str, Box]]
+    path: str | Path,
+    folder: str,
+    filename: str,
+    size: tuple[int, int],
+    objects: Iterable[tuple[str, Box]],
+    world: Mapping[str, str] | None = None,
 ) -> None:
-    """Write a Pascal VOC annotation (UTF-8) for an image of `size` (`width, height`) and its `(name, box)` objects."""
+    """Write a Pascal VOC annotation (UTF-8) for an image of `size` (`width, height`) and its `(name, box)` objects.
+
+    `world`, if given, becomes a `<world>` element after `<size>` with one child per item (the generator's photo
+    family and style); readers of VOC ignore it.
+    """
     root = ElementTree.Element("annotation")
     ElementTree.SubElement(root, "folder").text = folder
     ElementTree.SubElement(root, "filename").text = filename
     size_element = ElementTree.SubElement(root, "size")
     for tag, value in zip(("width", "height", "depth"), (*size, 3)):
         ElementTree.SubElement(size_element, tag).text = str(value)
+    if world is not None:
+        world_element = ElementTree.SubElement(root, "world")
+        for tag, value in world.items():
+            ElementTree.SubElement(world_element, tag).text = value
     for name, box in objects:
         element = ElementTree.SubElement(root, "object")
         ElementTree.SubElement(element, "name").text = name

@@ -29,6 +29,15 @@ textured surfaces, with colour shifts and flips. Logos get colour jitter, plates
 warps, glare and shadow gradients, print-through of the surface, blur and partial occlusion; whole images get
 lighting, blur, noise and JPEG compression at quality 40-95.
 
+**Visual worlds** (optional, [`worlds`]): `photo_families` names where backgrounds come from
+([`PHOTO_FAMILIES`]: `scikit-image`, `surfaces`, and wallpapers of Debian packages read where the package installs
+them, each file with its licence), `styles` how logos sit in the scene ([`COMPOSITION_STYLES`]: `pasted`, the
+composition above, and printed, signage, screen, small and cut, colour-cast, low-light, motion-blur, mark variants,
+busy textures). Each image draws its family and style from a generator of its own, seeded from
+`(seed, folder, n, "world")`, and its VOC file records them in a `<world>` element; `"all"` ([`ALL_WORLDS`]) takes
+every installed family (with a note for the others) or every style. Without either, the output is byte-identical to
+the generator's before worlds existed: scikit-image photos (80%) or surfaces, `pasted`, no `<world>`.
+
 **Reproducibility**: each image has its own random generator seeded from `(seed, folder, n)`, so the files are
 byte-identical for the same arguments whatever the number of worker processes (given the same package versions).
 
@@ -42,24 +51,29 @@ python -m dataset_scripts.synthesize --out data/synthetic-logos --brands 300 --i
 ```
 
 The stages live in their own modules: [`plan`] (brands, designs, image counts, rendered marks), [`compose`] (one
-scene and its boxes), [`warp`] (geometric warps of a logo layer) and [`write`] (files, worker processes, licences,
+scene and its boxes), [`warp`] (geometric warps of a logo layer), [`worlds`] (photo families and composition styles) and [`write`] (files, worker processes, licences,
 preview); [`cli`] is the command line.
 """
 
 from .cli import main
 from .compose import BACKGROUNDS, Scene, SceneObject, compose_scene
 from .plan import DesignPlan, category_of, plan_designs, split_images, stable_hash
+from .worlds import ALL_WORLDS, COMPOSITION_STYLES, PHOTO_FAMILIES, describe_worlds
 from .write import SynthesisSummary, synthesize, write_preview
 
 
 __all__ = [
+    "ALL_WORLDS",
     "BACKGROUNDS",
+    "COMPOSITION_STYLES",
     "DesignPlan",
+    "PHOTO_FAMILIES",
     "Scene",
     "SceneObject",
     "SynthesisSummary",
     "category_of",
     "compose_scene",
+    "describe_worlds",
     "main",
     "plan_designs",
     "split_images",

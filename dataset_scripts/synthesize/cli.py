@@ -12,15 +12,16 @@ from dataset_scripts.logo_sources import (
     default_cache_dir,
 )
 
+from .worlds import ALL_WORLDS, describe_worlds
 from .write import SynthesisSummary, synthesize
 
 
-def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
+def main(argv: Sequence[str] | None = None) -> SynthesisSummary | None:
     parser = argparse.ArgumentParser(
         prog="python -m dataset_scripts.synthesize",
         description=importlib.import_module(__package__).__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (LogoDet-3K layout)")
+    parser.add_argument("--out", type=Path, help="output folder (LogoDet-3K layout); required unless --list-worlds")
     parser.add_argument(
         "--brands",
         type=lambda text: None if text == "all" else int(text),
@@ -36,7 +37,26 @@ def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
     parser.add_argument("--preview", type=Path, default=None, help="also write a contact sheet to this PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier generated set in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--photo-families",
+        default=None,
+        help=f"comma-separated photo families to draw backgrounds from, or '{ALL_WORLDS}' (every installed one); "
+        "default: the original scikit-image/surfaces mix. See --list-worlds",
+    )
+    parser.add_argument(
+        "--styles",
+        default=None,
+        help=f"comma-separated composition styles, or '{ALL_WORLDS}'; default: the original 'pasted' only",
+    )
+    parser.add_argument(
+        "--list-worlds", action="store_true", help="list the photo families (licences, availability) and styles"
+    )
     args = parser.parse_args(argv)
+    if args.list_worlds:
+        print(describe_worlds())
+        return None
+    if args.out is None:
+        parser.error("--out is required")
     try:
         summary = synthesize(
             args.out,
@@ -50,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> SynthesisSummary:
             preview=args.preview,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            photo_families=args.photo_families,
+            styles=args.styles,
         )
-    except (FileExistsError, MarkSourceError) as error:
+    except (FileExistsError, MarkSourceError, ValueError) as error:
         parser.exit(1, f"error: {error}\n")
     print(summary)
     if args.preview is not None:

@@ -1,5 +1,5 @@
 """Stage 2 of the generator: compose one scene (a background photo or surface, the logo layers, occluders,
-lighting), with every logo's box measured on its visible mask."""
+lighting), with every logo's box measured on its visible mask, in a visual world ([`worlds`]) if asked."""
 
 from __future__ import annotations
 
@@ -14,25 +14,10 @@ from scipy import ndimage
 
 from dataset_scripts.voc import UNKNOWN_LOGO
 
+from . import worlds
 from .warp import _random_warp
+from .worlds import BACKGROUNDS
 
-
-#: Background photos: `skimage.data` images that ship with scikit-image (no download), with their licences.
-BACKGROUNDS = {
-    "astronaut": "public domain (NASA)",
-    "brick": "CC0 (CC0Textures)",
-    "camera": "CC0 (Lav Varshney)",
-    "cell": "CC0",
-    "chelsea": "CC0 (Stefan van der Walt)",
-    "clock": "public domain (Stefan van der Walt)",
-    "coffee": "CC0 (Rachel Michetti)",
-    "grass": "CC0 (CC0Textures)",
-    "gravel": "CC0 (CC0Textures)",
-    "hubble_deep_field": "public domain (NASA)",
-    "retina": "CC0 (Häggström, Mikael)",
-    "rocket": "public domain (SpaceX)",
-    "text": "public domain",
-}
 
 # Scene mix. Areas are fractions of the image covered by a mark's (pre-warp) rectangle.
 _PRIMARY_AREA = (0.05, 0.5)
@@ -91,6 +76,8 @@ def compose_scene(
     image_size: int = 320,
     extras: Sequence[tuple[np.ndarray, str]] = (),
     distractor: np.ndarray | None = None,
+    photo_family: str | None = None,
+    style: str = "pasted",
 ) -> Scene:
     """Paste `mark` (an `(H, W, 4)` uint8 RGBA array) labelled `label` into a random scene, plus `extras`.
 
@@ -98,37 +85,50 @@ def compose_scene(
     stays visible, is named `UNKNOWN_LOGO`). The image's long side is
     `image_size` pixels. Extra logos that find no free spot are left out. All randomness comes from `rng`, and
     none of it depends on pixel values, so recolouring a mark changes the pixels it covers and nothing else.
+
+    `photo_family` (a name of [`~.worlds.PHOTO_FAMILIES`]) is where the background comes from; `None` is the
+    original mix, a scikit-image photo (80%) or a surface. `style` is a name of [`~.worlds.COMPOSITION_STYLES`].
     """
+    if photo_family is not None and photo_family not in worlds.PHOTO_FAMILIES:
+        worlds.resolve_photo_families([photo_family])  # raises, listing the valid names
+    worlds.resolve_styles([style])
+    look = worlds.COMPOSITION_STYLES[style]
     for _ in range(20):
-        scene = _compose(mark, label, rng, image_size, extras, distractor)
+        scene = _compose(mark, label, rng, image_size, extras, distractor, photo_family, look)
         if scene.objects and scene.objects[0].name == label and scene.objects[0].mask.sum() >= 16:
             return scene
     raise ValueError(f"could not make {label!r} visible in 20 scenes: is the mark almost transparent?")
 
 
-def _compose(mark, label, rng, image_size, extras, distractor) -> Scene:
+def _compose(mark, label, rng, image_size, extras, distractor, family, style: worlds.Style) -> Scene:
     """One attempt of [`compose_scene`]; the first logo may come out too small or hidden."""
     long, short = image_size, round(image_size / rng.uniform(1.0, 4 / 3))
     height, width = (short, long) if rng.random() < 0.65 else (long, short)
-    canvas = _background(rng, height, width)
+    canvas = _background(rng, height, width, family)
+    look: worlds.Look = {}  # what the style's hooks share within this scene
+    if style.scene is not None:
+        style.scene(canvas, rng, look)
     image_area = height * width
     objects: list[tuple[str, np.ndarray]] = []
     occupied: list[tuple[int, int, int, int]] = []
     several = len(extras) > 0
     for i, (logo, name) in enumerate([(mark, label), *extras]):
-        low, high = _EXTRA_AREA if several else _PRIMARY_AREA
+        low, high = (style.extra_area or _EXTRA_AREA) if several else (style.primary_area or _PRIMARY_AREA)
         area = math.exp(rng.uniform(math.log(low), math.log(high))) * image_area
-        pasted = _paste(canvas, logo, rng, area, occupied, objects, tries=1 if i == 0 else 12)
+        pasted = _paste(canvas, logo, rng, area, occupied, objects, 1 if i == 0 else 12, style, look)
         if pasted is not None:
             objects.append((name, pasted))
     unlabelled: list[tuple[str, np.ndarray]] = []
     if distractor is not None:
-        area = math.exp(rng.uniform(math.log(_EXTRA_AREA[0]), math.log(_EXTRA_AREA[1]))) * image_area
-        pasted = _paste(canvas, distractor, rng, area, occupied, objects, tries=12)
+        low, high = style.extra_area or _EXTRA_AREA
+        area = math.exp(rng.uniform(math.log(low), math.log(high))) * image_area
+        pasted = _paste(canvas, distractor, rng, area, occupied, objects, 12, style, look)
         if pasted is not None:
             unlabelled.append((UNKNOWN_LOGO, pasted))
     if rng.random() < 0.15:
-        _occlude(canvas, rng, objects, also_hidden=[mask for _, mask in unlabelled])
+        _occlude(canvas, rng, objects, also_hidden=[mask for _, mask in unlabelled], family=family)
+    if style.finish is not None:
+        style.finish(canvas, rng, look)
     image = _finish(canvas, rng)
     scene_objects = [SceneObject(name, _box(mask), mask) for name, mask in objects + unlabelled if mask.any()]
     return Scene(image, scene_objects, int(rng.integers(40, 96)))
@@ -139,11 +139,15 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A float32 `(height, width, 3)` RGB scene in [0, 1]: a photo crop (80%) or a plain textured surface."""
+def _background(rng: np.random.Generator, height: int, width: int, family: str | None = None) -> np.ndarray:
+    """A float32 `(height, width, 3)` RGB scene in [0, 1]: a crop of a photo of `family`, or a plain textured
+    surface (family `"surfaces"`); without a family, a scikit-image photo (80%) or a surface."""
     gain = (rng.uniform(0.7, 1.2) * rng.uniform(0.9, 1.1, 3)).astype(np.float32)
-    if rng.random() < 0.8:
-        photos = _background_images()
+    photo = rng.random() < 0.8
+    if family is not None:
+        photo = family != "surfaces"
+    if photo:
+        photos = _background_images() if family in (None, "scikit-image") else worlds.family_images(family)
         photo = photos[rng.integers(len(photos))]
         aspect = width / height
         crop_h = rng.uniform(0.3, 1.0) * min(photo.height, photo.width / aspect)
@@ -168,8 +172,15 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(scene, 0, 1, out=scene)
 
 
-def _logo_layer(mark: np.ndarray, rng: np.random.Generator, area: float, max_size: tuple[int, int]) -> np.ndarray:
-    """The mark resized to cover about `area` pixels, colour-jittered, maybe on a plate.
+def _logo_layer(
+    mark: np.ndarray,
+    rng: np.random.Generator,
+    area: float,
+    max_size: tuple[int, int],
+    style: worlds.Style | None = None,
+    look: worlds.Look | None = None,
+) -> np.ndarray:
+    """The mark resized to cover about `area` pixels, colour-jittered, restyled, maybe on a plate.
 
     Returns float32 `(h, w, 5)`: premultiplied RGB, opacity of the whole layer, opacity of the mark alone.
     """
@@ -187,6 +198,8 @@ def _logo_layer(mark: np.ndarray, rng: np.random.Generator, area: float, max_siz
         rgb = grey[..., None] + saturation * (rgb - grey[..., None])
     rgb = np.clip(rgb * (rng.uniform(0.75, 1.15) * rng.uniform(0.92, 1.08, 3)).astype(np.float32), 0, 1)
     layer = np.concatenate([rgb * alpha[..., None], alpha[..., None], alpha[..., None]], axis=-1)
+    if style is not None and style.mark is not None:
+        layer = style.mark(layer, rng, look)
     if rng.random() < 0.15:
         layer = _on_plate(layer, rng)
     return layer
@@ -222,24 +235,33 @@ def _paste(
     occupied: list[tuple[int, int, int, int]],
     objects: list[tuple[str, np.ndarray]],
     tries: int,
+    style: worlds.Style | None = None,
+    look: worlds.Look | None = None,
 ) -> np.ndarray | None:
     """Warp a mark onto `canvas` in place, somewhere not in `occupied`; return its visible mask (None: no room).
 
     Masks in `objects` lose the pixels the new layer covers.
     """
+    style = style if style is not None else worlds.COMPOSITION_STYLES["pasted"]
     height, width = canvas.shape[:2]
-    layer = _logo_layer(mark, rng, area, (height, width))
+    layer = _logo_layer(mark, rng, area, (height, width), style, look)
     warp = _random_warp(rng, layer.shape[:2])
     corners = warp.corners()
     extent = corners.max(0) - corners.min(0)
     fit = min(1.0, 0.95 * width / extent[0], 0.95 * height / extent[1])
     corners = corners * fit
     low, high = corners.min(0), corners.max(0)
-    slack = 0.25 * (high - low) if rng.random() < 0.1 else np.zeros(2)  # sometimes cut by the image border
+    chance, share = style.truncate
+    slack = share * (high - low) if rng.random() < chance else np.zeros(2)  # sometimes cut by the image border
+    room = 4 + style.margin  # for blur
     for _ in range(tries):
         offset = rng.uniform(-low - slack, (width, height) - high + slack)
-        x0, y0 = np.floor(low + offset).astype(int) - 4  # room for blur
-        x1, y1 = np.ceil(high + offset).astype(int) + 4
+        if style.border and rng.random() < style.border:  # across a border, 10-60% of it outside the image
+            axis, outside = rng.integers(2), rng.uniform(0.1, 0.6) * (high - low)
+            start = rng.random() < 0.5
+            offset[axis] = -low[axis] - outside[axis] if start else (width, height)[axis] - high[axis] + outside[axis]
+        x0, y0 = np.floor(low + offset).astype(int) - room
+        x1, y1 = np.ceil(high + offset).astype(int) + room
         box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
         if not any(_overlap(box, other) for other in occupied):
             break
@@ -249,6 +271,8 @@ def _paste(
     bx0, by0, bx1, by1 = box
     patch = warp.apply(layer, fit, offset, box)
     _light_patch(patch, rng, canvas[by0:by1, bx0:bx1])
+    if style.patch is not None:
+        style.patch(patch, rng, look, canvas[by0:by1, bx0:bx1], box)
     region = canvas[by0:by1, bx0:bx1]
     region *= 1 - patch[..., 3:4]
     region += patch[..., :3]
@@ -293,6 +317,7 @@ def _occlude(
     rng: np.random.Generator,
     objects: list[tuple[str, np.ndarray]],
     also_hidden: Sequence[np.ndarray] = (),
+    family: str | None = None,
 ) -> None:
     """Cover part of the first logo with an ellipse of flat colour or photo texture, unless it would hide too much
     of a labelled logo; the masks in `also_hidden` (the distractor's) lose the covered pixels too."""
@@ -306,7 +331,7 @@ def _occlude(
     inside = ((xs + 0.5 - cx) / rx) ** 2 + ((ys + 0.5 - cy) / ry) ** 2
     cover = np.clip((1.15 - inside) / 0.3, 0, 1).astype(np.float32)  # soft edge
     colour = rng.uniform(0, 1, 3).astype(np.float32)
-    texture = _background(rng, height, width) if rng.random() < 0.5 else colour
+    texture = _background(rng, height, width, family) if rng.random() < 0.5 else colour
     hidden = cover >= _VISIBLE
     if any((mask & ~hidden).sum() < 0.6 * mask.sum() for _, mask in objects):
         return

@@ -3,6 +3,7 @@ seeded generator per image; and a preview sheet."""
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -11,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -41,6 +42,7 @@ from .compose import (
     compose_scene,
 )
 from .plan import DesignPlan, plan_designs, stable_hash
+from .worlds import PHOTO_FAMILIES, family_images, resolve_photo_families, resolve_styles
 
 
 @dataclass
@@ -59,6 +61,10 @@ class SynthesisSummary:
     seconds: float
     image_seconds: float
     skipped: dict[str, int]
+    #: With worlds: images per photo family and per style, and notes (families skipped because not installed).
+    photo_families: dict[str, int] = field(default_factory=dict)
+    styles: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -76,8 +82,14 @@ class SynthesisSummary:
         ]
         if skipped:
             lines.append("Skipped: " + ", ".join(skipped) + ".")
+        for title, counts in (("Photo families", self.photo_families), ("Styles", self.styles)):
+            if counts:
+                lines.append(f"{title}: " + ", ".join(f"{name} {n}" for name, n in counts.items()) + ".")
+        lines += [f"Note: {note}." for note in self.notes]
         return "\n".join(lines)
 
+
+logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------------- writing files
 
@@ -91,6 +103,13 @@ class _Job:
     distractors: tuple[Path, ...]
     seed: int
     image_size: int
+    photo_families: tuple[str, ...] | None = None  # None: the original background mix
+    styles: tuple[str, ...] | None = None  # None: only `pasted`
+    cache_dir: Path | None = None  # where reduced backgrounds of Debian families are cached
+
+    @property
+    def worlds(self) -> bool:
+        return self.photo_families is not None or self.styles is not None
 
 
 _JOB: _Job | None = None
@@ -99,7 +118,11 @@ _JOB: _Job | None = None
 def _init_worker(job: _Job) -> None:
     global _JOB
     _JOB = job
-    _background_images()
+    for family in job.photo_families or ("scikit-image",):
+        if family == "scikit-image":
+            _background_images()
+        elif PHOTO_FAMILIES[family].package is not None:
+            family_images(family, job.cache_dir)
 
 
 @lru_cache(maxsize=512)
@@ -107,10 +130,18 @@ def _mark(path: Path) -> np.ndarray:
     return load_mark(path)
 
 
-def _generate_image(job: _Job, design_index: int, n: int) -> int:
-    """Compose and write image `n` (1-based) of design `design_index`; return its number of labelled logos."""
+def _generate_image(job: _Job, design_index: int, n: int) -> tuple[int, str | None, str | None]:
+    """Compose and write image `n` (1-based) of design `design_index`; return its number of labelled logos and its
+    world (photo family and style, `None` without worlds)."""
     plan = job.plans[design_index]
     rng = np.random.default_rng([job.seed, stable_hash(plan.folder), n])
+    family = style = None
+    if job.worlds:
+        # A generator of its own, so that the scene's draws (and, without worlds, its bytes) do not depend on it.
+        world_rng = np.random.default_rng([job.seed, stable_hash(plan.folder), n, stable_hash("world")])
+        families, styles = job.photo_families, job.styles or ("pasted",)
+        family = families[world_rng.integers(len(families))] if families is not None else None
+        style = styles[world_rng.integers(len(styles))]
     extras = []
     if rng.random() < _P_EXTRA_BRANDS:
         others = [i for i, other in enumerate(job.plans) if other.brand != plan.brand]
@@ -123,15 +154,25 @@ def _generate_image(job: _Job, design_index: int, n: int) -> int:
     if job.distractors and rng.random() < _P_DISTRACTOR:
         distractor = _mark(job.distractors[rng.integers(len(job.distractors))])
     scene = compose_scene(
-        _mark(plan.mark), plan.folder, rng, image_size=job.image_size, extras=extras, distractor=distractor
+        _mark(plan.mark),
+        plan.folder,
+        rng,
+        image_size=job.image_size,
+        extras=extras,
+        distractor=distractor,
+        photo_family=family,
+        style=style or "pasted",
     )
     folder = job.out_dir / plan.category / plan.folder
     scene.image.save(folder / f"{n}.jpg", quality=scene.jpeg_quality)
-    write_voc(folder / f"{n}.xml", plan.folder, f"{n}.jpg", scene.image.size, [(o.name, o.box) for o in scene.objects])
-    return sum(o.name != UNKNOWN_LOGO for o in scene.objects)
+    # Without worlds the VOC file stays as it always was; with them it says which world drew the image.
+    world = {"photo_family": family or "scikit-image+surfaces", "style": style} if job.worlds else None
+    objects = [(o.name, o.box) for o in scene.objects]
+    write_voc(folder / f"{n}.xml", plan.folder, f"{n}.jpg", scene.image.size, objects, world=world)
+    return sum(o.name != UNKNOWN_LOGO for o in scene.objects), family, style
 
 
-def _generate(task: tuple[int, int]) -> int:
+def _generate(task: tuple[int, int]) -> tuple[int, str | None, str | None]:
     return _generate_image(_JOB, *task)
 
 
@@ -148,6 +189,8 @@ def synthesize(
     overwrite: bool = False,
     progress: bool = True,
     brand_filter: Callable[[Brand], bool] | None = None,
+    photo_families: str | Sequence[str] | None = None,
+    styles: str | Sequence[str] | None = None,
 ) -> SynthesisSummary:
     """Generate the benchmark into `out_dir` (layout in the module doc) and return a summary.
 
@@ -166,11 +209,25 @@ def synthesize(
         progress: Show a progress bar.
         brand_filter: Draw brands (and distractors) only among those for which it is true, e.g. the test brands of
             a split, for a demo's examples.
+        photo_families: Names of [`~.worlds.PHOTO_FAMILIES`] (a list or a comma-separated string) to draw each
+            image's background family from, or `"all"` ([`~.worlds.ALL_WORLDS`]: every installed family, the
+            others skipped with a note). `None`: the original mix (scikit-image photos 80%, surfaces 20%).
+        styles: Names of [`~.worlds.COMPOSITION_STYLES`] to draw each image's style from, or `"all"`. `None`: only
+            `pasted`. With neither, the output is byte-identical to the generator's before worlds existed; with
+            either, each image draws its world from a generator of its own and its VOC file records it.
+
+    Raises:
+        ValueError: an unknown family or style (the message lists the valid ones), or a named family whose Debian
+            package is not installed (the message says what to `apt-get install`).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     if (num_brands is not None and num_brands < 1) or images_per_brand < 1:
         raise ValueError("num_brands and images_per_brand must be at least 1")
+    families, notes = resolve_photo_families(photo_families)
+    style_names = resolve_styles(styles)
+    for note in notes:
+        logger.warning(note)
     previous = [out_dir / name for name in (*CATEGORIES, "LICENSES.md") if (out_dir / name).exists()]
     if previous and not overwrite:
         raise FileExistsError(
@@ -193,14 +250,18 @@ def synthesize(
         )
     for plan in plans:
         (out_dir / plan.category / plan.folder).mkdir(parents=True, exist_ok=True)
-    _write_licences(out_dir / "LICENSES.md", plans, distractors)
+    job = _Job(out_dir, tuple(plans), tuple(distractors), seed, image_size, families, style_names, cache_dir)
+    _write_licences(out_dir / "LICENSES.md", plans, distractors, job, notes)
 
-    job = _Job(out_dir, tuple(plans), tuple(distractors), seed, image_size)
     generation_start = time.perf_counter()
     tasks = [(d, n) for d, plan in enumerate(plans) for n in range(1, plan.num_images + 1)]
     with _worker_pool(workers, job) as pool:
         results = pool.imap_unordered(_generate, tasks, chunksize=4) if pool else map(_generate, tasks)
-        objects = sum(tqdm(results, total=len(tasks), desc="Generating images", unit="img", disable=not progress))
+        results = list(tqdm(results, total=len(tasks), desc="Generating images", unit="img", disable=not progress))
+    objects = sum(count for count, _, _ in results)
+    # In the order of the registries' names, images with no world counted under none.
+    family_counts = Counter(family for _, family, _ in results if family is not None)
+    style_counts = Counter(style for _, _, style in results if style is not None)
 
     designs_per_brand = Counter(plan.brand for plan in plans)
     summary = SynthesisSummary(
@@ -213,6 +274,9 @@ def synthesize(
         seconds=time.perf_counter() - start,
         image_seconds=time.perf_counter() - generation_start,
         skipped=dict(skipped),
+        photo_families={name: family_counts[name] for name in families or ()},
+        styles={name: style_counts[name] for name in style_names or ("pasted",)} if job.worlds else {},
+        notes=notes,
     )
     if preview is not None:
         write_preview(out_dir, preview)
@@ -234,8 +298,16 @@ def _worker_pool(workers: int, job: _Job | None = None) -> Iterator[Pool | None]
         pool.join()
 
 
-def _write_licences(path: Path, plans: Sequence[DesignPlan], distractors: Sequence[Path]) -> None:
+def _write_licences(
+    path: Path, plans: Sequence[DesignPlan], distractors: Sequence[Path], job: _Job, notes: Sequence[str] = ()
+) -> None:
     sources = Counter(plan.package for plan in plans)
+    backgrounds = [
+        "- Background photos: images bundled with scikit-image (`skimage.data`):",
+        *(f"  - `{name}`: {licence}" for name, licence in BACKGROUNDS.items()),
+    ]
+    if job.worlds:
+        backgrounds = _world_licences(job, notes)
     lines = [
         "# Licences of this generated logo set",
         "",
@@ -246,8 +318,7 @@ def _write_licences(path: Path, plans: Sequence[DesignPlan], distractors: Sequen
         f"- simple-icons: `{SIMPLE_ICONS.spec}`, CC0-1.0 (https://simpleicons.org); icons whose data entry names",
         "  another licence were left out.",
         f"- SVG Logos by Gil Barbara: `{ICONIFY_LOGOS.spec}`, CC0-1.0 (https://github.com/gilbarbara/logos).",
-        "- Background photos: images bundled with scikit-image (`skimage.data`):",
-        *(f"  - `{name}`: {licence}" for name, licence in BACKGROUNDS.items()),
+        *backgrounds,
         "",
         "Designs per package: " + ", ".join(f"`{package}`: {n}" for package, n in sorted(sources.items())) + ".",
         f"Unlabelled distractors: {len(distractors)} further marks from the same packages.",
@@ -259,6 +330,25 @@ def _write_licences(path: Path, plans: Sequence[DesignPlan], distractors: Sequen
         cells = (plan.folder, plan.category, plan.title, plan.package, plan.name, plan.licence)
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _world_licences(job: _Job, notes: Sequence[str]) -> list[str]:
+    """The `LICENSES.md` lines of the photo families a run with worlds draws from, each file with its licence."""
+    families = job.photo_families or ("scikit-image", "surfaces")
+    lines = [
+        "- Visual worlds: each image's VOC file names its photo family and style (`<world>`).",
+        "  - Styles: " + ", ".join(f"`{name}`" for name in job.styles or ("pasted",)) + ".",
+        "  - Photo families: " + ", ".join(f"`{name}`" for name in families) + ". Files of Debian packages are read",
+        "    where the package installs them, and cropped, recoloured and composited in every image.",
+    ]
+    for name in families:
+        family = PHOTO_FAMILIES[name]
+        source = f"Debian package `{family.package}`" if family.package else family.description
+        lines.append(f"- `{name}` ({source}): {family.licence}" + ("" if family.photographs else "; not photographs"))
+        files = family.files if family.package is None else family.available_files()
+        lines += [f"  - `{file.path}`: {file.licence}" + (f", {file.author}" if file.author else "") for file in files]
+    lines += [f"- Note: {note}." for note in notes]
+    return lines
 
 
 def write_preview(out_dir: str | Path, path: str | Path, count: int = 24, columns: int = 6, cell: int = 256) -> Path:
