@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from _results import write_result
 
-from dataset_scripts import load_logodet3k, synthesize
+from dataset_scripts import brand_names, load_logodet3k, select_brands, synthesize
 from logo_evaluation import build_embedders, evaluate_embedder
 
 
@@ -60,25 +60,14 @@ def generate(source: str, out: Path, images_per_brand: int, seed: int) -> None:
         )
 
 
-def brand_names(dataset: datasets.Dataset) -> set[str]:
-    names = dataset.features["brand"].names
-    return {names[label] for label in set(dataset["brand"])}
-
-
-def keep_brands(dataset: datasets.Dataset, wanted: set[str]) -> datasets.Dataset:
-    names = dataset.features["brand"].names
-    keep = {label for label, name in enumerate(names) if name in wanted}
-    return dataset.filter(lambda label: label in keep, input_columns="brand")
-
-
 def paired_splits(data_dirs: dict[str, Path]) -> dict[str, datasets.DatasetDict]:
     """Each source's validation and test splits, cut to the brands every source has in that split."""
     loaded = {source: load_logodet3k(path, "crops", split_scheme="hash") for source, path in data_dirs.items()}
     paired = {source: datasets.DatasetDict() for source in loaded}
     for split in ("validation", "test"):
-        common = set.intersection(*(brand_names(splits[split]) for splits in loaded.values()))
+        common = set.intersection(*(set(brand_names(splits[split])) for splits in loaded.values()))
         for source, splits in loaded.items():
-            paired[source][split] = keep_brands(splits[split], common)
+            paired[source][split] = select_brands(splits[split], common)
     for source in paired:
         paired[source]["train"] = loaded[source]["train"].select([])  # no memorisation measure here
     return paired

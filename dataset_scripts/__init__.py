@@ -16,6 +16,8 @@ _EXPORTS = {
     "LogoDet3KConfig": "logodet3k",
     "export_parquet": "logodet3k",
     "load_logodet3k": "logodet3k",
+    "brand_names": "logodet3k",
+    "select_brands": "logodet3k",
     "PKBatchSampler": "collators",
     "PairCollator": "collators",
     "TripletCollator": "collators",

@@ -45,6 +45,7 @@ import datasets
 from PIL import Image
 
 from modeling_logo import to_rgb
+from modeling_logo.detection import CROP_MARGIN, crop_box
 from modeling_logo.few_shot import IGNORED_FILES
 
 from .voc import CATEGORIES, REPAIR_KINDS, UNKNOWN_LOGO, parse_voc
@@ -112,7 +113,7 @@ class LogoDet3KConfig(datasets.BuilderConfig):
     train_fraction: float = 0.8
     validation_fraction: float = 0.1
     seed: int = 0
-    crop_margin: float = 0.1
+    crop_margin: float = CROP_MARGIN
     crop_max_size: int | None = None
     few_shot_k: int = 5
     max_image_pixels: int = 89_478_485  # PIL's own decompression-bomb limit
@@ -501,18 +502,9 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
         return record.brand
 
     def _crop_jpeg(self, image: Image.Image, box: list[float]) -> bytes:
-        """The box plus `crop_margin` of context on each side, shrunk to `crop_max_size`, as JPEG bytes (PNG would be
-        ~5x larger for photos)."""
-        xmin, ymin, xmax, ymax = box
-        margin_x, margin_y = (xmax - xmin) * self.config.crop_margin, (ymax - ymin) * self.config.crop_margin
-        crop = image.crop(
-            (
-                max(0, round(xmin - margin_x)),
-                max(0, round(ymin - margin_y)),
-                min(image.width, round(xmax + margin_x)),
-                min(image.height, round(ymax + margin_y)),
-            )
-        )
+        """The box plus `crop_margin` of context on each side ([`~modeling_logo.detection.crop_box`]), shrunk to
+        `crop_max_size`, as JPEG bytes (PNG would be ~5x larger for photos)."""
+        crop = crop_box(image, box, self.config.crop_margin)  # the view the gallery and logo-detect take
         if self.config.crop_max_size and max(crop.size) > self.config.crop_max_size:
             crop.thumbnail((self.config.crop_max_size,) * 2, Image.Resampling.LANCZOS)
         buffer = io.BytesIO()
@@ -581,6 +573,20 @@ def load_logodet3k(
     )
     builder.download_and_prepare(num_proc=num_proc)
     return builder.as_dataset()
+
+
+def select_brands(dataset: datasets.Dataset, names) -> datasets.Dataset:
+    """The rows of `dataset` whose brand is one of `names` (case-folded): the same brands in another data set of this
+    layout, e.g. drawn in other visual worlds for `train.py --out_of_world_dir`. Labels stay `dataset`'s own."""
+    wanted = {name.casefold() for name in names}
+    ids = {i for i, name in enumerate(dataset.features["brand"].names) if name.casefold() in wanted}
+    return dataset.filter(lambda brand: brand in ids, input_columns="brand", desc="Brands of the reference split")
+
+
+def brand_names(dataset: datasets.Dataset) -> list[str]:
+    """The names of the brands that have rows in `dataset` (a split of [`load_logodet3k`]), sorted."""
+    names = dataset.features["brand"].names
+    return sorted(names[i] for i in set(dataset["brand"]))
 
 
 def export_parquet(
@@ -652,9 +658,11 @@ __all__ = [
     "LogoDet3K",
     "LogoDet3KConfig",
     "brand_and_design",
+    "brand_names",
     "export_parquet",
     "load_logodet3k",
     "paper_split",
     "scan_data_dir",
+    "select_brands",
     "split_brands",
 ]

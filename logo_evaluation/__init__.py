@@ -22,6 +22,7 @@ _EXPORTS = {
     "EvaluationSettings": "settings",
     "check_inputs": "settings",
     "build_embedders": "runner",
+    "evaluate_across_worlds": "runner",
     "evaluate_embedder": "runner",
     "evaluate_model": "runner",
 }

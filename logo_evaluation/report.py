@@ -155,6 +155,33 @@ def retrieval_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def cross_world_table(results: dict[str, dict[str, dict]]) -> str:
+    """[`~logo_evaluation.runner.evaluate_across_worlds`]'s results: per model, each world's retrieval mAP by brand
+    and by design and honest 5-way F1 (± 95% CI), then the out-of-world mAP as a fraction of the in-world one."""
+    worlds = list(next(iter(results.values())))
+    columns = [("retrieval_mAP", "mAP"), ("retrieval_mAP_by_design", "mAP by design")]
+    columns += sorted(
+        {
+            (key, key.replace("f1_", "F1 ").replace("way_", "-way "))
+            for by_world in results.values()
+            for row in by_world.values()
+            for key in row
+            if key.startswith("f1_")
+        }
+    )
+    header = ["model", *(f"{world}: {label}" for world in worlds for _, label in columns)]
+    if len(worlds) == 2:
+        header.append(f"{worlds[1]} / {worlds[0]} mAP")
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, by_world in results.items():
+        cells = [_fmt(by_world[world].get(key, "—")) for world in worlds for key, _ in columns]
+        if len(worlds) == 2:
+            inside, outside = (by_world[world]["retrieval_mAP"] for world in worlds)
+            cells.append(_fmt(outside / inside if inside else float("nan")))
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def _figure(figsize: tuple[float, float]):
     """A figure of its own, outside pyplot: nothing global (backend, open figures) is touched; saved by its
     `savefig`, it needs no `close`."""

@@ -18,6 +18,7 @@ from modeling_logo.configuration_logo import LogoEmbeddingConfig
 from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import (
     EmbeddedSplit,
+    by_design,
     embed_photos,
     embed_split,
     honest_protocol,
@@ -105,6 +106,43 @@ def evaluate_embedder(
         "train_retrieval": retrieval_protocol(embed(train)) if len(train) else {},
     }
     return result, test
+
+
+def evaluate_across_worlds(
+    embedders: dict[str, Embedder],
+    worlds: dict[str, datasets.DatasetDict],
+    *,
+    shots: tuple[int, ...] = (1, 5),
+    ways: int = 5,
+    episodes: int = 500,
+    seed: int = 0,
+) -> dict[str, dict[str, dict]]:
+    """The cross-world test: each embedder on the unseen test brands of each world (e.g. `{"in-world": ...,
+    "out-of-world": ...}`, the same brands drawn in visual worlds a model trained in and in worlds held out of its
+    training), each world's validation brands tuning its own honest threshold.
+
+    Returns `{embedder: {world: {"retrieval_mAP", "retrieval_mAP_by_design", "recall@1", "f1_<ways>way_<k>shot"
+    (mean, 95% CI half-width)}}}`. By design, a query must find its own design (`Brand-1` apart from `Brand`); by
+    brand, also its brand's other designs.
+    """
+    results: dict[str, dict[str, dict]] = {}
+    for name, embed in embedders.items():
+        for world, splits in worlds.items():
+            result, test = evaluate_embedder(
+                embed, splits, shots=shots, ways=(ways,), episodes=episodes, seed=seed, train_sample=0
+            )
+            row = {
+                "retrieval_mAP": result["retrieval"]["images/mAP"],
+                "retrieval_mAP_by_design": retrieval_protocol(by_design(test, splits["test"]["design"]))["images/mAP"],
+                "recall@1": result["retrieval"]["images/recall@1"],
+                "test_brands": len(set(splits["test"]["brand"])),
+                "test_images": len(splits["test"]),
+            }
+            for honest in result["honest"]:
+                if "f1" in honest:
+                    row[f"f1_{ways}way_{honest['shots']}shot"] = honest["f1"]
+            results.setdefault(name, {})[world] = row
+    return results
 
 
 def _paper_or_skip(split: EmbeddedSplit, shots: int, seed: int) -> dict:

@@ -76,6 +76,17 @@ def embed_split(
     return EmbeddedSplit(embeddings.numpy(), np.asarray(dataset[label_column]))
 
 
+def by_design(split: EmbeddedSplit, designs) -> EmbeddedSplit:
+    """The same images labelled by design (LogoDet-3K's `Brand`, `Brand-1`, ... folders apart, the builder's `design`
+    column). Retrieval by design asks a query to find its own design; by brand (the split's own labels), also its
+    brand's other designs, which may look nothing alike."""
+    designs = np.asarray(designs)
+    if designs.shape != split.labels.shape:
+        raise ValueError(f"{len(designs)} designs for {len(split.labels)} images.")
+    _, labels = np.unique(np.stack([split.labels, designs], axis=1), axis=0, return_inverse=True)
+    return EmbeddedSplit(split.embeddings, labels.reshape(-1))
+
+
 def seeded_sample(dataset, size: int, seed: int = 0):
     """A fixed random sample of `size` rows of a `datasets.Dataset` (all of them if it has fewer), the same for the
     same seed: the training-brand sample that measures memorisation, or a validation sample of a large pool."""
@@ -419,6 +430,7 @@ def calibrate_threshold(
 
 
 __all__ = [
+    "by_design",
     "EmbeddedSplit",
     "OperatingPoint",
     "calibrate_threshold",

@@ -7,6 +7,7 @@ import pytest
 from modeling_logo import evaluation
 from modeling_logo.evaluation import (
     EmbeddedSplit,
+    by_design,
     honest_protocol,
     open_set_episodes,
     open_set_metrics,
@@ -196,3 +197,17 @@ def test_the_tsne_plot_of_a_collapsed_model_is_a_note_not_a_crash(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "tsne.png").stat().st_size > 0
+
+
+def test_by_design_counts_only_the_queries_own_design_as_a_match():
+    # Brand 0 has two designs that look nothing alike (orthogonal), brand 1 one design nearer to brand 0's first.
+    embeddings = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0.6, 0, 0.8], [0.6, 0, 0.8]], np.float32)
+    split = EmbeddedSplit(embeddings, np.array([0, 0, 0, 0, 1, 1]))
+    designs = np.array([0, 0, 1, 1, 0, 0])
+    assert retrieval_protocol(by_design(split, designs))["images/mAP"] == pytest.approx(1.0)
+    # By brand, design 0's queries must also find design 1, ranked behind brand 1: AP (1 + 2/4 + 3/5) / 3 = 0.7;
+    # design 1's queries tie brand 0's first design with brand 1 and keep the gallery order (AP 1): mean 0.9.
+    assert retrieval_protocol(split)["images/mAP"] == pytest.approx(0.9)
+    assert len(np.unique(by_design(split, designs).labels)) == 3
+    with pytest.raises(ValueError, match="5 designs for 6 images"):
+        by_design(split, designs[:5])

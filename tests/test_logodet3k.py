@@ -430,3 +430,15 @@ def test_parse_voc_repairs_and_says_what_it_repaired(tmp_path, data, name, repai
     (tmp_path / "b.xml").write_bytes(b"GIF89a not xml at all")
     with pytest.raises(ParseError, match="not a VOC annotation"):
         parse_voc(tmp_path / "b.xml")
+
+
+def test_select_brands_keeps_the_named_brands_of_another_set(data_dir, cache_dir, tmp_path):
+    from dataset_scripts import brand_names, select_brands
+
+    _, splits = prepare(data_dir, cache_dir, "crops")
+    other = write_tree(tmp_path / "same-brands-elsewhere")
+    _, everything = prepare(other, cache_dir, "crops", split_scheme="all-test")
+    wanted = brand_names(splits["validation"])
+    selected = select_brands(everything["test"], [name.upper() for name in wanted])  # names match case-folded
+    assert wanted and brand_names(selected) == wanted
+    assert len(selected) == len(splits["validation"])

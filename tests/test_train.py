@@ -141,12 +141,26 @@ def test_bad_arguments_are_clear():
 
 def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path):
     output = tmp_path / "run"
+    # The cross-world set: here the same scenes again, so it must score exactly as the in-world validation brands.
+    other_worlds = write_tree(tmp_path / "other-worlds")
     state = train.main(
         quick_args(data_dir, output, tmp_path / "cache", "--num_epochs", "2")
         + ["--evaluate_on_test", "true", "--test_episodes", "10", "--brands_per_batch", "4"]  # P > validation brands
+        + ["--out_of_world_dir", str(other_worlds)]
     )
     assert state.epoch == 2 and len(state.history) == 2
-    assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP"} <= set(state.history[0])
+    assert {"mAP", "f1", "threshold", "loss", "train_retrieval_mAP", "retrieval_mAP_by_design"} <= set(
+        state.history[0]
+    )
+    for row in state.history:
+        assert row["out_of_world_retrieval_mAP"] == row["retrieval_mAP"] and row["out_of_world_ratio"] == 1.0
+        assert row["out_of_world_retrieval_mAP_by_design"] == row["retrieval_mAP_by_design"]
+    cross_world = json.loads((output / "report" / "cross_world.json").read_text())
+    assert set(cross_world) == {str(output), "untrained (random init)", "colour histogram"}
+    for by_world in cross_world.values():
+        assert by_world["in-world"]["retrieval_mAP"] == by_world["out-of-world"]["retrieval_mAP"]
+        assert by_world["in-world"]["test_brands"] == by_world["out-of-world"]["test_brands"] > 0
+    assert "out-of-world / in-world mAP" in (output / "report" / "cross_world.md").read_text()
     assert all(row["loss"] == row["loss"] for row in state.history)  # the validation loss is measured (not NaN)
     for name in (
         "config.json",
@@ -169,6 +183,9 @@ def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path
     best = state.history[state.best_epoch]
     assert results[("Retrieval mAP, unseen validation brands", "validation")] == round(best["retrieval_mAP"], 4)
     assert ("Retrieval mAP, training brands (memorisation)", "train") in results
+    other = ("Retrieval mAP, unseen validation brands in visual worlds held out of training", "validation")
+    assert results[other] == round(best["out_of_world_retrieval_mAP"], 4)
+    assert "`out_of_world_*` rows are the cross-world test" in card.text
     script = (
         "import sys; sys.meta_path.insert(0, type('B', (), {'find_spec': staticmethod(lambda n, *a: "
         "(_ for _ in ()).throw(ImportError(n)) if n.split('.')[0] in ('modeling_logo', 'dataset_scripts') else None)})())\n"

@@ -51,14 +51,14 @@ python -m dataset_scripts.synthesize --out data/synthetic-logos --brands 300 --i
 ```
 
 The stages live in their own modules: [`plan`] (brands, designs, image counts, rendered marks), [`compose`] (one
-scene and its boxes), [`warp`] (geometric warps of a logo layer), [`worlds`] (photo families and composition styles) and [`write`] (files, worker processes, licences,
-preview); [`cli`] is the command line.
+scene and its boxes), [`warp`] (geometric warps of a logo layer), [`worlds`] (photo families and composition
+styles) and [`write`] (files, worker processes, licences, preview); [`cli`] is the command line.
 """
 
 from .cli import main
 from .compose import BACKGROUNDS, Scene, SceneObject, compose_scene
 from .plan import DesignPlan, category_of, plan_designs, split_images, stable_hash
-from .worlds import ALL_WORLDS, COMPOSITION_STYLES, PHOTO_FAMILIES, describe_worlds
+from .worlds import ALL_WORLDS, COMPOSITION_STYLES, OTHER_WORLDS, PHOTO_FAMILIES, describe_worlds, training_worlds
 from .write import SynthesisSummary, synthesize, write_preview
 
 
@@ -67,6 +67,7 @@ __all__ = [
     "BACKGROUNDS",
     "COMPOSITION_STYLES",
     "DesignPlan",
+    "OTHER_WORLDS",
     "PHOTO_FAMILIES",
     "Scene",
     "SceneObject",
@@ -79,5 +80,6 @@ __all__ = [
     "split_images",
     "stable_hash",
     "synthesize",
+    "training_worlds",
     "write_preview",
 ]

@@ -619,10 +619,30 @@ COMPOSITION_STYLES: dict[str, Style] = {
     )
 }
 
+#: The cross-world test's world (`train.py --out_of_world_dir`): a photo family and a composition style held out of
+#: every training set ([`training_worlds`] names the rest), so a score there is on scenes a model has seen nothing like.
+#: lomiri's photographs (landscapes, plants, objects, interiors) and backlit signs, as in a street.
+HELD_OUT_PHOTO_FAMILY, HELD_OUT_STYLE = "lomiri", "signage"
+OTHER_WORLDS = {"photo_families": (HELD_OUT_PHOTO_FAMILY,), "styles": (HELD_OUT_STYLE,)}
+
+
+def training_worlds() -> dict[str, tuple[str, ...]]:
+    """`synthesize` arguments for a diverse training pool: every installed photo family and every style but the
+    cross-world test's ([`OTHER_WORLDS`])."""
+    families, _ = resolve_photo_families(ALL_WORLDS)
+    return {
+        "photo_families": tuple(name for name in families if name != HELD_OUT_PHOTO_FAMILY),
+        "styles": tuple(name for name in COMPOSITION_STYLES if name != HELD_OUT_STYLE),
+    }
+
+
 __all__ = [
     "ALL_WORLDS",
     "COMPOSITION_STYLES",
     "DATA_ROOT",
+    "HELD_OUT_PHOTO_FAMILY",
+    "HELD_OUT_STYLE",
+    "OTHER_WORLDS",
     "PHOTO_FAMILIES",
     "PhotoFamily",
     "PhotoFile",
@@ -631,4 +651,5 @@ __all__ = [
     "family_images",
     "resolve_photo_families",
     "resolve_styles",
+    "training_worlds",
 ]
