@@ -28,3 +28,18 @@ def test_write_result_adds_the_machine_and_writes_name_json(tmp_path, monkeypatc
     results.write_result("gallery_search", {"rows": []}, tmp_path / "elsewhere" / "quick.json")
     assert json.loads((tmp_path / "elsewhere" / "quick.json").read_text())["rows"] == []
     assert results.result_path("scaling") == tmp_path / "results" / "scaling.json"
+
+
+def test_run_all_checks_the_hnsw_default_against_the_committed_measurement():
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("run_all", benchmarks / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)  # it puts benchmarks/ on sys.path for its own imports
+    from modeling_logo.few_shot import HNSW_EF_SEARCH
+
+    rows = json.loads((benchmarks / "results" / "gallery_search.json").read_text())["rows"]
+    [(setting, default, fastest, agree)] = run_all.hnsw_check(rows)
+    assert default == f"efSearch {HNSW_EF_SEARCH}" and agree, fastest  # 128: the fastest at recall@10 >= 0.99
+    slower = [dict(row, single_query_ms=0.1) if row.get("ef_search") == 192 else row for row in rows]
+    assert not run_all.hnsw_check(slower)[0][3]  # a faster good setting would show as a disagreement
+    assert run_all.hnsw_check([row for row in rows if not row.get("ef_search")]) == []  # HNSW not run
