@@ -552,7 +552,16 @@ def validate(model, processor, validation_split, train_sample, loss_fn, miner, a
         metrics["out_of_world_retrieval_mAP_by_design"] = retrieval_protocol(by_design(other, out_of_world["design"]))[
             "images/mAP"
         ]
-        metrics["out_of_world_ratio"] = metrics["out_of_world_retrieval_mAP"] / max(metrics["retrieval_mAP"], 1e-12)
+        # The ratio compares the same brands in both worlds (galleries of the same size): the in-world validation
+        # images of the brands the cross-world set has.
+        wanted = {name.casefold() for name in brand_names(out_of_world)}
+        names = validation_split.features["brand"].names
+        same = np.isin(validation.labels, [i for i, name in enumerate(names) if name.casefold() in wanted])
+        in_world = retrieval_protocol(EmbeddedSplit(validation.embeddings[same], validation.labels[same]))[
+            "images/mAP"
+        ]
+        metrics["in_world_retrieval_mAP_same_brands"] = in_world
+        metrics["out_of_world_ratio"] = metrics["out_of_world_retrieval_mAP"] / max(in_world, 1e-12)
     return metrics
 
 
@@ -566,7 +575,8 @@ def retrieval_summary(metrics: dict) -> str:
         text += (
             f", other worlds {metrics['out_of_world_retrieval_mAP']:.3f} "
             f"(by design {metrics['out_of_world_retrieval_mAP_by_design']:.3f}; "
-            f"{metrics['out_of_world_ratio']:.2f} × in-world)"
+            f"{metrics['out_of_world_ratio']:.2f} × the same brands in-world, "
+            f"{metrics['in_world_retrieval_mAP_same_brands']:.3f})"
         )
     return text
 
@@ -722,11 +732,14 @@ model = AutoModel.from_pretrained("{args.hub_model_id or args.output_dir}", trus
 def cross_world_note(metrics: dict, args: EmbeddingTrainingArguments) -> str:
     """The card's sentence on the cross-world test: what the `out_of_world_*` rows are, or that it did not run."""
     if "out_of_world_retrieval_mAP" not in metrics:
-        return "The cross-world test did not run (`--out_of_world_dir`): no number here says how the model does in other visual worlds."
+        return (
+            "The cross-world test did not run (`--out_of_world_dir`): no number here says how the model does in "
+            "other visual worlds."
+        )
     return (
         "`out_of_world_*` rows are the cross-world test: the same validation brands drawn in visual worlds held out "
         f"of training (`{args.out_of_world_dir}`), never used to pick the model; `out_of_world_ratio` is their "
-        "retrieval mAP over the in-world one."
+        "retrieval mAP over that of the same brands' in-world images (`in_world_retrieval_mAP_same_brands`)."
     )
 
 
@@ -1114,18 +1127,17 @@ def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict
 
 def evaluate_best_model_across_worlds(args: EmbeddingTrainingArguments, splits, other_worlds: dict) -> dict:
     """The cross-world table: the saved best model, the model it started from and the baselines on the unseen test
-    brands in the training data's worlds and in the held-out ones (each world's validation brands tune its honest
-    threshold), printed and written to `output_dir/report/cross_world.md` and `.json`."""
+    brands of the cross-world set, in the training data's worlds and in the held-out ones (each world's validation
+    brands tune its honest threshold), printed and written to `output_dir/report/cross_world.md` and `.json`."""
     from logo_evaluation import build_embedders, evaluate_across_worlds
     from logo_evaluation.report import cross_world_table
 
     print("\nThe cross-world test: the same unseen test brands in-world and in visual worlds held out of training ...")
     started_from = (args.init_from,) if args.init_from else ()
     embedders = build_embedders((args.output_dir, *started_from), ("untrained", "histogram"), seed=args.seed)
-    worlds = {
-        "in-world": {"validation": splits["validation"], "test": splits["test"]},
-        "out-of-world": other_worlds,
-    }
+    # The same brands in both worlds: the in-world splits cut to the brands the cross-world set has.
+    in_world = {name: select_brands(splits[name], brand_names(other_worlds[name])) for name in ("validation", "test")}
+    worlds = {"in-world": in_world, "out-of-world": other_worlds}
     results = evaluate_across_worlds(embedders, worlds, episodes=args.test_episodes, seed=args.seed)
     table = cross_world_table(results)
     print(table)

@@ -154,6 +154,7 @@ def test_training_saves_a_model_that_loads_in_a_fresh_process(data_dir, tmp_path
     )
     for row in state.history:
         assert row["out_of_world_retrieval_mAP"] == row["retrieval_mAP"] and row["out_of_world_ratio"] == 1.0
+        assert row["in_world_retrieval_mAP_same_brands"] == row["retrieval_mAP"]  # every validation brand is there
         assert row["out_of_world_retrieval_mAP_by_design"] == row["retrieval_mAP_by_design"]
     cross_world = json.loads((output / "report" / "cross_world.json").read_text())
     assert set(cross_world) == {str(output), "untrained (random init)", "colour histogram"}
