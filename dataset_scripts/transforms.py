@@ -342,28 +342,12 @@ class TrainAugmentation:
         return f"{type(self).__name__}({parts}, mean={self.image_mean}, std={self.image_std})"
 
 
-def build_train_transform(
-    image_processor: LogoImageProcessor,
-    *,
-    scale: tuple[float, float] = (0.5, 1.0),
-    perspective: float = 0.3,
-    horizontal_flip: float = 0.5,
-    rotation_degrees: float = 15.0,
-    grayscale: float = 0.1,
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.05),
-) -> TrainAugmentation:
+def build_train_transform(image_processor: LogoImageProcessor, **augmentation) -> TrainAugmentation:
     """The paper's training augmentation at the processor's size and normalisation: a [`TrainAugmentation`], which
-    maps a PIL image to a normalised tensor (and finishes whole batches at once inside [`AugmentedDataset`])."""
+    maps a PIL image to a normalised tensor (and finishes whole batches at once inside [`AugmentedDataset`]).
+    `augmentation`: [`TrainAugmentation`]'s keyword arguments (`scale`, `perspective`, ...), its defaults otherwise."""
     return TrainAugmentation(
-        processor_output_size(image_processor),
-        image_processor.image_mean,
-        image_processor.image_std,
-        scale=scale,
-        perspective=perspective,
-        horizontal_flip=horizontal_flip,
-        rotation_degrees=rotation_degrees,
-        grayscale=grayscale,
-        color_jitter=color_jitter,
+        processor_output_size(image_processor), image_processor.image_mean, image_processor.image_std, **augmentation
     )
 
 

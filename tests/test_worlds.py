@@ -13,6 +13,8 @@ from dataset_scripts.synthesize import main, synthesize, worlds
 from dataset_scripts.synthesize.compose import _box, compose_scene
 from dataset_scripts.voc import UNKNOWN_LOGO, parse_voc
 
+from .test_synthesize import ring_and_bar
+
 
 TINY = {"num_brands": 3, "images_per_brand": 4, "image_size": 96, "progress": False}
 MATE = worlds.PHOTO_FAMILIES["mate-nature"]
@@ -33,16 +35,6 @@ def fake_debian(tmp_path, monkeypatch):
     worlds.family_images.cache_clear()
     yield root
     worlds.family_images.cache_clear()
-
-
-def ring_and_bar(colour) -> np.ndarray:
-    ys, xs = np.mgrid[0:120, 0:200]
-    radius = (xs - 60) ** 2 + (ys - 60) ** 2
-    alpha = ((radius < 55**2) & (radius > 30**2)) | ((xs > 110) & (xs < 195) & (ys > 45) & (ys < 75))
-    mark = np.zeros((120, 200, 4), np.uint8)
-    mark[..., :3] = colour
-    mark[..., 3] = alpha * 255
-    return mark
 
 
 @pytest.mark.parametrize("style", list(worlds.COMPOSITION_STYLES))
