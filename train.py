@@ -1138,7 +1138,8 @@ def evaluate_best_model_across_worlds(args: EmbeddingTrainingArguments, splits, 
     # The same brands in both worlds: the in-world splits cut to the brands the cross-world set has.
     in_world = {name: select_brands(splits[name], brand_names(other_worlds[name])) for name in ("validation", "test")}
     worlds = {"in-world": in_world, "out-of-world": other_worlds}
-    results = evaluate_across_worlds(embedders, worlds, episodes=args.test_episodes, seed=args.seed)
+    train = seeded_sample(splits["train"], args.train_sample, args.seed)  # the memorisation column
+    results = evaluate_across_worlds(embedders, worlds, episodes=args.test_episodes, seed=args.seed, train=train)
     table = cross_world_table(results)
     print(table)
     report = Path(args.output_dir) / "report"

@@ -156,9 +156,11 @@ def retrieval_table(results: dict[str, dict]) -> str:
 
 
 def cross_world_table(results: dict[str, dict[str, dict]]) -> str:
-    """[`~logo_evaluation.runner.evaluate_across_worlds`]'s results: per model, each world's retrieval mAP by brand
-    and by design and honest 5-way F1 (± 95% CI), then the out-of-world mAP as a fraction of the in-world one."""
-    worlds = list(next(iter(results.values())))
+    """[`~logo_evaluation.runner.evaluate_across_worlds`]'s results: per model, the training brands' retrieval mAP
+    where measured, each world's retrieval mAP by brand and by design and honest 5-way F1 (± 95% CI), then the
+    out-of-world mAP as a fraction of the in-world one."""
+    first = next(iter(results.values()))
+    worlds = [world for world in first if world != "train brands"]
     columns = [("retrieval_mAP", "mAP"), ("retrieval_mAP_by_design", "mAP by design")]
     columns += sorted(
         {
@@ -169,12 +171,14 @@ def cross_world_table(results: dict[str, dict[str, dict]]) -> str:
             if key.startswith("f1_")
         }
     )
-    header = ["model", *(f"{world}: {label}" for world in worlds for _, label in columns)]
+    header = ["model", *(["train-brand mAP"] if "train brands" in first else [])]
+    header += [f"{world}: {label}" for world in worlds for _, label in columns]
     if len(worlds) == 2:
         header.append(f"{worlds[1]} / {worlds[0]} mAP")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, by_world in results.items():
-        cells = [_fmt(by_world[world].get(key, "—")) for world in worlds for key, _ in columns]
+        cells = [_fmt(by_world["train brands"]["retrieval_mAP"])] if "train brands" in first else []
+        cells += [_fmt(by_world[world].get(key, "—")) for world in worlds for key, _ in columns]
         if len(worlds) == 2:
             inside, outside = (by_world[world]["retrieval_mAP"] for world in worlds)
             cells.append(_fmt(outside / inside if inside else float("nan")))

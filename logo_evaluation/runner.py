@@ -116,17 +116,23 @@ def evaluate_across_worlds(
     ways: int = 5,
     episodes: int = 500,
     seed: int = 0,
+    train: datasets.Dataset | None = None,
 ) -> dict[str, dict[str, dict]]:
     """The cross-world test: each embedder on the unseen test brands of each world (e.g. `{"in-world": ...,
     "out-of-world": ...}`, the same brands drawn in visual worlds a model trained in and in worlds held out of its
     training), each world's validation brands tuning its own honest threshold.
 
     Returns `{embedder: {world: {"retrieval_mAP", "retrieval_mAP_by_design", "recall@1", "f1_<ways>way_<k>shot"
-    (mean, 95% CI half-width)}}}`. By design, a query must find its own design (`Brand-1` apart from `Brand`); by
-    brand, also its brand's other designs.
+    (mean, 95% CI half-width)}}}`, and with `train` (a sample of training-brand images) `{"train brands":
+    {"retrieval_mAP"}}` too, so that memorisation shows. By design, a query must find its own design (`Brand-1`
+    apart from `Brand`); by brand, also its brand's other designs.
     """
     results: dict[str, dict[str, dict]] = {}
     for name, embed in embedders.items():
+        if train is not None and len(train):
+            results.setdefault(name, {})["train brands"] = {
+                "retrieval_mAP": retrieval_protocol(embed(train))["images/mAP"]
+            }
         for world, splits in worlds.items():
             result, test = evaluate_embedder(
                 embed, splits, shots=shots, ways=(ways,), episodes=episodes, seed=seed, train_sample=0
