@@ -40,7 +40,7 @@ from dataset_scripts import (
     build_train_transform,
     collate_pk_batch,
     load_logodet3k,
-    select_brands,
+    load_same_brands,
 )
 from dataset_scripts.feature_cache import CachedFeatureDataset, compute_backbone_features
 from dataset_scripts.transforms import AugmentedDataset
@@ -401,14 +401,6 @@ def ensure_out_of_world_data(
         print(summary)
     accelerator.wait_for_everyone()
     return DEFAULT_OUT_OF_WORLD_DIR
-
-
-def out_of_world_splits(path: str, splits, args: EmbeddingTrainingArguments, crop_size: dict):
-    """The validation and test splits of the cross-world set: its rows of the in-world validation and test brands
-    (by name), so that no training brand enters, whatever split the other set's brands would get on their own."""
-    options = {**split_options(args), "split_scheme": "all-test"}
-    other = load_logodet3k(path, args.builder_config, **options, **crop_size)["test"]
-    return {name: select_brands(other, brand_names(splits[name])) for name in ("validation", "test")}
 
 
 def split_options(args: EmbeddingTrainingArguments) -> dict:
@@ -870,7 +862,16 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     held_out_brands = brand_names(splits["validation"]) + brand_names(splits["test"])
     out_of_world_dir = ensure_out_of_world_data(args, accelerator, data_dir, held_out_brands)
     out_of_world = (
-        out_of_world_splits(out_of_world_dir, splits, args, crop_size)["validation"] if out_of_world_dir else None
+        load_same_brands(
+            out_of_world_dir,
+            splits,
+            args.builder_config,
+            names=("validation",),
+            cache_dir=args.dataset_cache_dir,
+            **crop_size,
+        )["validation"]
+        if out_of_world_dir
+        else None
     )
     if out_of_world is not None and not len(out_of_world):
         raise UsageError(
@@ -1091,18 +1092,14 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
             f"{best.get('train_retrieval_mAP', float('nan')):.3f}). Model saved in {output_dir}."
         )
         if args.evaluate_on_test:
-            evaluate_best_model(args, data_dir)
-            if out_of_world_dir:
-                evaluate_best_model_across_worlds(
-                    args, splits, out_of_world_splits(out_of_world_dir, splits, args, crop_size)
-                )
+            evaluate_best_model(args, data_dir, out_of_world_dir)
         if args.push_to_hub:
             unwrapped.push_to_hub(args.hub_model_id or output_dir.name)
             processor.push_to_hub(args.hub_model_id or output_dir.name)
     return state
 
 
-def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict:
+def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str, out_of_world_dir: str | None = None) -> dict:
     """The saved best model on the held-out test brands, beside the model it started from (`--init_from`), the
     untrained baseline and a colour histogram (what logo-eval does), on the data split as in training, with the
     report in `output_dir/report`."""
@@ -1120,35 +1117,10 @@ def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str) -> dict
         train_sample=args.train_sample,
         seed=args.seed,
         report_dir=Path(args.output_dir) / "report",
+        out_of_world_dir=out_of_world_dir,  # the cross-world test: report/cross_world.md
         **split_options(args),
     )
     return evaluate_model(settings)
-
-
-def evaluate_best_model_across_worlds(args: EmbeddingTrainingArguments, splits, other_worlds: dict) -> dict:
-    """The cross-world table: the saved best model, the model it started from and the baselines on the unseen test
-    brands of the cross-world set, in the training data's worlds and in the held-out ones (each world's validation
-    brands tune its honest threshold), printed and written to `output_dir/report/cross_world.md` and `.json`."""
-    from logo_evaluation import build_embedders, evaluate_across_worlds
-    from logo_evaluation.report import cross_world_table
-
-    print("\nThe cross-world test: the same unseen test brands in-world and in visual worlds held out of training ...")
-    started_from = (args.init_from,) if args.init_from else ()
-    embedders = build_embedders((args.output_dir, *started_from), ("untrained", "histogram"), seed=args.seed)
-    # The same brands in both worlds: the in-world splits cut to the brands the cross-world set has.
-    in_world = {name: select_brands(splits[name], brand_names(other_worlds[name])) for name in ("validation", "test")}
-    worlds = {"in-world": in_world, "out-of-world": other_worlds}
-    train = seeded_sample(splits["train"], args.train_sample, args.seed)  # the memorisation column
-    results = evaluate_across_worlds(embedders, worlds, episodes=args.test_episodes, seed=args.seed, train=train)
-    table = cross_world_table(results)
-    print(table)
-    report = Path(args.output_dir) / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "cross_world.md").write_text(
-        f"# The cross-world test (unseen test brands)\n\n{table}\n", encoding="utf-8"
-    )
-    (report / "cross_world.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    return results
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ _EXPORTS = {
     "export_parquet": "logodet3k",
     "load_logodet3k": "logodet3k",
     "brand_names": "logodet3k",
+    "load_same_brands": "logodet3k",
     "select_brands": "logodet3k",
     "PKBatchSampler": "collators",
     "PairCollator": "collators",

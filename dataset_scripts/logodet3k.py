@@ -583,6 +583,18 @@ def select_brands(dataset: datasets.Dataset, names) -> datasets.Dataset:
     return dataset.filter(lambda brand: brand in ids, input_columns="brand", desc="Brands of the reference split")
 
 
+def load_same_brands(
+    data_dir: str | Path, splits, config: str = "crops", *, names=("validation", "test"), **load_options
+) -> dict[str, datasets.Dataset]:
+    """The rows of another data set in this layout (e.g. the same brands drawn in other visual worlds, the
+    cross-world test) of each split's brands in `splits`, matched by name: `{name: rows}` for `names`. No other
+    brand enters, whatever split the other set's brands would get on their own. `load_options`: of
+    [`load_logodet3k`] (its split options are ignored: the other set is read whole)."""
+    options = {**load_options, "split_scheme": "all-test"}
+    other = load_logodet3k(data_dir, config, **options)["test"]
+    return {name: select_brands(other, brand_names(splits[name])) for name in names}
+
+
 def brand_names(dataset: datasets.Dataset) -> list[str]:
     """The names of the brands that have rows in `dataset` (a split of [`load_logodet3k`]), sorted."""
     names = dataset.features["brand"].names
@@ -661,6 +673,7 @@ __all__ = [
     "brand_names",
     "export_parquet",
     "load_logodet3k",
+    "load_same_brands",
     "paper_split",
     "scan_data_dir",
     "select_brands",

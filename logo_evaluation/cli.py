@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
     parser.add_argument("--photo_episodes", type=int, default=200, help="whole-photo open-set episodes per setting")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", default="report", help="output folder of the report ('' for none)")
+    parser.add_argument(
+        "--out_of_world_dir",
+        default=None,
+        help="the cross-world test: the same brands drawn in other visual worlds (a set in the same layout)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = EvaluationSettings(
@@ -130,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> EvaluationSettings:
             photo_episodes=args.photo_episodes,
             seed=args.seed,
             report_dir=args.report,
+            out_of_world_dir=args.out_of_world_dir,
         )
     except ValueError as error:
         usage_error(str(error))

@@ -4,6 +4,7 @@ parts (the embedders of models and baselines, every protocol for one embedder, w
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dataset_scripts import load_logodet3k
+from dataset_scripts import brand_names, load_logodet3k, load_same_brands, select_brands
 from dataset_scripts.scenes import split_scenes
 from modeling_logo.configuration_logo import LogoEmbeddingConfig
 from modeling_logo.detection import LogoLocalizer
@@ -35,6 +36,7 @@ from modeling_logo.modeling_logo import LogoEmbeddingModel
 from .report import (
     HONEST_THRESHOLD_CALIBRATED,
     HONEST_THRESHOLD_FROM_VALIDATION,
+    cross_world_table,
     honest_table,
     paper_table,
     photo_table,
@@ -47,6 +49,7 @@ from .settings import ALL_TEST, BASELINES, PHOTO_METHODS, EvaluationSettings, ch
 Embedder = Callable[[datasets.Dataset], EmbeddedSplit]
 
 PHOTO_TITLE = "## Whole photos (find the logos, then name their brand; box at IoU 0.5 required)"
+CROSS_WORLD_TITLE = "## The cross-world test (the same unseen brands in the data's worlds and in other worlds)"
 
 
 def colour_histogram_split(dataset: datasets.Dataset, bins: int = 8, label_column: str = "brand") -> EmbeddedSplit:
@@ -323,6 +326,11 @@ def evaluate_model(settings: EvaluationSettings) -> dict:
         for name in settings.models:
             results[str(name)]["photos"] = photo_results[str(name)]
             results[str(name)]["localization"] = photo_results.get("localization")
+    cross_world = None
+    if settings.out_of_world_dir:
+        cross_world = evaluate_cross_world(settings, splits, embedders)
+        for name in results:
+            results[name]["cross_world"] = cross_world[name]
     if settings.report_dir:
         test = splits["test"]
         directory = write_report(
@@ -338,7 +346,32 @@ def evaluate_model(settings: EvaluationSettings) -> dict:
         if photo_results:
             with open(directory / "report.md", "a", encoding="utf-8") as report:
                 report.write(f"\n\n{PHOTO_TITLE}\n\n{photo_table(photo_results)}\n")
+        if cross_world:
+            table = f"{CROSS_WORLD_TITLE}\n\n{cross_world_table(cross_world)}\n"
+            with open(directory / "report.md", "a", encoding="utf-8") as report:
+                report.write(f"\n\n{table}")
+            (directory / "cross_world.md").write_text(table, encoding="utf-8")
+            (directory / "cross_world.json").write_text(json.dumps(cross_world, indent=2), encoding="utf-8")
         print(f"\nReport written to {directory}/report.md")
+    return results
+
+
+def evaluate_cross_world(settings: EvaluationSettings, splits: datasets.DatasetDict, embedders) -> dict:
+    """The cross-world test of `evaluate_model`: every embedder on the validation and test brands that
+    `settings.out_of_world_dir` draws in other worlds, beside the same brands of the data set, with the training
+    brands' mAP; prints the table."""
+    other = load_same_brands(settings.out_of_world_dir, splits, settings.builder_config, **settings.split_options())
+    in_world = {name: select_brands(splits[name], brand_names(other[name])) for name in other}
+    print(f"\n{CROSS_WORLD_TITLE}\n")
+    results = evaluate_across_worlds(
+        embedders,
+        {"in-world": in_world, "out-of-world": other},
+        shots=settings.shots,
+        episodes=settings.episodes,
+        seed=settings.seed,
+        train=seeded_sample(splits["train"], settings.train_sample, settings.seed) if "train" in splits else None,
+    )
+    print(cross_world_table(results))
     return results
 
 

@@ -60,6 +60,9 @@ class EvaluationSettings:
         photo_scenes, photo_episodes: scenes per split and open-set episodes per setting of the photo protocol.
         seed: of every sampled episode and of the baselines' random weights.
         report_dir: the folder of the report (`report.md`, `results.json`, figures); `None` or `""`: no report.
+        out_of_world_dir: the cross-world test: a set in the same layout holding the same brands drawn in other
+            visual worlds (`train.py` generates one); its rows of the validation and test brands are evaluated
+            beside the same brands of `data_dir` (`cross_world.md` in the report).
 
     Values that cannot work (an unknown baseline, 0 shots, a threshold where none is used, ...) raise a
     `ValueError` with one line that names the option; [`check_inputs`] checks the files and folders.
@@ -88,6 +91,7 @@ class EvaluationSettings:
     photo_episodes: int = 200
     seed: int = 0
     report_dir: str | Path | None = "report"
+    out_of_world_dir: str | Path | None = None
 
     def __post_init__(self):
         for name in ("models", "baselines", "shots", "ways"):  # lists, from argparse or a caller, as tuples
@@ -132,6 +136,8 @@ class EvaluationSettings:
                 raise ValueError(
                     "--split_scheme all-test evaluates logo crops only: whole photos need validation brands"
                 )
+            if self.out_of_world_dir:
+                raise ValueError("--out_of_world_dir needs validation brands: not with --split_scheme all-test")
         elif self.threshold is not None:
             raise ValueError(
                 "--threshold is for --split_scheme all-test; other schemes choose it on validation brands"
@@ -164,6 +170,8 @@ def check_inputs(settings: EvaluationSettings) -> None:
     - `report_dir`: not an existing file.
     """
     check_data_dir(settings.data_dir)
+    if settings.out_of_world_dir:
+        check_data_dir(settings.out_of_world_dir, "--out_of_world_dir")
     for model in settings.models:
         _check_saved_or_hub(str(model), "--model")
     if settings.localizer:
