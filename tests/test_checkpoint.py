@@ -27,6 +27,9 @@ from .test_hub_loading import run_python
 
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "logo-embedding-resnet-small"
+# Checkpoint v2's candidate: the shipped checkpoint continued in many visual worlds (configs/cpu-worlds.yaml).
+WORLDS_CHECKPOINT = CHECKPOINT.with_name("logo-embedding-resnet-small-worlds")
+EMBEDDERS = pytest.mark.parametrize("checkpoint", [CHECKPOINT, WORLDS_CHECKPOINT], ids=lambda path: path.name)
 LOCALIZER = Path(__file__).resolve().parents[1] / "checkpoints" / "logo-localizer-resnet-small"
 # Below what the shipped localiser measures on these scenes (recall 0.946, AP50 0.779; photo recall@1 0.614 with the
 # localiser, 0.022 with the whole image, crop-level 0.890), with room for other machines' arithmetic.
@@ -73,16 +76,18 @@ def unseen_scenes(unseen_data):
     return _all_of(unseen_data, "detection")
 
 
-def test_checkpoint_is_complete_and_small():
-    names = {path.name for path in CHECKPOINT.iterdir()}
+@EMBEDDERS
+def test_checkpoint_is_complete_and_small(checkpoint):
+    names = {path.name for path in checkpoint.iterdir()}
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= names
-    assert (CHECKPOINT / "model.safetensors").stat().st_size < 50 * 1024 * 1024
-    card = (CHECKPOINT / "README.md").read_text(encoding="utf-8")
+    assert (checkpoint / "model.safetensors").stat().st_size < 50 * 1024 * 1024
+    card = (checkpoint / "README.md").read_text(encoding="utf-8")
     assert "python train.py" in card and "unseen" in card
 
 
-def test_checkpoint_beats_an_untrained_network_on_unseen_brands(unseen_crops):
-    model, processor = load_model_and_processor(CHECKPOINT)
+@EMBEDDERS
+def test_checkpoint_beats_an_untrained_network_on_unseen_brands(checkpoint, unseen_crops):
+    model, processor = load_model_and_processor(checkpoint)
     assert model.config.similarity_threshold is not None  # calibrated on validation brands
     torch.manual_seed(0)
     untrained = LogoEmbeddingModel(model.config).eval()
@@ -92,10 +97,11 @@ def test_checkpoint_beats_an_untrained_network_on_unseen_brands(unseen_crops):
     assert trained_map > untrained_map + 0.3  # measured: 0.762 vs 0.185 (stage 2: 0.666, stage 1: 0.377)
 
 
-def test_checkpoint_loads_the_same_with_remote_code(tmp_path):
+@EMBEDDERS
+def test_checkpoint_loads_the_same_with_remote_code(checkpoint, tmp_path):
     """`trust_remote_code` in a process that cannot import the package (with it imported, transformers would return
     the installed class): the checkpoint's own code copies give the package's embeddings."""
-    model, processor = load_model_and_processor(CHECKPOINT)
+    model, processor = load_model_and_processor(checkpoint)
     pixels = processor(
         [torch.rand(3, 120, 90, generator=torch.Generator().manual_seed(i)) for i in range(2)], return_tensors="pt"
     ).pixel_values
@@ -104,7 +110,7 @@ def test_checkpoint_loads_the_same_with_remote_code(tmp_path):
         f"""
         import torch
         from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(CHECKPOINT)!r}, trust_remote_code=True).eval()
+        model = AutoModel.from_pretrained({str(checkpoint)!r}, trust_remote_code=True).eval()
         assert not type(model).__module__.startswith("modeling_logo."), type(model).__module__
         with torch.no_grad():
             torch.save(model(torch.load({str(tmp_path / "pixels.pt")!r})).embeddings, {str(tmp_path / "remote.pt")!r})
