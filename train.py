@@ -240,10 +240,10 @@ class EmbeddingTrainingArguments:
     def __post_init__(self):
         if self.init_from in ("none", "None", ""):
             self.init_from = None
-        if self.out_of_world_dir in ("none", "None", ""):
-            self.out_of_world_dir = None
         elif self.init_from == SHIPPED_CHECKPOINT and not os.path.isdir(self.init_from):
             self.init_from = str(Path(__file__).resolve().parent / SHIPPED_CHECKPOINT)  # run from another folder
+        if self.out_of_world_dir in ("none", "None", ""):
+            self.out_of_world_dir = None
         if self.learning_rate is None:
             self.learning_rate = CONTINUED_LEARNING_RATE if self.init_from else NEW_MODEL_LEARNING_RATE
         if self.eval_on_start is None:
@@ -368,11 +368,9 @@ def ensure_data(args: EmbeddingTrainingArguments, accelerator: Accelerator) -> s
     return DEFAULT_DATA_DIR
 
 
-def ensure_out_of_world_data(
-    args: EmbeddingTrainingArguments, accelerator: Accelerator, data_dir: str, held_out_brands: list[str]
-) -> str | None:
+def ensure_out_of_world_data(args: EmbeddingTrainingArguments, accelerator: Accelerator, splits) -> str | None:
     """The cross-world test's data (`--out_of_world_dir`). With `auto` on the default benchmark: its held-out brands
-    (`held_out_brands`, validation and test) drawn again in the worlds it has none of (`OTHER_WORLDS`), generated
+    (those of `splits`' validation and test) drawn again in the worlds it has none of (`OTHER_WORLDS`), generated
     once by the main process; other data sets have worlds of their own, unknown here, so `auto` is off for them."""
     if args.out_of_world_dir != "auto":
         return args.out_of_world_dir
@@ -380,14 +378,15 @@ def ensure_out_of_world_data(
         return None
     from dataset_scripts.synthesize import OTHER_WORLDS, PHOTO_FAMILIES, synthesize
 
+    generated = any(Path(DEFAULT_OUT_OF_WORLD_DIR).glob("*/*/*.xml"))
     missing = [PHOTO_FAMILIES[name] for name in OTHER_WORLDS["photo_families"] if not PHOTO_FAMILIES[name].available]
-    if missing and not any(Path(DEFAULT_OUT_OF_WORLD_DIR).glob("*/*/*.xml")):
+    if missing and not generated:
         accelerator.print(
             f"The cross-world test is skipped: its photo family {missing[0].name!r} needs `{missing[0].install}`."
         )
         return None
-    if accelerator.is_main_process and not any(Path(DEFAULT_OUT_OF_WORLD_DIR).glob("*/*/*.xml")):
-        wanted = {name.casefold() for name in held_out_brands}
+    if accelerator.is_main_process and not generated:
+        wanted = {name.casefold() for name in brand_names(splits["validation"]) + brand_names(splits["test"])}
         print(f"Generating the cross-world test in {DEFAULT_OUT_OF_WORLD_DIR} (once): {len(wanted)} held-out brands")
         summary = synthesize(
             DEFAULT_OUT_OF_WORLD_DIR,
@@ -859,8 +858,7 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     if args.validation_sample:
         validation_split = seeded_sample(validation_split, args.validation_sample, args.seed)
     # The cross-world test: the same unseen brands drawn in worlds held out of training; reported, never selected on.
-    held_out_brands = brand_names(splits["validation"]) + brand_names(splits["test"])
-    out_of_world_dir = ensure_out_of_world_data(args, accelerator, data_dir, held_out_brands)
+    out_of_world_dir = ensure_out_of_world_data(args, accelerator, splits)
     out_of_world = (
         load_same_brands(
             out_of_world_dir,

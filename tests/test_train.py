@@ -559,3 +559,11 @@ def test_the_model_it_starts_from_stays_the_best_unless_an_epoch_beats_it(data_d
     saved, started = load_file(output / "model.safetensors"), load_file(start / "model.safetensors")
     assert saved.keys() == started.keys() and all(torch.equal(saved[k], started[k]) for k in saved)
     assert "before training: no epoch beat the model it started from" in (output / "README.md").read_text()
+
+
+@pytest.mark.parametrize("out_of_world_dir", ["auto", "none"])
+def test_the_shipped_checkpoint_is_found_from_another_folder(out_of_world_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where checkpoints/ is not
+    args = train.EmbeddingTrainingArguments(out_of_world_dir=out_of_world_dir)
+    assert Path(args.init_from) == ROOT / train.SHIPPED_CHECKPOINT and Path(args.init_from).is_dir()
+    assert args.out_of_world_dir == (None if out_of_world_dir == "none" else "auto")
