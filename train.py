@@ -43,7 +43,7 @@ from dataset_scripts import (
     load_same_brands,
 )
 from dataset_scripts.feature_cache import CachedFeatureDataset, compute_backbone_features
-from dataset_scripts.transforms import AugmentedDataset
+from dataset_scripts.transforms import BOX_JITTER_CONTEXT, AugmentedDataset
 from logo_evaluation.settings import check_data_dir
 from modeling_logo import BACKBONE_STAGES, LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor
 from modeling_logo.callbacks import (
@@ -53,6 +53,7 @@ from modeling_logo.callbacks import (
     TrainingCallback,
     TrainingState,
 )
+from modeling_logo.detection import CROP_MARGIN
 from modeling_logo.evaluation import (
     EmbeddedSplit,
     by_design,
@@ -109,6 +110,14 @@ class EmbeddingTrainingArguments:
         metadata={
             "help": "Longest side of the stored crops (shrunk once when the data is prepared, so that loading "
             "keeps up with training). Default: 2 × image_size; 0 keeps crops at full size."
+        },
+    )
+    box_jitter: float = field(
+        default=0.0,
+        metadata={
+            "help": "Train on the views a localiser's boxes give: each training box jittered (sides scaled by "
+            "e^U(-j, j), centre moved by U(-j/2, j/2); 0.2 leaves a mean IoU of 0.78) before the usual augmentation, "
+            "from crops prepared with more context. 0: the true boxes (crops config only)."
         },
     )
     # model
@@ -261,6 +270,10 @@ class EmbeddingTrainingArguments:
             raise ValueError(f"--mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}.")
         if self.num_epochs < 1 or self.brands_per_batch < 2 or self.images_per_brand < 2:
             raise ValueError("Need --num_epochs >= 1, --brands_per_batch >= 2 and --images_per_brand >= 2.")
+        if not 0 <= self.box_jitter <= 0.5:
+            raise ValueError(f"--box_jitter must be in [0, 0.5], got {self.box_jitter}.")
+        if self.box_jitter and self.builder_config != "crops":
+            raise ValueError("--box_jitter jitters the boxes of the crops config; it needs --builder_config crops.")
 
 
 class UsageError(ValueError):
@@ -831,7 +844,22 @@ def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None
     crop_size = {"crop_max_size": crop_max_size} if args.builder_config == "crops" else {}
     splits = load_logodet3k(data_dir, args.builder_config, **split_options(args), **crop_size)
     train_split = splits["train"]
-    train_dataset = AugmentedDataset(train_split, build_train_transform(processor), seed=args.seed)
+    train_rows = train_split
+    if args.box_jitter:
+        # The same training boxes with room around them to jitter in (the rows come in the same order), at the
+        # resolution of the usual crops; evaluation keeps the usual crops.
+        wider = (1 + 2 * BOX_JITTER_CONTEXT) / (1 + 2 * CROP_MARGIN)
+        train_rows = load_logodet3k(
+            data_dir,
+            "crops",
+            **split_options(args),
+            crop_margin=BOX_JITTER_CONTEXT,
+            crop_max_size=round(crop_max_size * wider) if crop_max_size else None,
+        )["train"]
+        if train_rows["brand"] != train_split["brand"]:
+            raise RuntimeError("The crops prepared for box jitter are not the training crops' boxes.")
+    train_transform = build_train_transform(processor, box_jitter=args.box_jitter)
+    train_dataset = AugmentedDataset(train_rows, train_transform, seed=args.seed)
     try:
         sampler = PKBatchSampler(
             train_split["brand"],

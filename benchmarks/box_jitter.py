@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from _results import write_result
 
 from dataset_scripts import load_logodet3k
-from dataset_scripts.scenes import jitter_boxes, scene_boxes, split_scenes
+from dataset_scripts.scenes import scene_boxes, split_scenes
+from dataset_scripts.transforms import jitter_boxes
 from logo_evaluation import build_embedders
 from modeling_logo.detection import DEFAULT_LOCALIZER, LogoLocalizer, crop_box
 from modeling_logo.metrics import retrieval_metrics

@@ -45,7 +45,7 @@ import datasets
 from PIL import Image
 
 from modeling_logo import to_rgb
-from modeling_logo.detection import CROP_MARGIN, crop_box
+from modeling_logo.detection import CROP_MARGIN, crop_box, crop_origin
 from modeling_logo.few_shot import IGNORED_FILES
 
 from .voc import CATEGORIES, REPAIR_KINDS, UNKNOWN_LOGO, parse_voc
@@ -285,8 +285,9 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
     """LogoDet-3K (or the generated benchmark in its layout) with brand-disjoint splits. See the module docstring."""
 
     # The version is part of the Arrow cache's path: raise it when the same files give other examples, so that no
-    # cache prepared by an earlier version is reused (1.1.0: repaired VOC files are read instead of skipped).
-    VERSION = datasets.Version("1.1.0")
+    # cache prepared by an earlier version is reused (1.1.0: repaired VOC files are read instead of skipped; 1.2.0:
+    # crops say where their box is, `crop_bbox`).
+    VERSION = datasets.Version("1.2.0")
     BUILDER_CONFIG_CLASS = LogoDet3KConfig
     BUILDER_CONFIGS = [
         LogoDet3KConfig(
@@ -334,7 +335,7 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
             "source": datasets.Value("string"),
         }
         if self.config.name == "crops":
-            features = {**common, "bbox": box}
+            features = {**common, "bbox": box, "crop_bbox": box}
         elif self.config.name == "images":
             features = {**common, "bbox": datasets.List(box), "other_brands": datasets.List(datasets.Value("string"))}
         else:
@@ -434,14 +435,15 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
                     if str(split) not in self._brand_splits[brand]:
                         skipped["box_of_other_split"] += 1
                         continue
-                    crop = {"bytes": self._crop_jpeg(image, box), "path": None}
+                    crop, box_in_crop = self._crop_jpeg(image, box)
                     yield (
                         f"{record.source}#{box_index}",
                         {
                             **common,
-                            "image": crop,
+                            "image": {"bytes": crop, "path": None},
                             "brand": brand,
                             "bbox": box,
+                            "crop_bbox": box_in_crop,
                             "few_shot_eligible": image_counts[brand] >= self.config.few_shot_k + 1,
                         },
                     )
@@ -501,15 +503,24 @@ class LogoDet3K(datasets.GeneratorBasedBuilder):
             logger.info("VOC name %r in %s names no brand folder; using the folder's brand.", name, record.source)
         return record.brand
 
-    def _crop_jpeg(self, image: Image.Image, box: list[float]) -> bytes:
+    def _crop_jpeg(self, image: Image.Image, box: list[float]) -> tuple[bytes, list[float]]:
         """The box plus `crop_margin` of context on each side ([`~modeling_logo.detection.crop_box`]), shrunk to
-        `crop_max_size`, as JPEG bytes (PNG would be ~5x larger for photos)."""
-        crop = crop_box(image, box, self.config.crop_margin)  # the view the gallery and logo-detect take
+        `crop_max_size`, as JPEG bytes (PNG would be ~5x larger for photos); and where the box lies in it, in the
+        stored crop's pixels (what box-jittered training crops from: `TrainAugmentation(box_jitter=...)`)."""
+        crop, (left, top) = crop_box(image, box, self.config.crop_margin), crop_origin(box, self.config.crop_margin)
+        full_width, full_height = crop.size
         if self.config.crop_max_size and max(crop.size) > self.config.crop_max_size:
             crop.thumbnail((self.config.crop_max_size,) * 2, Image.Resampling.LANCZOS)
+        scale_x, scale_y = crop.width / full_width, crop.height / full_height
+        box_in_crop = [
+            (box[0] - left) * scale_x,
+            (box[1] - top) * scale_y,
+            (box[2] - left) * scale_x,
+            (box[3] - top) * scale_y,
+        ]
         buffer = io.BytesIO()
         to_rgb(crop).save(buffer, format="JPEG", quality=self.config.crop_jpeg_quality)
-        return buffer.getvalue()
+        return buffer.getvalue(), box_in_crop
 
     def download_and_prepare(self, *args, **kwargs):
         """Prepare the Arrow cache (instant when it exists) and log what was skipped and why."""

@@ -51,11 +51,17 @@ class LogoDetection:
     best_brand: str | None = None
 
 
+def crop_origin(box: Sequence[float], margin: float = CROP_MARGIN) -> tuple[int, int]:
+    """`(left, top)` of [`crop_box`]'s crop in the image: where the crop's pixel (0, 0) was."""
+    xmin, ymin, xmax, ymax = (float(value) for value in box)
+    return max(0, round(xmin - (xmax - xmin) * margin)), max(0, round(ymin - (ymax - ymin) * margin))
+
+
 def crop_box(image: Image.Image, box: Sequence[float], margin: float = CROP_MARGIN) -> Image.Image:
     """The box plus `margin` of its size on each side, clipped to the image (the embedder's view of a logo)."""
     xmin, ymin, xmax, ymax = (float(value) for value in box)
     margin_x, margin_y = (xmax - xmin) * margin, (ymax - ymin) * margin
-    left, top = max(0, round(xmin - margin_x)), max(0, round(ymin - margin_y))
+    left, top = crop_origin(box, margin)
     right, bottom = min(image.width, round(xmax + margin_x)), min(image.height, round(ymax + margin_y))
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
@@ -215,5 +221,6 @@ __all__ = [
     "LogoLocalizer",
     "as_photo",
     "crop_box",
+    "crop_origin",
     "draw_detections",
 ]

@@ -318,7 +318,7 @@ def test_logo_detect_argument_mistakes_are_one_line_and_exit_status_2(
 def test_jitter_boxes_moves_and_resizes_boxes_by_the_amount_asked():
     from torchvision.ops import box_iou
 
-    from dataset_scripts.scenes import jitter_boxes
+    from dataset_scripts.transforms import jitter_boxes
 
     rng = np.random.default_rng(0)
     boxes = np.tile(np.array([[10.0, 20.0, 110.0, 70.0]], np.float32), (4000, 1))

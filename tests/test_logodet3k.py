@@ -21,6 +21,7 @@ from dataset_scripts.logodet3k import (
     split_brands,
 )
 from dataset_scripts.voc import parse_voc
+from modeling_logo.detection import CROP_MARGIN, crop_box
 
 
 BOX = (10, 8, 50, 40)  # where every fixture image has its logo rectangle
@@ -365,6 +366,34 @@ def test_crops_can_be_stored_shrunk_for_fast_loading(data_dir, cache_dir):
                 assert abs(shrunk.width / shrunk.height - big.width / big.height) < 0.15  # aspect ratio kept
     with pytest.raises(ValueError, match="crop_max_size"):
         load_logodet3k(data_dir, "crops", cache_dir=cache_dir, crop_max_size=4, split_scheme="brands")
+
+
+def test_crops_say_where_their_box_lies_so_that_it_can_be_cropped_again(data_dir, cache_dir):
+    """`crop_bbox` is the box in the stored crop's pixels (what box-jittered training crops from): cropping a crop
+    with more context at it gives the usual crop, also where the context was clipped and where the crop was shrunk."""
+    options = {"cache_dir": cache_dir, "max_image_pixels": MAX_PIXELS, "split_scheme": "brands"}
+    usual = load_logodet3k(data_dir, "crops", **options)
+    wide = load_logodet3k(data_dir, "crops", **options, crop_margin=0.5)
+    shrunk = load_logodet3k(data_dir, "crops", **options, crop_margin=0.5, crop_max_size=24)
+    compared = 0
+    for split in ("train", "validation", "test"):
+        assert wide[split]["bbox"] == usual[split]["bbox"] and wide[split]["source"] == usual[split]["source"]
+        for plain, context, small in zip(usual[split], wide[split], shrunk[split]):
+            again = crop_box(context["image"], context["crop_bbox"], CROP_MARGIN)
+            assert abs(again.width - plain["image"].width) <= 1 and abs(again.height - plain["image"].height) <= 1
+            difference = np.abs(
+                np.asarray(again.resize(plain["image"].size), np.int16) - np.asarray(plain["image"], np.int16)
+            )
+            assert difference.mean() < 8, plain["source"]
+            scale = small["image"].width / context["image"].width
+            np.testing.assert_allclose(small["crop_bbox"], np.asarray(context["crop_bbox"]) * scale, atol=1.0)
+            compared += 1
+    assert compared == sum(len(split) for split in usual.values()) > 10
+    row = next(row for split in wide.values() for row in split if row["source"] == "Food/Café Noir/1.jpg")
+    assert row["crop_bbox"] == list(map(float, BOX))  # the context is clipped at the image's left and top
+    assert row["image"].size == (BOX[2] + 20, BOX[3] + 16)  # half the box's 40 x 32 on the right and below
+    row = next(row for split in usual.values() for row in split if row["source"] == "Food/Café Noir/1.jpg")
+    assert row["crop_bbox"] == [4.0, 3.0, 44.0, 35.0]  # the crop starts at (round(10 - 4), round(8 - 3.2))
 
 
 def test_voc_files_other_tools_write_are_repaired_and_only_unreadable_ones_skipped_and_listed(data_dir, cache_dir):

@@ -14,8 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from dataset_scripts import load_logodet3k
 from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel
 from modeling_logo.callbacks import EarlyStopping, ProgressiveUnfreezing, TrainingState
+from modeling_logo.detection import crop_box
 from modeling_logo.losses import DEFAULT_MINERS, LOSSES, build_loss, build_miner
 
 from .test_logodet3k import write_tree
@@ -397,6 +399,30 @@ def test_validation_sample_validates_each_epoch_on_the_same_sample(data_dir, tmp
     assert validated[0] == validated[1]
 
 
+def test_box_jitter_trains_on_jittered_views_of_crops_with_more_context(data_dir, tmp_path, monkeypatch):
+    built = []
+    original = train.AugmentedDataset
+
+    def recording_dataset(dataset, transform, **kwargs):
+        built.append((dataset, transform))
+        return original(dataset, transform, **kwargs)
+
+    monkeypatch.setattr(train, "AugmentedDataset", recording_dataset)
+    cache = tmp_path / "cache"
+    args = quick_args(
+        data_dir, tmp_path / "run", cache, "--num_epochs", "1", "--max_steps_per_epoch", "1", "--box_jitter", "0.2"
+    )
+    state = train.main(args)
+    assert state.global_step == 1
+    (rows, transform), usual = built[0], load_logodet3k(data_dir, "crops", cache_dir=cache, split_scheme="brands")
+    assert transform.box_jitter == 0.2 and rows["source"] == usual["train"]["source"]
+    for wide, crop in zip(rows, usual["train"]):  # more context around the same boxes, at the same resolution
+        again = crop_box(wide["image"], wide["crop_bbox"])
+        assert abs(again.width - crop["image"].width) <= 2 and abs(again.height - crop["image"].height) <= 2
+        assert wide["image"].width > crop["image"].width or wide["image"].height > crop["image"].height
+    assert '"box_jitter": 0.2' in (tmp_path / "run" / "README.md").read_text(encoding="utf-8")  # the card's recipe
+
+
 def test_eval_on_start_records_the_starting_point_as_epoch_minus_one(data_dir, tmp_path):
     output = tmp_path / "run"
     args = quick_args(
@@ -508,6 +534,8 @@ def test_too_few_brands_for_p_names_the_flag_and_resume_latest_without_checkpoin
         (["--loss", "arcface"], "--loss must be one of"),
         (["no-such-recipe.yaml"], "--config no-such-recipe.yaml: no such file."),
         (["--resume_from_checkpoint", "runs/nothing"], "no such checkpoint folder"),
+        (["--box_jitter", "0.7"], "--box_jitter must be in [0, 0.5]"),
+        (["--box_jitter", "0.2", "--builder_config", "images"], "it needs --builder_config crops"),
     ],
 )
 def test_argument_mistakes_are_one_line_and_exit_status_2(argv, message, tmp_path, monkeypatch, capsys):

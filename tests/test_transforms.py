@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import functional as F
 
@@ -19,8 +20,10 @@ from dataset_scripts.transforms import (
     _adjust_hue,
     build_train_transform,
     example_seed,
+    jitter_boxes,
     seeded_cpu_generator,
 )
+from modeling_logo.detection import CROP_MARGIN
 
 from .conftest import make_logo_images
 
@@ -243,3 +246,61 @@ def test_the_photometric_stage_runs_on_one_thread_and_gives_the_callers_threads_
         assert threads_seen and set(threads_seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def coordinate_image(width: int = 200, height: int = 200) -> Image.Image:
+    """Each pixel's red value is its x and its green value its y: a crop's corners say where it was taken."""
+    x, y = np.meshgrid(np.arange(width), np.arange(height))
+    return Image.fromarray(np.stack([x, y, np.zeros_like(x)], axis=-1).astype(np.uint8))
+
+
+def box_iou(first, second) -> float:
+    width = max(0.0, min(first[2], second[2]) - max(first[0], second[0]))
+    height = max(0.0, min(first[3], second[3]) - max(first[1], second[1]))
+    areas = [(corners[2] - corners[0]) * (corners[3] - corners[1]) for corners in (first, second)]
+    return width * height / (sum(areas) - width * height)
+
+
+def test_box_jitter_crops_the_box_a_localiser_might_give_with_the_embedders_margin():
+    image, box = coordinate_image(), (60.0, 70.0, 140.0, 130.0)
+    ious = {}
+    for amount in (0.1, 0.2, 0.3):
+        augment, values = augmentation(box_jitter=amount), []
+        for seed in range(300):
+            with seeded_cpu_generator(seed):
+                view = np.asarray(augment.jittered_view(image, box), np.float64)
+            (left, top), (right, bottom) = view[0, 0, :2], view[-1, -1, :2] + 1
+            # the view is the jittered box plus CROP_MARGIN on each side: take the margin off again
+            width, height = (right - left) / (1 + 2 * CROP_MARGIN), (bottom - top) / (1 + 2 * CROP_MARGIN)
+            jittered = (left + CROP_MARGIN * width, top + CROP_MARGIN * height)
+            values.append(box_iou((*jittered, jittered[0] + width, jittered[1] + height), box))
+        ious[amount] = float(np.mean(values))
+        # the same distribution as jitter_boxes, which the box-jitter benchmark evaluates with
+        reference = jitter_boxes(np.tile(box, (300, 1)), amount, np.random.default_rng(0))
+        expected = np.mean([box_iou(jittered, box) for jittered in reference])
+        assert abs(ious[amount] - expected) < 0.02, amount
+    assert 0.86 < ious[0.1] < 0.90 and 0.76 < ious[0.2] < 0.80 and 0.66 < ious[0.3] < 0.70
+    augment = augmentation(box_jitter=0.2)
+    with seeded_cpu_generator(3):
+        first = augment(image, box)
+    with seeded_cpu_generator(3):
+        assert torch.equal(augment(image, box), first)
+    with pytest.raises(ValueError, match="needs each image's box"):
+        augment(image)
+    with pytest.raises(ValueError, match="box_jitter must be in"):
+        augmentation(box_jitter=0.8)
+
+
+def test_a_box_jittered_dataset_reads_each_crops_box_and_needs_it(processor):
+    rows = logo_rows(6, 3)
+    augment = build_train_transform(processor, box_jitter=0.2)
+    with pytest.raises(ValueError, match="crop_bbox"):
+        AugmentedDataset(rows, augment)
+    sizes = [image.size for image in make_logo_images(6, seed=7)]
+    rows = rows.add_column("crop_bbox", [[w * 0.25, h * 0.25, w * 0.75, h * 0.75] for w, h in sizes])
+    dataset = AugmentedDataset(rows, augment, seed=1)
+    batch = dataset.__getitems__([5, 2, 0])
+    for index, row in zip([5, 2, 0], batch):
+        assert torch.equal(row["pixel_values"], dataset[index]["pixel_values"])
+    plain = AugmentedDataset(rows, build_train_transform(processor), seed=1)
+    assert not torch.equal(batch[0]["pixel_values"], plain[5]["pixel_values"])
