@@ -6,7 +6,7 @@
 
 Every logo of the unseen test brands (the `hash` split of `--data_dir`, generated as the main job does when missing)
 is cropped twice: as a registered brand's shot is (its true box, `crop_box`'s margin), the gallery side, and as a
-query would come, the query side: the true box itself (jitter 0), the box jittered (`dataset_scripts.scenes.
+query would come, the query side: the true box itself (jitter 0), the box jittered (`dataset_scripts.transforms.
 jitter_boxes`: sides scaled by e^U(-j, j), centre moved by U(-j/2, j/2) of the size; the mean IoU with the true box is
 printed), and the box the shipped localiser predicts for it (its best box at IoU >= 0.5; logos it misses are counted
 and left out, and the true boxes of the logos it found are the fair comparison). Each query is searched against the true-box crops of every *other* logo (its own is excluded):
