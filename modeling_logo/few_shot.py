@@ -35,6 +35,7 @@ from .embedder import (
 from .fingerprint import LEGACY_FINGERPRINT_LENGTH, legacy_head_fingerprint, model_fingerprint
 from .image_processing_logo import InvalidImageError, LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
+from .names import GALLERY_CONFIG_NAME, GALLERY_WEIGHTS_NAME  # in a file the command lines read without torch
 
 
 class SupportsThreshold(Protocol):
@@ -47,8 +48,6 @@ class SupportsThreshold(Protocol):
 
 GALLERY_FORMAT = "logo-gallery"
 GALLERY_FORMAT_VERSION = 1
-GALLERY_CONFIG_NAME = "gallery.json"
-GALLERY_WEIGHTS_NAME = "gallery.safetensors"
 
 # From this many brands on, "auto" search uses faiss; below it a matmul is as fast and needs no index.
 FAISS_MIN_BRANDS = 10_000

@@ -19,19 +19,8 @@ import torch
 from pytorch_metric_learning import distances, losses, miners
 from torch import nn
 
-
-LOSSES = ("triplet", "contrastive", "contrastive-cosine", "multi-similarity", "proxy-anchor", "normalized-softmax")
-#: Losses whose parameters (one vector per training brand) the optimizer trains; they need `num_classes`.
-CLASS_PROXY_LOSSES = ("proxy-anchor", "normalized-softmax")
-MINERS = ("none", "semi-hard", "hard", "multi-similarity", "collator")
-DEFAULT_MINERS = {
-    "triplet": "semi-hard",
-    "contrastive": "none",
-    "contrastive-cosine": "none",
-    "multi-similarity": "multi-similarity",
-    "proxy-anchor": "none",
-    "normalized-softmax": "none",
-}
+# The names are in a file without imports: train.py checks --loss and --miner against it before importing torch.
+from .names import CLASS_PROXY_LOSSES, DEFAULT_MINERS, LOSSES, MINERS
 
 
 def build_loss(

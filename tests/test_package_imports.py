@@ -1,6 +1,7 @@
 """The package's own imports, read from the source: no cycle between its modules (imports inside functions count: a
-lazy cycle is still a knot), and nothing of the code around it (dataset_scripts, train.py, the Space, logo-eval, the
-benchmarks), not even lazily (test_eval_cli.py checks what importing every module loads)."""
+lazy cycle is still a knot), and nothing of the code around it (dataset_scripts, train.py, the Space, logo-eval,
+logo-detect and logo-gallery, the benchmarks), not even lazily (test_eval_cli.py checks what importing every module
+loads); `names.py`, which the command lines read without importing the package, imports nothing."""
 
 import ast
 from pathlib import Path
@@ -9,7 +10,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "modeling_logo"
 NAME = PACKAGE.name
 #: Top-level modules and packages of the repository that the package must never import.
-OUTSIDE = {"dataset_scripts", "train", "train_localizer", "space", "logo_evaluation", "benchmarks", "tests"}
+OUTSIDE = {
+    "dataset_scripts",
+    "train",
+    "train_localizer",
+    "training_arguments",
+    "space",
+    "logo_evaluation",
+    "logo_commands",
+    "benchmarks",
+    "tests",
+}
 
 
 def module_name(path: Path) -> str:
@@ -100,3 +111,15 @@ def test_the_package_imports_nothing_of_the_scripts_around_it():
         if outside:
             offending[name] = sorted(outside)
     assert offending == {}
+
+
+def test_the_names_the_command_lines_read_without_the_package_import_nothing():
+    """`logo_commands.checks.hub_names` runs `names.py` on its own, without the package's `__init__` (torch,
+    transformers): a file of plain values, which the modules that use its names import it from."""
+    tree = ast.parse(MODULES["modeling_logo.names"].read_text(encoding="utf-8"))
+    assert not [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    graph = internal_graph()
+    assert (
+        "modeling_logo.names" in graph["modeling_logo.losses"]
+        and "modeling_logo.names" in graph["modeling_logo.few_shot"]
+    )
