@@ -149,7 +149,7 @@ def test_draw_detections_boxes_known_and_unknown_logos():
 
 
 def test_logo_detect_writes_one_json_line_per_photo_and_skips_bad_files(shipped_embedder, logos, tmp_path):
-    from modeling_logo import detect_cli
+    from logo_commands import detect as detect_cli
 
     saved = LogoGallery(shipped_embedder)
     saved.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
@@ -253,7 +253,7 @@ def test_scene_augmentation_is_seeded_by_epoch_and_index_and_keeps_boxes_on_the_
 
 def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos, tmp_path):
     av = pytest.importorskip("av")
-    from modeling_logo import detect_cli
+    from logo_commands import detect as detect_cli
 
     saved = LogoGallery(shipped_embedder)
     saved.add_brand("Acme", [crop_box(photo_with(logos[0], seed=1), LOGO_BOX)])
@@ -301,7 +301,7 @@ def test_logo_detect_searches_sampled_frames_of_a_video(shipped_embedder, logos,
 def test_logo_detect_argument_mistakes_are_one_line_and_exit_status_2(
     make_gallery, flags, message, shipped_embedder, tmp_path, capsys
 ):
-    from modeling_logo import detect_cli
+    from logo_commands import detect as detect_cli
 
     if make_gallery is None:
         LogoGallery(shipped_embedder).save(tmp_path / "gallery")

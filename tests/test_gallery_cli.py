@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from logo_commands.gallery import main
 from modeling_logo import LogoEmbedder, LogoGallery
 from modeling_logo.few_shot import SkippedFile
-from modeling_logo.gallery_cli import main
 
 from .conftest import make_logo_images
 

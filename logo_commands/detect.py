@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from .checks import ArgumentParser, hub_names, is_missing_path
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg", ".svgz")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -42,8 +44,8 @@ def video_frames(path: Path, fps: float):
 
 def _inputs(path: Path, fps: float):
     """What one input file holds: `(extra JSON fields, PIL image)` for each photo or sampled video frame."""
-    from .detection import as_photo
-    from .image_processing_logo import open_image
+    from modeling_logo.detection import as_photo
+    from modeling_logo.image_processing_logo import open_image
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
         for number, time_s, frame in video_frames(path, fps):
@@ -66,7 +68,9 @@ def photo_paths(inputs: list[str]) -> list[Path]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    """The command line of `logo-detect`: a bad option, value or path exits at once (status 2) with one line on
+    stderr. Imports nothing heavy."""
+    parser = ArgumentParser(
         prog="logo-detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("photos", nargs="+", help="photo files or folders")
@@ -88,19 +92,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video_fps", type=float, default=1.0, help="frames searched per second of a video")
     parser.add_argument("--box_threshold", type=float, default=None, help="localiser score to keep a box")
     args = parser.parse_args(argv)
-    from .few_shot import GALLERY_CONFIG_NAME
-    from .modeling_logo import is_local_path
-
+    gallery_config_name = hub_names().GALLERY_CONFIG_NAME
     if not Path(args.gallery).is_dir():
         parser.error(f"--gallery {args.gallery!r} is not a folder (write one with LogoGallery.save).")
-    if not (Path(args.gallery) / GALLERY_CONFIG_NAME).is_file():
+    if not (Path(args.gallery) / gallery_config_name).is_file():
         parser.error(
-            f"--gallery {args.gallery!r} holds no {GALLERY_CONFIG_NAME}: not a saved gallery (write one with "
+            f"--gallery {args.gallery!r} holds no {gallery_config_name}: not a saved gallery (write one with "
             "`logo-gallery build` or LogoGallery.save)."
         )
     for flag in ("model", "localizer"):
         value = getattr(args, flag)
-        if value and value != "none" and is_local_path(value) and not Path(value).expanduser().is_dir():
+        if value and value != "none" and is_missing_path(value, folder=True):
             parser.error(f"--{flag} {value!r}: no such folder.")
     return args
 
@@ -108,12 +110,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The `logo-detect` command: returns 0, or 1 when no photo could be read."""
     args = parse_args(argv)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # the heavy imports, once the command line is known to be right
 
-    from .detection import DEFAULT_LOCALIZER, draw_detections
-    from .embedder import LogoEmbedder
-    from .few_shot import GALLERY_CONFIG_NAME, LogoGallery
-    from .image_processing_logo import InvalidImageError
+    from modeling_logo.detection import DEFAULT_LOCALIZER, draw_detections
+    from modeling_logo.embedder import LogoEmbedder
+    from modeling_logo.few_shot import GALLERY_CONFIG_NAME, LogoGallery
+    from modeling_logo.image_processing_logo import InvalidImageError
 
     manifest = json.loads((Path(args.gallery) / GALLERY_CONFIG_NAME).read_text(encoding="utf-8"))
     model_name = args.model or manifest.get("model")
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     localizer = args.localizer or manifest.get("localizer") or shipped
     gallery = LogoGallery.load(args.gallery, LogoEmbedder.from_pretrained(model_name, runtime=args.runtime))
     if localizer and localizer != "none":
-        from .detection import LogoLocalizer
+        from modeling_logo.detection import LogoLocalizer
 
         gallery.localizer = LogoLocalizer.from_pretrained(localizer, runtime=args.runtime)
     else:

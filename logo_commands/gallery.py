@@ -14,13 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from .checks import ArgumentParser, hub_names, is_missing_path
+
 
 #: The embedder used when `--model` is not given (the checkpoint shipped in a clone of the repository).
 SHIPPED_MODEL = "checkpoints/logo-embedding-resnet-small"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    """The command line of `logo-gallery`: a bad option, value or path exits at once (status 2) with one line on
+    stderr. Imports nothing heavy."""
+    parser = ArgumentParser(
         prog="logo-gallery", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,10 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not Path(SHIPPED_MODEL).is_dir():
             build.error(f"no --model given and {SHIPPED_MODEL} is not here: pass --model DIR_OR_HUB_ID.")
         args.model = SHIPPED_MODEL
+    elif is_missing_path(args.model, folder=True):
+        build.error(f"--model {args.model!r}: no such folder.")
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         build.error(f"{args.out_dir!r} is a file: give a folder to write the gallery into.")
-    if (out / "gallery.json").exists() and not args.overwrite:
+    if (out / hub_names().GALLERY_CONFIG_NAME).exists() and not args.overwrite:
         build.error(f"{args.out_dir!r} already holds a gallery: pass --overwrite to replace it.")
     if args.batch_size < 1:
         build.error("--batch_size must be at least 1.")
@@ -66,10 +72,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The `logo-gallery` command: returns 0, or 1 when no brand could be built."""
     args = parse_args(argv)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # the heavy imports, once the command line is known to be right
 
-    from .embedder import LogoEmbedder
-    from .few_shot import LogoGallery, SkippedFile
+    from modeling_logo.embedder import LogoEmbedder
+    from modeling_logo.few_shot import LogoGallery, SkippedFile
 
     try:
         embedder = LogoEmbedder.from_pretrained(args.model, runtime=args.runtime, batch_size=args.batch_size)
