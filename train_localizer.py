@@ -15,11 +15,25 @@ score threshold calibrated on those validation scenes (best F1).
 
 from __future__ import annotations
 
+from training_arguments import LocalizerTrainingArguments, parse_arguments_with_config
+
+
+def parse_args(argv: list[str] | None = None) -> LocalizerTrainingArguments:
+    """The command line of `train_localizer.py` (flags, or a recipe then flags) as its arguments: a bad option, value
+    or path exits (status 2) with one line on stderr."""
+    return parse_arguments_with_config(LocalizerTrainingArguments, argv)
+
+
+if __name__ == "__main__":
+    # The command line first, with nothing heavy imported yet (`training_arguments`): `--help` and a mistake in it
+    # come back at once, not after the 15-25 s that the imports below take.
+    parse_args()
+
 import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,64 +55,12 @@ from modeling_logo.callbacks import TrainingState
 from modeling_logo.detection import LogoLocalizer
 from modeling_logo.evaluation import localization_protocol, seeded_sample
 from train import (
-    DEFAULT_DATA_DIR,
     ensure_data,
     latest_checkpoint,
-    parse_arguments_with_config,
     resolve_mixed_precision,
     save_checkpoint,
     write_metrics_csv,
 )
-
-
-SHIPPED_EMBEDDER = "checkpoints/logo-embedding-resnet-small"
-
-
-@dataclass
-class LocalizerTrainingArguments:
-    """Arguments of `train_localizer.py`; also readable from a YAML or JSON file (first argument, or `--config`)."""
-
-    data_dir: str | None = field(
-        default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
-    )
-    generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
-    generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
-    split_scheme: str = field(default="hash", metadata={"help": "How brands are split (as train.py): hash or brands."})
-    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
-    init_from: str | None = field(default=None, metadata={"help": "Start from a saved localiser (a new schedule)."})
-    backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset."})
-    image_size: int = field(default=320, metadata={"help": "Side of the letterboxed square (a multiple of 32)."})
-    fpn_channels: int = field(default=64, metadata={"help": "Feature-pyramid and head width (a multiple of 32)."})
-    backbone_from_embedder: str | None = field(
-        default=SHIPPED_EMBEDDER,
-        metadata={"help": "Start the backbone from this embedder's (same backbone); '' for random weights."},
-    )
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    num_epochs: int = field(default=6, metadata={"help": "Epochs (each one pass over the training scenes)."})
-    max_steps_per_epoch: int | None = field(default=None, metadata={"help": "Cap steps per epoch (quick runs)."})
-    batch_size: int = 16
-    max_grad_norm: float | None = 10.0
-    zoom_out: float = field(default=3.0, metadata={"help": "Largest zoom-out of the augmentation (small logos)."})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 where native), no, bf16, fp16."})
-    seed: int = 0
-    num_workers: int = 1
-    validation_scenes: int = field(default=400, metadata={"help": "Validation scenes (a fixed seeded sample)."})
-    output_dir: str = "runs/logo-localizer"
-    checkpointing_steps: int | None = field(default=200, metadata={"help": "Also checkpoint every N steps."})
-    keep_last_checkpoints: int = 2
-    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "A checkpoint folder or 'latest'."})
-
-    def __post_init__(self):
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"--mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}.")
-        if self.num_epochs < 1 or self.batch_size < 1:
-            raise ValueError("Need --num_epochs >= 1 and --batch_size >= 1.")
-
-
-def parse_args(argv: list[str] | None = None) -> LocalizerTrainingArguments:
-    return parse_arguments_with_config(LocalizerTrainingArguments, argv)
 
 
 def build_model(args: LocalizerTrainingArguments) -> LogoLocalizerModel:
