@@ -17,11 +17,45 @@ example_brands=...)`); only the launcher, `main()`, generates them with `dataset
 from __future__ import annotations
 
 import argparse
+import os
+
+from logo_commands.checks import ArgumentParser, is_missing_path
+
+
+#: `--localizer none` (or `LOGO_LOCALIZER=none`) runs without a localiser; the model picker's untrained model.
+NO_LOCALIZER = "none"
+UNTRAINED_CHOICE = "untrained resnet-small (random weights)"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The launcher's command line, `--model` and `--localizer` (defaults: `LOGO_MODEL`, `LOGO_LOCALIZER`): one that
+    is neither a folder here nor a possible Hub id exits at once (status 2) with one line on stderr."""
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("LOGO_MODEL") or None, help="model directory or Hub id")
+    parser.add_argument(
+        "--localizer",
+        default=os.environ.get("LOGO_LOCALIZER") or None,
+        help="logo localiser directory or Hub id (default: the first of space/logo-localizer and "
+        f"checkpoints/logo-localizer-resnet-small that exists; '{NO_LOCALIZER}': the window search)",
+    )
+    args = parser.parse_args(argv)
+    if args.model and args.model != UNTRAINED_CHOICE and is_missing_path(args.model, folder=True):
+        parser.error(f"--model {args.model!r} (or LOGO_MODEL): no such folder, and not a Hub id.")
+    localizer = args.localizer
+    if localizer and localizer.strip().lower() != NO_LOCALIZER and is_missing_path(localizer, folder=True):
+        parser.error(f"--localizer {localizer!r} (or LOGO_LOCALIZER): no such folder, and not a Hub id.")
+    return args
+
+
+if __name__ == "__main__":
+    # The command line first, before gradio, torch and the models are imported: `--help` and a mistake in it come
+    # back at once, not after the 20-30 s that the imports below take.
+    parse_args()
+
 import base64
 import hashlib
 import io
 import logging
-import os
 import tempfile
 import threading
 import zipfile
@@ -79,8 +113,6 @@ DEFAULT_LOCALIZER_DIRS = (
     _HERE / "logo-localizer",
     _HERE.parent / "checkpoints" / "logo-localizer-resnet-small",
 )
-NO_LOCALIZER = "none"
-UNTRAINED_CHOICE = "untrained resnet-small (random weights)"
 # Example brands: generated at start-up from real CC0 marks, among the *test* brands of the hash split that every
 # model of this project holds out, so the demo shows brands the model never saw.
 EXAMPLE_BRANDS, EXAMPLE_SHOTS, EXAMPLE_QUERIES = 6, 5, 2
@@ -1062,15 +1094,7 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("LOGO_MODEL") or None, help="model directory or Hub id")
-    parser.add_argument(
-        "--localizer",
-        default=os.environ.get("LOGO_LOCALIZER") or None,
-        help="logo localiser directory or Hub id (default: the first of space/logo-localizer and "
-        f"checkpoints/logo-localizer-resnet-small that exists; '{NO_LOCALIZER}': the window search)",
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     use_inference_threads()  # before the models are loaded (and exported for ONNX Runtime)
     embedder, untrained = load_embedder(args.model)

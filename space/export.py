@@ -4,11 +4,11 @@
     python -m space.export build/space --model runs/logo-model --localizer none --no_examples
     hf upload <user>/<space-name> build/space . --repo-type space
 
-The folder holds `app.py`, the packages it imports that are not on PyPI (`modeling_logo`, and `dataset_scripts` for
-the example brands, found by reading the imports), the model in `logo-model/` and the localiser in
-`logo-localizer/` (where `app.py` looks first), `requirements.txt` (gradio pinned to the installed version) and a
-`README.md` whose YAML front matter configures the Space: `sdk: gradio`, `sdk_version` (the installed gradio's),
-`app_file: app.py` and `license`.
+The folder holds `app.py`, the packages it imports that are not on PyPI (`modeling_logo`, `logo_commands` for the
+checks of its command line, and `dataset_scripts` for the example brands, found by reading the imports), the model
+in `logo-model/` and the localiser in `logo-localizer/` (where `app.py` looks first), `requirements.txt` (gradio
+pinned to the installed version) and a `README.md` whose YAML front matter configures the Space: `sdk: gradio`,
+`sdk_version` (the installed gradio's), `app_file: app.py` and `license`.
 """
 
 from __future__ import annotations

@@ -793,6 +793,7 @@ def test_the_exported_space_folder_runs_on_its_own(saved_model_dir, images, tmp_
         "README.md",
         "app.py",
         "logo-model",
+        "logo_commands",  # the launcher's command-line checks, imported before the models' libraries
         "modeling_logo",
         "requirements.txt",
     ]
@@ -866,6 +867,7 @@ def test_export_copies_the_models_and_refuses_bad_folders(saved_model_dir, tmp_p
         "README.md",
         "app.py",
         "logo-model",
+        "logo_commands",
         "modeling_logo",
         "my-notes.txt",
         "requirements.txt",
