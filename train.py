@@ -42,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> EmbeddingTrainingArguments:
 
 if __name__ == "__main__":
     # The command line first, with nothing heavy imported yet (`training_arguments`): `--help` and a mistake in it
-    # come back at once, not after the 15-25 s that the imports below take.
-    parse_args()
+    # come back at once, not after the 15-25 s that the imports below take; main() is given what it parsed.
+    command_line = parse_args()
 
 import numpy as np
 import torch
@@ -549,10 +549,16 @@ def write_curves(history: list[dict], output_dir: Path) -> None:
     plt.close(figure)
 
 
-def main(argv: list[str] | None = None, callbacks: list[TrainingCallback] | None = None) -> TrainingState:
-    """Train as `python train.py ARGS` does; `callbacks` are called after the built-in ones (progressive unfreezing,
-    collapse detection, early stopping) with the unwrapped model, on every process."""
-    args = parse_args(argv)
+def main(
+    argv: list[str] | None = None,
+    callbacks: list[TrainingCallback] | None = None,
+    *,
+    args: EmbeddingTrainingArguments | None = None,
+) -> TrainingState:
+    """Train as `python train.py ARGS` does (`argv`, or `args` parsed already by `parse_args`); `callbacks` are
+    called after the built-in ones (progressive unfreezing, collapse detection, early stopping) with the unwrapped
+    model, on every process."""
+    args = parse_args(argv) if args is None else args
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logger.setLevel(logging.INFO)
     output_dir = Path(args.output_dir)
@@ -901,7 +907,7 @@ def evaluate_best_model(args: EmbeddingTrainingArguments, data_dir: str, out_of_
 
 if __name__ == "__main__":
     try:
-        main()
+        main(args=command_line)
     except UsageError as error:
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -26,8 +26,8 @@ def parse_args(argv: list[str] | None = None) -> LocalizerTrainingArguments:
 
 if __name__ == "__main__":
     # The command line first, with nothing heavy imported yet (`training_arguments`): `--help` and a mistake in it
-    # come back at once, not after the 15-25 s that the imports below take.
-    parse_args()
+    # come back at once, not after the 15-25 s that the imports below take; main() is given what it parsed.
+    command_line = parse_args()
 
 import json
 import logging
@@ -142,8 +142,9 @@ localizer("photo.jpg")  # [{{"boxes": (n, 4), "scores": (n,)}}]
 """
 
 
-def main(argv: list[str] | None = None) -> TrainingState:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, args: LocalizerTrainingArguments | None = None) -> TrainingState:
+    """Train as `python train_localizer.py ARGS` does (`argv`, or `args` parsed already by `parse_args`)."""
+    args = parse_args(argv) if args is None else args
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
@@ -269,4 +270,4 @@ def main(argv: list[str] | None = None) -> TrainingState:
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_line)

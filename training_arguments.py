@@ -38,23 +38,30 @@ NEW_MODEL_LEARNING_RATE, CONTINUED_LEARNING_RATE = 2e-3, 5e-4
 
 
 @dataclass
-class EmbeddingTrainingArguments:
-    """Arguments of `train.py`; also readable from a YAML or JSON file given as the only argument or `--config`."""
+class DataArguments:
+    """The data both trainers read: a folder in the LogoDet-3K layout, or the generated benchmark (generated where
+    missing), split into brand-disjoint train, validation and test brands."""
 
-    # data
     data_dir: str | None = field(
         default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
     )
     generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
     generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
-    builder_config: str = field(default="crops", metadata={"help": "crops (one example per box) or images."})
     split_scheme: str = field(
         default="hash",
         metadata={"help": "hash (brand-disjoint by name: any generated set agrees), brands (stratified) or paper."},
     )
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
+
+
+@dataclass
+class EmbeddingTrainingArguments(DataArguments):
+    """Arguments of `train.py`; also readable from a YAML or JSON file given as the only argument or `--config`."""
+
+    # data (and `DataArguments`)
+    builder_config: str = field(default="crops", metadata={"help": "crops (one example per box) or images."})
     train_fraction: float = field(default=0.8, metadata={"help": "Share of brands for training (hash, brands)."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of brands for validation."})
-    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
     crop_max_size: int | None = field(
         default=None,
         metadata={
@@ -227,16 +234,10 @@ class EmbeddingTrainingArguments:
 
 
 @dataclass
-class LocalizerTrainingArguments:
-    """Arguments of `train_localizer.py`; also readable from a YAML or JSON file (first argument, or `--config`)."""
+class LocalizerTrainingArguments(DataArguments):
+    """Arguments of `train_localizer.py` (the data: `DataArguments`); also readable from a YAML or JSON file (first
+    argument, or `--config`)."""
 
-    data_dir: str | None = field(
-        default=None, metadata={"help": f"LogoDet-3K layout. Default: the generated benchmark in {DEFAULT_DATA_DIR}."}
-    )
-    generate_brands: int = field(default=300, metadata={"help": "Brands of the generated benchmark, if generated."})
-    generate_images_per_brand: int = field(default=12, metadata={"help": "Images per generated brand."})
-    split_scheme: str = field(default="hash", metadata={"help": "How brands are split (as train.py): hash or brands."})
-    dataset_cache_dir: str | None = field(default=None, metadata={"help": "datasets cache for the prepared splits."})
     init_from: str | None = field(default=None, metadata={"help": "Start from a saved localiser (a new schedule)."})
     backbone: str = field(default="resnet-small", metadata={"help": "timm ResNet name or a preset."})
     image_size: int = field(default=320, metadata={"help": "Side of the letterboxed square (a multiple of 32)."})

@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     # The command line first, before gradio, torch and the models are imported: `--help` and a mistake in it come
-    # back at once, not after the 20-30 s that the imports below take.
-    parse_args()
+    # back at once, not after the 20-30 s that the imports below take; main() is given what it parsed.
+    command_line = parse_args()
 
 import base64
 import hashlib
@@ -1093,8 +1093,9 @@ def prepare_examples(directory: str | os.PathLike | None = None, seed: int = 0) 
     return ExampleSet(shots, queries, boxes, unseen=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, *, args: argparse.Namespace | None = None) -> None:
+    """Launch the Space as `python space/app.py ARGS` does (`argv`, or `args` parsed already by `parse_args`)."""
+    args = parse_args(argv) if args is None else args
     logging.basicConfig(level=logging.INFO)
     use_inference_threads()  # before the models are loaded (and exported for ONNX Runtime)
     embedder, untrained = load_embedder(args.model)
@@ -1113,4 +1114,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(args=command_line)
