@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a saved logo localiser (default: the gallery's, else the shipped one); 'none' searches windows instead",
     )
     parser.add_argument(
-        "--runtime", default="auto", choices=["auto", "torch", "onnxruntime"], help="what runs the networks"
+        "--runtime", default="auto", choices=hub_names().RUNTIMES_WITHOUT_CALIBRATION, help="what runs the networks"
     )
     parser.add_argument("--threshold", type=float, default=None, help="cosine similarity to name a brand")
     parser.add_argument("--video_fps", type=float, default=1.0, help="frames searched per second of a video")

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     build.add_argument("--batch_size", type=int, default=32, help="images embedded per forward pass")
     build.add_argument(
-        "--runtime", default="auto", choices=["auto", "torch", "onnxruntime"], help="what runs the network"
+        "--runtime", default="auto", choices=hub_names().RUNTIMES_WITHOUT_CALIBRATION, help="what runs the network"
     )
     build.add_argument("--overwrite", action="store_true", help="replace a gallery already in OUT_DIR")
     args = parser.parse_args(argv)

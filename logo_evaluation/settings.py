@@ -9,10 +9,11 @@ are copied here; `tests/test_eval_cli.py` checks that the copies stay equal to t
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from logo_commands.checks import hub_names, is_missing_path
 
 
 #: Every brand a test brand: a trained model measured on brands of one's own, with its calibrated threshold.
@@ -23,13 +24,11 @@ PHOTO_METHODS = {
     "windows": "multi-scale window search (no localiser)",
     "whole-image": "the whole photo embedded as one crop",
 }
-# Copies, so that checking the command line needs no heavy import: dataset_scripts.logodet3k.SPLIT_SCHEMES,
-# modeling_logo.embedder.RUNTIMES and dataset_scripts.logodet3k.IMAGE_EXTENSIONS.
+# Copies, so that checking the command line needs no heavy import: dataset_scripts.logodet3k.SPLIT_SCHEMES and
+# IMAGE_EXTENSIONS (tests/test_eval_cli.py checks that they agree).
 SPLIT_SCHEMES = ("brands", "hash", "paper", ALL_TEST)
-RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+RUNTIMES = hub_names().RUNTIMES
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-# A Hub repo id: a name, or a namespace and a name (huggingface_hub's rule, without importing it).
-_REPO_ID = re.compile(r"^(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}$")
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def _check_saved_or_hub(name_or_path: str, option: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"{option} {name_or_path!r}: not a saved model (no config.json in it)")
         return
-    if path.exists() or not _REPO_ID.match(name_or_path) or name_or_path.startswith((".", "~")):
+    if path.exists() or is_missing_path(name_or_path, folder=True):  # a file, or a name the Hub cannot have
         raise ValueError(f"{option} {name_or_path!r}: no such model folder, and not a Hub id")
     if _offline():
         from huggingface_hub import try_to_load_from_cache  # no torch: a second at most, and only offline

@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from itertools import islice
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .fingerprint import model_fingerprint
 from .image_processing_logo import LogoImageProcessor
 from .modeling_logo import LogoEmbeddingModel
+from .names import INT8_RUNTIME, RUNTIMES
 
 
 ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
@@ -39,10 +40,7 @@ ImageLike = Image.Image | str | os.PathLike | bytes | np.ndarray | torch.Tensor
 #: What runs the network when embedding images: `"onnxruntime"` (an ONNX export of the model, cached), `"torch"`,
 #: `"auto"`: ONNX Runtime when the `onnx` extra is installed and the model is on the CPU in eval mode, else torch; or
 #: `"onnxruntime-int8"`: an int8 quantization of the export, calibrated on images you give (never chosen by "auto").
-Runtime = Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"]
-
-RUNTIMES = get_args(Runtime)
-INT8_RUNTIME = "onnxruntime-int8"
+Runtime = Literal["auto", "torch", "onnxruntime", "onnxruntime-int8"]  # names.RUNTIMES, for type checkers
 
 logger = logging.getLogger(__name__)
 

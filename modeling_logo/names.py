@@ -1,5 +1,5 @@
 """Names that the package shares with the command lines around it: the losses and miners `build_loss` and
-`build_miner` know (`losses`), and the files of a saved gallery (`few_shot`).
+`build_miner` know (`losses`), the runtimes (`embedder`), and the files of a saved gallery (`few_shot`).
 
 This file holds plain values and imports nothing. The command lines (`train.py`, `logo-detect`, `logo-gallery`) check
 their arguments against these names before anything heavy is imported, so they read this file without importing the
@@ -23,6 +23,12 @@ DEFAULT_MINERS = {
     "normalized-softmax": "none",
 }
 
+#: What can run the embedder and the localiser (`embedder.Runtime` says what each does); the int8 one needs
+#: calibration images, so a command line without them offers `RUNTIMES_WITHOUT_CALIBRATION`.
+RUNTIMES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+INT8_RUNTIME = "onnxruntime-int8"
+RUNTIMES_WITHOUT_CALIBRATION = tuple(name for name in RUNTIMES if name != INT8_RUNTIME)
+
 #: The files `LogoGallery.save` writes into its folder: the brands and settings, and the shots' embeddings.
 GALLERY_CONFIG_NAME = "gallery.json"
 GALLERY_WEIGHTS_NAME = "gallery.safetensors"
@@ -32,6 +38,9 @@ __all__ = [
     "DEFAULT_MINERS",
     "GALLERY_CONFIG_NAME",
     "GALLERY_WEIGHTS_NAME",
+    "INT8_RUNTIME",
     "LOSSES",
     "MINERS",
+    "RUNTIMES",
+    "RUNTIMES_WITHOUT_CALIBRATION",
 ]

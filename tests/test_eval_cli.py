@@ -4,6 +4,7 @@ entry point, `logo_evaluation.evaluate_model`, called directly."""
 import json
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -359,6 +360,7 @@ def test_the_command_line_copies_of_package_constants_are_the_originals():
     assert settings.SPLIT_SCHEMES == logodet3k.SPLIT_SCHEMES
     assert settings.IMAGE_EXTENSIONS == logodet3k.IMAGE_EXTENSIONS
     assert settings.RUNTIMES == embedder.RUNTIMES
+    assert typing.get_args(embedder.Runtime) == embedder.RUNTIMES  # the type checkers' copy
     assert runner.EvaluationSettings is settings.EvaluationSettings and runner.BASELINES == settings.BASELINES
 
 
