@@ -28,6 +28,7 @@ from dataset_scripts.logo_sources import (
 )
 from dataset_scripts.synthesize import (
     BACKGROUNDS,
+    InvisibleMarkError,
     SceneObject,
     category_of,
     compose_scene,
@@ -36,6 +37,7 @@ from dataset_scripts.synthesize import (
     split_images,
     synthesize,
 )
+from dataset_scripts.synthesize import write as synthesize_write
 from dataset_scripts.synthesize.compose import _background_images
 from dataset_scripts.synthesize.warp import _Warp
 from dataset_scripts.voc import CATEGORIES, UNKNOWN_LOGO, read_voc, write_voc
@@ -113,6 +115,39 @@ def test_same_seed_same_bytes_whatever_the_workers(small_set, tmp_path):
     synthesize(tmp_path / "other-seed", seed=SEED + 1, workers=2, **SMALL)
     other = files_of(tmp_path / "other-seed")
     assert [name for name in other if name.endswith(".jpg")] != [name for name in expected if name.endswith(".jpg")]
+
+
+def test_a_transparent_mark_is_an_invisible_mark_error():
+    with pytest.raises(InvisibleMarkError, match="could not make 'Ghost' visible"):
+        compose_scene(np.zeros((40, 40, 4), np.uint8), "Ghost", np.random.default_rng(0), image_size=96)
+
+
+def test_an_image_whose_mark_stays_invisible_is_skipped_and_counted(small_set, tmp_path, monkeypatch):
+    """One scene the compositor cannot make visible (seed 4 of the 4,066-brand pool has one) loses that image only:
+    the others are the bytes of an undisturbed run, and the summary counts it."""
+    root, summary = small_set
+    compose = synthesize_write.compose_scene
+
+    def compose_or_fail(mark, label, rng, **options):
+        if label == first_folder and not failed:
+            failed.append(label)
+            raise InvisibleMarkError(f"could not make {label!r} visible in 20 scenes")
+        return compose(mark, label, rng, **options)
+
+    expected = files_of(root / "two-workers")
+    first_folder = next(name for name in expected if name.endswith("1.jpg")).split("/")[1]
+    failed = []
+    monkeypatch.setattr(synthesize_write, "compose_scene", compose_or_fail)
+    skipped_run = synthesize(tmp_path / "skipped", seed=SEED, workers=1, **SMALL)
+    actual = files_of(tmp_path / "skipped")
+
+    assert failed == [first_folder]
+    assert skipped_run.images == summary.images - 1
+    assert skipped_run.skipped[synthesize_write._INVISIBLE_MARK] == 1
+    assert "1 × image with its mark invisible" in str(skipped_run)
+    lost = sorted(set(expected) - set(actual))
+    assert len(lost) == 2 and {Path(name).suffix for name in lost} == {".jpg", ".xml"}  # the image and its VOC file
+    assert [name for name in actual if actual[name] != expected[name] and name != "LICENSES.md"] == []
 
 
 def test_existing_output_needs_overwrite(small_set):

@@ -56,13 +56,14 @@ styles) and [`write`] (files, worker processes, licences, preview); [`cli`] is t
 """
 
 from .cli import main
-from .compose import BACKGROUNDS, Scene, SceneObject, compose_scene
+from .compose import BACKGROUNDS, InvisibleMarkError, Scene, SceneObject, compose_scene
 from .plan import DesignPlan, category_of, plan_designs, split_images, stable_hash
 from .worlds import ALL_WORLDS, COMPOSITION_STYLES, OTHER_WORLDS, PHOTO_FAMILIES, describe_worlds, training_worlds
 from .write import SynthesisSummary, synthesize, write_preview
 
 
 __all__ = [
+    "InvisibleMarkError",
     "ALL_WORLDS",
     "BACKGROUNDS",
     "COMPOSITION_STYLES",

@@ -29,6 +29,11 @@ _DISTRACTOR_BRANDS = 64
 _VISIBLE = 0.5  # opacity from which a pixel counts as part of a logo
 
 
+class InvisibleMarkError(ValueError):
+    """[`compose_scene`] drew 20 scenes and the mark stayed visible in none: an almost transparent mark, or one that
+    the drawn world hides (a dark mark in low light, say). The generator skips that image and counts it."""
+
+
 @dataclass(frozen=True)
 class SceneObject:
     """A logo in a scene: a brand's (`name` is its folder) or a distractor's (`name` is `UNKNOWN_LOGO`).
@@ -97,7 +102,7 @@ def compose_scene(
         scene = _compose(mark, label, rng, image_size, extras, distractor, photo_family, look)
         if scene.objects and scene.objects[0].name == label and scene.objects[0].mask.sum() >= 16:
             return scene
-    raise ValueError(f"could not make {label!r} visible in 20 scenes: is the mark almost transparent?")
+    raise InvisibleMarkError(f"could not make {label!r} visible in 20 scenes: is the mark almost transparent?")
 
 
 def _compose(mark, label, rng, image_size, extras, distractor, family, style: worlds.Style) -> Scene:

@@ -38,11 +38,16 @@ from .compose import (
     _P_EXTRA_BRANDS,
     _P_SECOND_COPY,
     BACKGROUNDS,
+    InvisibleMarkError,
     _background_images,
     compose_scene,
 )
 from .plan import DesignPlan, plan_designs, stable_hash
 from .worlds import PHOTO_FAMILIES, family_images, resolve_photo_families, resolve_styles
+
+
+#: The summary's reason for an image whose mark no drawn scene kept visible (`InvisibleMarkError`).
+_INVISIBLE_MARK = "image with its mark invisible in every scene drawn"
 
 
 @dataclass
@@ -130,9 +135,9 @@ def _mark(path: Path) -> np.ndarray:
     return load_mark(path)
 
 
-def _generate_image(job: _Job, design_index: int, n: int) -> tuple[int, str | None, str | None]:
-    """Compose and write image `n` (1-based) of design `design_index`; return its number of labelled logos and its
-    world (photo family and style, `None` without worlds)."""
+def _generate_image(job: _Job, design_index: int, n: int) -> tuple[int, str | None, str | None, str | None]:
+    """Compose and write image `n` (1-based) of design `design_index`; return its number of labelled logos, its
+    world (photo family and style, `None` without worlds) and why it was skipped (`None`: written)."""
     plan = job.plans[design_index]
     rng = np.random.default_rng([job.seed, stable_hash(plan.folder), n])
     family = style = None
@@ -153,26 +158,29 @@ def _generate_image(job: _Job, design_index: int, n: int) -> tuple[int, str | No
     distractor = None
     if job.distractors and rng.random() < _P_DISTRACTOR:
         distractor = _mark(job.distractors[rng.integers(len(job.distractors))])
-    scene = compose_scene(
-        _mark(plan.mark),
-        plan.folder,
-        rng,
-        image_size=job.image_size,
-        extras=extras,
-        distractor=distractor,
-        photo_family=family,
-        style=style or "pasted",
-    )
+    try:
+        scene = compose_scene(
+            _mark(plan.mark),
+            plan.folder,
+            rng,
+            image_size=job.image_size,
+            extras=extras,
+            distractor=distractor,
+            photo_family=family,
+            style=style or "pasted",
+        )
+    except InvisibleMarkError:  # one image lost, counted in the summary; the other images do not depend on it
+        return 0, family, style, _INVISIBLE_MARK
     folder = job.out_dir / plan.category / plan.folder
     scene.image.save(folder / f"{n}.jpg", quality=scene.jpeg_quality)
     # Without worlds the VOC file stays as it always was; with them it says which world drew the image.
     world = {"photo_family": family or "scikit-image+surfaces", "style": style} if job.worlds else None
     objects = [(o.name, o.box) for o in scene.objects]
     write_voc(folder / f"{n}.xml", plan.folder, f"{n}.jpg", scene.image.size, objects, world=world)
-    return sum(o.name != UNKNOWN_LOGO for o in scene.objects), family, style
+    return sum(o.name != UNKNOWN_LOGO for o in scene.objects), family, style, None
 
 
-def _generate(task: tuple[int, int]) -> tuple[int, str | None, str | None]:
+def _generate(task: tuple[int, int]) -> tuple[int, str | None, str | None, str | None]:
     return _generate_image(_JOB, *task)
 
 
@@ -258,10 +266,12 @@ def synthesize(
     with _worker_pool(workers, job) as pool:
         results = pool.imap_unordered(_generate, tasks, chunksize=4) if pool else map(_generate, tasks)
         results = list(tqdm(results, total=len(tasks), desc="Generating images", unit="img", disable=not progress))
-    objects = sum(count for count, _, _ in results)
+    skipped.update(reason for *_, reason in results if reason is not None)
+    results = [result for result in results if result[3] is None]
+    objects = sum(count for count, *_ in results)
     # In the order of the registries' names, images with no world counted under none.
-    family_counts = Counter(family for _, family, _ in results if family is not None)
-    style_counts = Counter(style for _, _, style in results if style is not None)
+    family_counts = Counter(family for _, family, _, _ in results if family is not None)
+    style_counts = Counter(style for _, _, style, _ in results if style is not None)
 
     designs_per_brand = Counter(plan.brand for plan in plans)
     summary = SynthesisSummary(
@@ -269,7 +279,7 @@ def synthesize(
         brands=len(designs_per_brand),
         designs=len(plans),
         brands_with_several_designs=sum(count > 1 for count in designs_per_brand.values()),
-        images=len(tasks),
+        images=len(results),
         objects=objects,
         seconds=time.perf_counter() - start,
         image_seconds=time.perf_counter() - generation_start,
