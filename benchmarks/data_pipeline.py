@@ -11,7 +11,10 @@ prepares the builder's `crops` twice, with crops at full size and shrunk to `cro
 miner, AdamW, P×K = 32×4):
 
 - the training step rate (forward, backward, AdamW, on a P×K batch of the real loss), in images/s, with the model and
-  batch in PyTorch's default layout and in channels-last layout (fp32 both);
+  batch in PyTorch's default layout and in channels-last layout, at the precision `train.py --mixed_precision auto`
+  trains at on this machine (bf16 autocast where the CPU computes bf16 natively, else fp32; `--mixed_precision`);
+  loading and the DataLoader-fed steps are measured against the layout `train.py` trains in (`--channels_last`,
+  on by default);
 - decoding + augmentation of whole P×K batches in one process with one thread (what one DataLoader worker does:
   `AugmentedDataset.__getitems__` and the collator), in images/s, as a multiple of the step rate: a worker that is
   ≥ 3× faster needs at most a third of a core. The same for the torchvision `v2` pipeline that augmented one image
@@ -33,7 +36,9 @@ import copy
 import itertools
 import os
 import statistics
+import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -47,6 +52,15 @@ from dataset_scripts.transforms import AugmentedDataset, build_train_transform
 from modeling_logo import LogoEmbeddingConfig, LogoEmbeddingModel, LogoImageProcessor, to_rgb
 from modeling_logo.cache import cache_root
 from modeling_logo.losses import build_loss, build_miner
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train import resolve_mixed_precision  # noqa: E402  (the precision train.py picks: one place decides it)
+from training_arguments import EmbeddingTrainingArguments  # noqa: E402
+
+
+# The layout train.py trains in unless told otherwise: what loading must keep up with.
+TRAIN_LAYOUT = "channels_last" if EmbeddingTrainingArguments().channels_last else "default"
 
 
 def scenes(directory: Path, brands: int, images_per_brand: int, size: int) -> Path:
@@ -81,15 +95,20 @@ def per_image_v2_transform(processor: LogoImageProcessor):
 class Trainer:
     """A model, its loss and optimizer, in PyTorch's default or channels-last layout."""
 
-    def __init__(self, model, loss_fn, miner, channels_last: bool):
+    def __init__(self, model, loss_fn, miner, channels_last: bool, mixed_precision: str = "no"):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if mixed_precision == "bf16" else nullcontext()
+        )  # as Accelerate's autocast: forward and loss in bf16, the optimizer's step in fp32
         self.model = model.to(memory_format=self.memory_format)
         self.loss_fn, self.miner = loss_fn, miner
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
 
     def step(self, batch: dict) -> float:
         pixels = batch["pixel_values"].contiguous(memory_format=self.memory_format)
-        embeddings = self.model(pixels).embeddings
+        with self.autocast:
+            embeddings = self.model(pixels).embeddings
+        embeddings = embeddings.float()  # train.py's loss also runs in fp32
         pairs = self.miner(embeddings, batch["labels"]) if self.miner else None
         loss = self.loss_fn(embeddings, batch["labels"], pairs)
         self.optimizer.zero_grad()
@@ -178,8 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cpu_steps", type=int, default=2, help="one-thread steps per CPU-time measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of steps and loading")
     parser.add_argument("--loading_batches", type=int, default=2, help="P×K batches loaded per round and pipeline")
+    parser.add_argument(
+        "--mixed_precision", default="auto", choices=["auto", "no", "bf16"], help="the step's, as train.py's flag"
+    )
     parser.add_argument("--output", default=None, help="default: benchmarks/results/data_pipeline.json")
     args = parser.parse_args(argv)
+    precision = resolve_mixed_precision(args.mixed_precision, "cpu")
+    print(f"training step precision: {precision} (--mixed_precision {args.mixed_precision})")
 
     # One folder per setting: the builder's Arrow cache is keyed by the folder, not by what is in it.
     folder = f"benchmark-scenes-{args.brands}x{args.images_per_brand}-{args.scene_size}px"
@@ -190,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = LogoEmbeddingModel(config).train()
     loss_fn, miner = build_loss("multi-similarity"), build_miner("multi-similarity", "multi-similarity")
     trainers = {
-        "default": Trainer(model, loss_fn, miner, channels_last=False),
-        "channels_last": Trainer(copy.deepcopy(model), loss_fn, miner, channels_last=True),
+        "default": Trainer(model, loss_fn, miner, channels_last=False, mixed_precision=precision),
+        "channels_last": Trainer(copy.deepcopy(model), loss_fn, miner, channels_last=True, mixed_precision=precision),
     }
     batch_size = args.brands_per_batch * args.images_per_brand_in_batch
     labels = torch.arange(args.brands_per_batch).repeat_interleave(args.images_per_brand_in_batch)
@@ -253,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
     channels_last_speedup = median_ratio(step_rates["channels_last"], step_rates["default"])
     cpu_channels_last_speedup = median_ratio(cpu_step_rates["channels_last"], cpu_step_rates["default"])
     print(
-        f"\n{args.backbone} at {args.image_size} px, batch {batch_size}, {threads} threads: training step "
+        f"\n{args.backbone} at {args.image_size} px, batch {batch_size}, {threads} threads, {precision}: training step "
         f"{step_rate:.1f} images/s; channels-last {channels_last_speedup:.2f}× that ({cpu_channels_last_speedup:.2f}× "
         f"on one thread's CPU time; first-step losses {losses[0]:.6f} / {losses[1]:.6f}); load average "
         f"{load_before[0]:.1f} → {os.getloadavg()[0]:.1f}\n"
@@ -265,16 +289,16 @@ def main(argv: list[str] | None = None) -> dict:
         {
             "pipeline": name,
             "loading_images_per_second": statistics.median(rates),
-            "loading_over_step": median_ratio(rates, step_rates["default"]),
+            "loading_over_step": median_ratio(rates, step_rates[TRAIN_LAYOUT]),
             "cpu_loading_images_per_second": statistics.median(cpu_loading_rates[name]),
             "cpu_loading_over_step_bound": median_ratio(
-                cpu_loading_rates[name], [threads * rate for rate in cpu_step_rates["default"]]
+                cpu_loading_rates[name], [threads * rate for rate in cpu_step_rates[TRAIN_LAYOUT]]
             ),
         }
         for name, rates in loading_rates.items()
     ]
     print(
-        "| pipeline, crops | decode + augment img/s (1 thread) | × step rate | img/s of CPU time | "
+        f"| pipeline, crops | decode + augment img/s (1 thread) | × step rate ({TRAIN_LAYOUT}) | img/s of CPU time | "
         f"× {threads} × one-thread step rate (CPU time) |"
     )
     print("| --- | --- | --- | --- | --- |")
@@ -285,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
 
     rows = []
-    trainer = trainers["default"]
+    trainer = trainers[TRAIN_LAYOUT]
     for name, setting in crops.items():
         dataset = pipelines[f"TrainAugmentation, {name}"]
         load = next(row for row in loading if row["pipeline"] == f"TrainAugmentation, {name}")
@@ -322,6 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
         "image_size": args.image_size,
         "scene_size": args.scene_size,
         "batch": f"{args.brands_per_batch}×{args.images_per_brand_in_batch}",
+        "mixed_precision": precision,
+        "train_layout": TRAIN_LAYOUT,
         "step_images_per_second": step_rate,
         "channels_last_step_images_per_second": statistics.median(step_rates["channels_last"]),
         "channels_last_over_default": channels_last_speedup,

@@ -18,8 +18,8 @@ README "Data") and is scored as `logo-eval` scores a model: retrieval mAP and re
 the others (`modeling_logo.evaluation.retrieval_protocol`), plus how far its embeddings are from fp32's. Speed:
 images/s at each batch size, the files called in turn (a shared machine's load drifts), in several rounds, each
 ratio to fp32 taken within a round and the median kept. A quantization is kept only where it loses at most 0.01 mAP and is
-faster than fp32 at every batch size. bf16 is measured only where the CPU computes it natively (AVX512_BF16/AMX);
-on AVX2 it is recorded as not applicable. Writes `benchmarks/results/onnx_quantization.json`.
+faster than fp32 at every batch size. bf16 is not an ONNX Runtime file here: where the CPU computes it natively
+(AVX512-BF16/AMX) `embedding_throughput.py` measures it, elsewhere it is recorded as not applicable. Writes `benchmarks/results/onnx_quantization.json`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,10 @@ from dataset_scripts import load_logodet3k
 from modeling_logo import LogoEmbedder
 from modeling_logo.evaluation import EmbeddedSplit, retrieval_protocol, seeded_sample
 from modeling_logo.onnx import OnnxLogoEmbedder, _CalibrationReader, export_onnx, quantize_onnx
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train import cpu_has_native_bf16  # noqa: E402  (the check train.py decides its precision by)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,15 +112,18 @@ def interleaved_images_per_second(runners: dict, pixels: torch.Tensor, min_secon
     return {name: calls * len(pixels) / seconds for name, seconds in elapsed.items()}
 
 
-def bf16_note(capability: str) -> str:
-    if capability in ("AVX512_BF16", "AMX") or "AMX" in capability:
+def bf16_note(capability: str, native_bf16: bool) -> str:
+    """What the result says of bf16. `native_bf16`: the CPU flags say AVX512-BF16 or AMX (`train.cpu_has_native_bf16`;
+    `get_cpu_capability()` says "AVX512" with or without them)."""
+    if native_bf16:
         return (
-            f"{capability}: bf16 is native here; measure it with benchmarks/embedding_throughput.py (bf16 autocast)."
+            f"not measured here: bf16 is native on this CPU ({capability} with AVX512-BF16 or AMX); its figures are "
+            "embedding_throughput.py's (bf16 autocast in PyTorch; these files run ONNX Runtime's fp32 and int8 kernels)."
         )
     return (
-        f"not measured: torch.backends.cpu.get_cpu_capability() is {capability}, which has no native bf16 arithmetic "
-        "(AVX512_BF16 or AMX); bf16 would be emulated (embedding_throughput.json: bf16 autocast is far slower than "
-        "fp32 here)."
+        f"not measured: torch.backends.cpu.get_cpu_capability() is {capability}, without native bf16 arithmetic "
+        "(AVX512-BF16 or AMX); bf16 would be emulated (embedding_throughput.json: bf16 autocast is far slower than "
+        "fp32 there)."
     )
 
 
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_map_loss": MAX_MAP_LOSS,
         "machine_note": args.machine_note,
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-        "bf16": bf16_note(capability),
+        "bf16": bf16_note(capability, cpu_has_native_bf16()),
         "rows": rows,
     }
     write_result("onnx_quantization", result, args.output)
