@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None, *, args: LocalizerTrainingArguments | No
 
         # ---- Validate on scenes of unseen brands; keep the best model with its calibrated score threshold
         model.eval()
-        metrics = localization_protocol(LogoLocalizer(unwrapped, processor), validation_scenes)
+        # PyTorch, not an ONNX export: under mixed precision Accelerate wraps the model's forward in autocast, which an
+        # export would trace into bf16 casts that ONNX Runtime cannot load (seen on an AVX512-BF16 CPU).
+        metrics = localization_protocol(LogoLocalizer(unwrapped, processor, runtime="torch"), validation_scenes)
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"), train_seconds=train_seconds)
         improved = state.record(metrics["AP50"])
         state.history.append({"epoch": state.epoch, "step": state.global_step, **metrics})
