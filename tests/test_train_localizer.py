@@ -100,21 +100,24 @@ def test_training_saves_a_localizer_with_its_calibrated_threshold(data_dir, tmp_
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_path):
     # fp32: under bf16 autocast (what `auto` runs on an AVX512-BF16 CPU) the resumed localiser differed from the
-    # uninterrupted one in the last bits (detector.backbone.body.bn1.bias); the embedder resumes exactly in both.
+    # uninterrupted one in the last bits (detector.backbone.body.bn1.bias); the embedder resumes exactly in both. Every
+    # run is a process of its own: this one's Accelerator state may already hold another precision.
     common = ["--num_epochs", "2", "--checkpointing_steps", "1", "--keep_last_checkpoints", "10"]
     common += ["--mixed_precision", "no"]
+    # Bit-exact only on the same number of threads in every run (sums are split by thread).
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+    def command(output, *extra):
+        arguments = quick_args(data_dir, output, tmp_path / "cache", *common, *extra)
+        return [sys.executable, str(ROOT / "train_localizer.py"), *arguments]
+
     uninterrupted = tmp_path / "uninterrupted"
-    train_localizer.main(quick_args(data_dir, uninterrupted, tmp_path / "cache", *common))
+    subprocess.run(command(uninterrupted), cwd=tmp_path, env=env, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    command = [
-        sys.executable,
-        str(ROOT / "train_localizer.py"),
-        *quick_args(data_dir, killed, tmp_path / "cache", *common),
-    ]
-    # Bit-exact only on the same number of threads as this process's runs (sums are split by thread).
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        command(killed), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step_00000002").exists():  # mid-epoch 0: 3 steps per epoch
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
@@ -123,10 +126,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_parameters(data_dir, tmp_pat
     process.wait()
     assert not (killed / "training_state.json").exists()  # it really died before the end
 
-    state = train_localizer.main(
-        quick_args(data_dir, killed, tmp_path / "cache", *common, "--resume_from_checkpoint", "latest")
-    )
-    assert state.epoch == 2
+    resumed_run = command(killed, "--resume_from_checkpoint", "latest")
+    subprocess.run(resumed_run, cwd=tmp_path, env=env, check=True, capture_output=True)
+    assert json.loads((killed / "training_state.json").read_text())["epoch"] == 2
     expected, resumed = checkpoint_weights(uninterrupted), checkpoint_weights(killed)
     assert expected.keys() == resumed.keys()
     for name in expected:
