@@ -45,11 +45,11 @@ from modeling_logo.evaluation import EmbeddedSplit, retrieval_protocol, seeded_s
 from modeling_logo.onnx import OnnxLogoEmbedder, _CalibrationReader, export_onnx, quantize_onnx
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from train import cpu_has_native_bf16  # noqa: E402  (the check train.py decides its precision by)
 
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "logo-embedding-resnet-small"
 KEPT = "int8 static QDQ, per channel, 7-bit weights (package)"
 MAX_MAP_LOSS = 0.01

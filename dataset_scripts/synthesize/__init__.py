@@ -63,11 +63,11 @@ from .write import SynthesisSummary, synthesize, write_preview
 
 
 __all__ = [
-    "InvisibleMarkError",
     "ALL_WORLDS",
     "BACKGROUNDS",
     "COMPOSITION_STYLES",
     "DesignPlan",
+    "InvisibleMarkError",
     "OTHER_WORLDS",
     "PHOTO_FAMILIES",
     "Scene",
