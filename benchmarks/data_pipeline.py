@@ -20,7 +20,8 @@ miner, AdamW, P×K = 32×4):
   ≥ 3× faster needs at most a third of a core. The same for the torchvision `v2` pipeline that augmented one image
   at a time before (`TrainAugmentation` replaced it), as a reference;
 - whole training steps fed by a DataLoader with 0, 1 and 2 workers, which is what decides `num_workers` on 2 cores,
-  each as a share of the step rate measured right before it.
+  each as a share of the step rate measured right before it; every setting once per round in `--fed_rounds`
+  alternating rounds (medians: one measurement of a few steps varies by ±15%).
 
 The step rates and loading rates are measured in alternating rounds, so that drift in a shared machine's speed hits
 all of them; ratios are the medians of each round's ratio. Other processes slow a two-thread step far more than
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cpu_steps", type=int, default=2, help="one-thread steps per CPU-time measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of steps and loading")
     parser.add_argument("--loading_batches", type=int, default=2, help="P×K batches loaded per round and pipeline")
+    parser.add_argument("--fed_steps", type=int, default=6, help="timed steps per DataLoader-fed measurement")
+    parser.add_argument("--fed_rounds", type=int, default=3, help="alternating rounds of the DataLoader-fed settings")
     parser.add_argument(
         "--mixed_precision", default="auto", choices=["auto", "no", "bf16"], help="the step's, as train.py's flag"
     )
@@ -308,27 +311,35 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['cpu_loading_images_per_second']:.0f} | {row['cpu_loading_over_step_bound']:.1f} |"
         )
 
-    rows = []
+    # Fed steps, every setting once per round, alternately: one measurement of a few steps varied by ±15% here.
     trainer = trainers[TRAIN_LAYOUT]
-    for name, setting in crops.items():
-        dataset = pipelines[f"TrainAugmentation, {name}"]
-        load = next(row for row in loading if row["pipeline"] == f"TrainAugmentation, {name}")
-        for workers in (0, 1, 2):
+    settings = [(name, workers) for name in crops for workers in (0, 1, 2)]
+    fed_rates, adjacent_rates = {key: [] for key in settings}, {key: [] for key in settings}
+    for _round in range(args.fed_rounds):
+        for name, workers in settings:
             # Each against the step rate measured right before it: the machine may have changed since the rounds.
-            adjacent_step_rate = trainer.step_rate(fixed_batch, args.steps)
-            fed = loader_step_rate(trainer, dataset, setting["sampler"], workers, args.steps)
-            rows.append(
-                {
-                    "crops": name,
-                    "median_crop_px": setting["median_crop_px"],
-                    "loading_images_per_second": load["loading_images_per_second"],
-                    "loading_over_step": load["loading_over_step"],
-                    "workers": workers,
-                    "fed_training_images_per_second": fed,
-                    "adjacent_step_images_per_second": adjacent_step_rate,
-                    "fed_over_step": fed / adjacent_step_rate,
-                }
+            adjacent_rates[name, workers].append(trainer.step_rate(fixed_batch, args.steps))
+            dataset = pipelines[f"TrainAugmentation, {name}"]
+            fed_rates[name, workers].append(
+                loader_step_rate(trainer, dataset, crops[name]["sampler"], workers, args.fed_steps)
             )
+    rows = []
+    for name, workers in settings:
+        load = next(row for row in loading if row["pipeline"] == f"TrainAugmentation, {name}")
+        fed, adjacent = fed_rates[name, workers], adjacent_rates[name, workers]
+        rows.append(
+            {
+                "crops": name,
+                "median_crop_px": crops[name]["median_crop_px"],
+                "loading_images_per_second": load["loading_images_per_second"],
+                "loading_over_step": load["loading_over_step"],
+                "workers": workers,
+                "fed_training_images_per_second": statistics.median(fed),
+                "adjacent_step_images_per_second": statistics.median(adjacent),
+                "fed_over_step": median_ratio(fed, adjacent),
+                "fed_rounds": fed,
+            }
+        )
 
     print(
         "\n| crops | median crop px | decode+augment img/s (1 thread) | × step rate | workers | "
