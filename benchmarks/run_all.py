@@ -5,6 +5,7 @@ checks that the package's defaults are the fastest correct choices measured.
     python benchmarks/run_all.py            # every benchmark at full size
     python benchmarks/run_all.py --quick    # small sizes: a smoke run, not figures to quote
     python benchmarks/run_all.py --only embedding_throughput gallery_search
+    python benchmarks/run_all.py --results_dir benchmarks/results/avx512-bf16   # another kind of machine's results
 
 Run it on an otherwise idle machine: every figure is a ratio measured side by side, but a busy CPU still skews them.
 The figures, and how long a run takes, are in `benchmarks/README.md`; each JSON result records the machine's facts
@@ -39,7 +40,7 @@ BENCHMARKS = {
     "data_pipeline": (
         data_pipeline,
         [],
-        ["--brands", "12", "--images_per_brand", "4", "--brands_per_batch", "4", "--steps", "2"],
+        ["--brands", "12", "--images_per_brand", "4", "--brands_per_batch", "4", "--steps", "2", "--fed_rounds", "1"],
     ),
     "frozen_phase": (frozen_phase, ["--epochs", "3"], ["--epochs", "2", "--views", "2"]),
     "gallery_search": (
@@ -144,7 +145,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that everything runs")
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
+    parser.add_argument(
+        "--results_dir",
+        type=Path,
+        default=RESULTS,
+        help="where the JSON results and plots go, and the earlier results the defaults are checked against "
+        "(default: benchmarks/results; a folder of its own for another kind of machine)",
+    )
     args = parser.parse_args(argv)
+    results_dir = args.results_dir
 
     results, seconds, failed = {}, {}, []
     for name in [name for name in BENCHMARKS if name in args.only]:
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         print(f"\n=== {name} ({module.__file__})")
         start = time.perf_counter()
-        output = ["--output", str(RESULTS / f"{name}{'_quick' if args.quick else ''}.json")]
+        output = ["--output", str(results_dir / f"{name}{'_quick' if args.quick else ''}.json")]
         try:
             results[name] = module.main([*(quick if args.quick else full), *output])
         except Exception:  # one broken benchmark must not lose the others' results
@@ -163,10 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         seconds[name] = time.perf_counter() - start
     # The defaults are checked against every result at hand: this run's, else an earlier full run's.
     for name in BENCHMARKS:
-        if name not in results and not args.quick and (RESULTS / f"{name}.json").is_file():
-            results[name] = json.loads((RESULTS / f"{name}.json").read_text())
+        if name not in results and not args.quick and (results_dir / f"{name}.json").is_file():
+            results[name] = json.loads((results_dir / f"{name}.json").read_text())
     if "embedding_throughput" in results:
-        plot_throughput(results["embedding_throughput"], RESULTS / "embedding_throughput.png")
+        plot_throughput(results["embedding_throughput"], results_dir / "embedding_throughput.png")
 
     print("\n=== Defaults\n\n| setting | default | fastest correct, measured | agree |\n| --- | --- | --- | --- |")
     checks = check_defaults(results)
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": seconds,
         "defaults": [dict(zip(("setting", "default", "fastest", "agree"), c)) for c in checks],
     }
-    write_result(f"run_all{'_quick' if args.quick else ''}", summary)
+    write_result("run_all", summary, results_dir / f"run_all{'_quick' if args.quick else ''}.json")
     if failed:
         raise SystemExit(1)
     return results
