@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ivf_nlist", type=int, default=0, help="also measure faiss IVF with this many lists")
     parser.add_argument("--remove_fraction", type=float, default=0.05, help="brands removed to measure tombstones")
     parser.add_argument(
-        "--machine_note", default="shared: other jobs ran on the same 2 cores", help="recorded with the figures"
+        "--machine_note", default="", help="recorded with the figures, e.g. 'shared: other jobs ran on the same cores'"
     )
     parser.add_argument("--output", default=None, help="default: benchmarks/results/gallery_search.json")
     args = parser.parse_args(argv)
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
     capability = torch.backends.cpu.get_cpu_capability()
     print(
         f"{args.num_vectors:,} brands × {args.dim} ({args.distribution}), {args.num_queries:,} queries, top-{args.k}; "
-        f"{threads} threads, CPU capability {capability}; load average {os.getloadavg()[0]:.1f} ({args.machine_note})"
+        f"{threads} threads, CPU capability {capability}; load average {os.getloadavg()[0]:.1f}"
+        + (f" ({args.machine_note})" if args.machine_note else "")
     )
     generate = embedding_like if args.distribution == "embedding" else isotropic_clusters
     prototypes, queries, owners = generate(args.num_vectors, args.num_queries, args.dim, args.seed)

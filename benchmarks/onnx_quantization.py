@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--machine_note",
-        default="shared: other jobs ran on the same cores during the measurement",
-        help="recorded with the figures (the load average is recorded too)",
+        default="",
+        help="recorded with the figures, e.g. 'shared: other jobs ran on the same cores' (the load average is recorded too)",
     )
     parser.add_argument("--output", default=None, help="default: results/onnx_quantization.json")
     args = parser.parse_args(argv)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"file": name, **quality[name], "mAP_loss": map_loss, "speed": speed, "verdict": verdict})
 
     print(
-        f"\nCPU capability {capability}; {args.machine_note}; test crops: {len(test)}, calibration crops: {len(calibration)}"
+        f"\nCPU capability {capability}; {args.machine_note or 'no note'}; test crops: {len(test)}, calibration crops: {len(calibration)}"
     )
     header = " | ".join(f"b{batch} img/s (× fp32)" for batch in args.batch_sizes)
     print(f"| file | mAP | min cos | {header} | verdict |")
