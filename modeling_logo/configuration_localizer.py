@@ -10,7 +10,8 @@ from .configuration_logo import BACKBONE_PRESETS
 class LogoLocalizerConfig(PreTrainedConfig):
     r"""
     Configuration of a [`LogoLocalizerModel`]: torchvision's FCOS (anchor-free, one "logo" class) on a timm ResNet
-    with a feature pyramid, run on a photo letterboxed into an `image_size` square.
+    with a feature pyramid, run on a photo letterboxed to a long side of `image_size` (trained on `image_size`
+    squares; at inference the canvas is padded only to a multiple of 32, see [`LogoLocalizerImageProcessor`]).
 
     Args:
         backbone (`str`, *optional*, defaults to `"resnet-small"`):
@@ -23,8 +24,8 @@ class LogoLocalizerConfig(PreTrainedConfig):
         head_num_convs (`int`, *optional*, defaults to 2):
             3x3 conv + GroupNorm + ReLU blocks in each head branch (FCOS uses 4; 2 halves the head's cost on a CPU).
         image_size (`int`, *optional*, defaults to 384):
-            Side of the square a photo is letterboxed into (long side scaled to it, the rest padded). Logos smaller
-            than about 8 pixels after this scaling are not found.
+            The long side a photo is scaled to (and the side of the training squares). Logos smaller than about 8
+            pixels after this scaling are not found.
         anchor_sizes (`list[int]`, *optional*, defaults to `[8, 16, 32, 64, 128]`):
             One anchor point size per pyramid level (P3-P7, their strides); FCOS assigns a box to the level whose
             size range (4-8x the anchor size) holds its longest side.

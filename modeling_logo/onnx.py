@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import tempfile
 import threading
@@ -109,18 +110,31 @@ def export_onnx(
 
 
 def _export_program(
-    module: nn.Module, image_size: int, output_names: list[str], path: Path, metadata: dict, opset_version: int
+    module: nn.Module,
+    image_size: int,
+    output_names: list[str],
+    path: Path,
+    metadata: dict,
+    opset_version: int,
+    dynamic_size: bool = False,
 ) -> None:
-    """torch.export `module` (pixels -> outputs, dynamic batch axis) into one self-contained ONNX file."""
+    """torch.export `module` (pixels -> outputs, dynamic batch axis, and with `dynamic_size` dynamic height and
+    width) into one self-contained ONNX file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.randn(2, 3, image_size, image_size)
+    dynamic = {0: torch.export.Dim("batch")}
+    if dynamic_size:
+        # Traced at a non-square size, so that the export cannot tie height to width.
+        example = torch.randn(2, 3, image_size, image_size - 32)
+        dynamic.update({2: torch.export.Dim("height", min=32), 3: torch.export.Dim("width", min=32)})
+    else:
+        example = torch.randn(2, 3, image_size, image_size)
     with torch.no_grad():
         program = torch.onnx.export(
             module.eval(),
             (example,),
             input_names=[INPUT_NAME],
             output_names=output_names,
-            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch")}},
+            dynamic_shapes={INPUT_NAME: dynamic},
             opset_version=opset_version,
             dynamo=True,
             verbose=False,
@@ -433,8 +447,10 @@ class _LocalizerOutputs(nn.Module):
 def export_localizer_onnx(
     model, path: str | os.PathLike, *, opset_version: int = 18, verify: bool = True, atol: float = 1e-3
 ) -> Path:
-    """Export a [`~modeling_logo.LogoLocalizerModel`] to one ONNX file (input `pixel_values` `(batch, 3, S, S)`,
-    outputs `scores` `(batch, N)` and `pred_boxes` `(batch, N, 4)`), checked against PyTorch within `atol` pixels."""
+    """Export a [`~modeling_logo.LogoLocalizerModel`] to one ONNX file (input `pixel_values` `(batch, 3, H, W)` of
+    any height and width that are multiples of 32, as [`~modeling_logo.LogoLocalizerImageProcessor`] pads them;
+    outputs `scores` `(batch, N)` and `pred_boxes` `(batch, N, 4)`, N the locations of that size), checked against
+    PyTorch within `atol` pixels on the square and on a 4:3 canvas."""
     path = Path(path)
     was_training = model.training
     model.eval()
@@ -447,19 +463,20 @@ def export_localizer_onnx(
             path,
             {"model_type": model.config.model_type, "backbone": model.config.backbone},
             opset_version,
+            dynamic_size=True,
         )
         if verify:
             runner = OnnxLogoLocalizer(path)
-            for batch_size in (1, 3):
-                pixels = torch.randn(batch_size, 3, size, size)
+            for batch_size, height in ((1, size), (3, 32 * math.ceil(size * 3 / 4 / 32))):  # square, 4:3
+                pixels = torch.randn(batch_size, 3, height, size)
                 with torch.no_grad():
                     expected = model(pixels)
                 got = runner(pixels)
                 error = max(float((got[key] - expected[key]).abs().max()) for key in LOCALIZER_OUTPUTS)
                 if error > atol:
                     raise RuntimeError(
-                        f"The ONNX export of the localiser differs from PyTorch by {error:.2e} (> {atol:g}) at batch "
-                        f"size {batch_size}; do not use {path}."
+                        f"The ONNX export of the localiser differs from PyTorch by {error:.2e} (> {atol:g}) at "
+                        f"{batch_size} x {height} x {size} pixels; do not use {path}."
                     )
     finally:
         model.train(was_training)
@@ -472,7 +489,6 @@ class OnnxLogoLocalizer:
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None):
         self.session = _session(path, num_threads)
-        self.image_size = self.session.get_inputs()[0].shape[-1]
 
     def __call__(self, pixel_values: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         pixels = pixel_values.numpy(force=True) if isinstance(pixel_values, torch.Tensor) else pixel_values
@@ -483,7 +499,8 @@ class OnnxLogoLocalizer:
 def cached_localizer(model, cache_dir: str | os.PathLike | None = None) -> OnnxLogoLocalizer:
     """The ONNX Runtime runner of a localiser, exported (and checked) once per set of weights, cached on disk like
     [`cached_embedder`]'s exports."""
-    file_name = f"localizer-{model.config.backbone}-{model_fingerprint(model)}.onnx"
+    # "-hw": height and width are dynamic (an older export of the same weights took the square only).
+    file_name = f"localizer-{model.config.backbone}-{model_fingerprint(model)}-hw.onnx"
     return _cached_runner(model, "localizer", file_name, export_localizer_onnx, OnnxLogoLocalizer, cache_dir)
 
 

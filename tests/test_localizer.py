@@ -51,7 +51,7 @@ def test_config_validates_and_round_trips(tmp_path):
 
 
 def test_processor_letterboxes_and_boxes_map_back():
-    processor = LogoLocalizerImageProcessor(size=SIZE)
+    processor = LogoLocalizerImageProcessor(size=SIZE, pad_size_divisor=None)  # the square, as training stacks it
     photo = Image.new("RGB", (400, 200), "white")
     inputs = processor([photo], boxes=[[[40, 20, 200, 100]]])
     assert inputs["pixel_values"].shape == (1, 3, SIZE, SIZE)
@@ -60,6 +60,7 @@ def test_processor_letterboxes_and_boxes_map_back():
     assert inputs["labels"][0]["boxes"].tolist() == [[pytest.approx(v * SIZE / 400) for v in (40, 20, 200, 100)]]
     # the padding below the photo is the normalised mean colour, zero
     assert float(inputs["pixel_values"][0, :, SIZE // 2 + 2 :, :].abs().max()) == 0.0
+    assert torch.equal(inputs["pixel_values"][0], processor.letterbox(photo)[0])
     # a raw box in tensor pixels comes back in photo pixels, clipped to the photo
     outputs = {
         "scores": torch.tensor([[0.9, 0.2]]),
@@ -70,6 +71,26 @@ def test_processor_letterboxes_and_boxes_map_back():
     )
     assert result["boxes"].tolist() == [[pytest.approx(40), pytest.approx(20), pytest.approx(200), 200.0]]
     assert result["scores"].tolist() == [pytest.approx(0.9)]
+
+
+def test_processor_pads_only_to_a_multiple_of_the_divisor():
+    """By default the canvas is the photo's own letterbox padded to a multiple of 32 (a batch: to its largest), not
+    the square: less to compute for the same photo pixels, which sit where they sit in the square."""
+    processor = LogoLocalizerImageProcessor(size=SIZE)
+    square = LogoLocalizerImageProcessor(size=SIZE, pad_size_divisor=None)
+    wide, tall = Image.new("RGB", (400, 200), "white"), Image.new("RGB", (300, 400), "red")  # 128 x 64, 96 x 128
+    assert processor(wide)["pixel_values"].shape == (1, 3, 64, SIZE)
+    assert processor(Image.new("RGB", (400, 210)))["pixel_values"].shape == (1, 3, 96, SIZE)  # 67 rows -> 96
+    inputs = processor([wide, tall])
+    assert (
+        inputs["pixel_values"].shape == (2, 3, SIZE, SIZE) and inputs["scales"].tolist() == [pytest.approx(0.32)] * 2
+    )
+    alone = processor(tall)["pixel_values"][0]
+    assert alone.shape == (3, SIZE, 96) and torch.equal(alone, inputs["pixel_values"][1, :, :, :96])
+    assert torch.equal(processor(wide)["pixel_values"][0], square(wide)["pixel_values"][0, :, :64])
+    assert processor.canvas_size([(1, 1)]) == (32, 32)
+    with pytest.raises(ValueError, match="pad_size_divisor"):
+        LogoLocalizerImageProcessor(size=SIZE, pad_size_divisor=0)
 
 
 def test_forward_shapes_and_loss():
@@ -162,12 +183,14 @@ def test_onnx_export_matches_torch(tmp_path):
     model = tiny_localizer().eval()
     path = export_localizer_onnx(model, tmp_path / "localizer.onnx")  # verified against torch inside
     runner = OnnxLogoLocalizer(path)
-    pixels = torch.randn(2, 3, SIZE, SIZE)
-    with torch.no_grad():
-        expected = model(pixels)
-    got = runner(pixels)
-    torch.testing.assert_close(got["scores"], expected.scores, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(got["pred_boxes"], expected.pred_boxes, atol=1e-2, rtol=1e-4)
+    for height, width in ((SIZE, SIZE), (64, SIZE), (SIZE, 96), (32, 64)):  # any canvas the processor pads to
+        pixels = torch.randn(2, 3, height, width)
+        with torch.no_grad():
+            expected = model(pixels)
+        got = runner(pixels)
+        assert got["scores"].shape == expected.scores.shape
+        torch.testing.assert_close(got["scores"], expected.scores, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got["pred_boxes"], expected.pred_boxes, atol=1e-2, rtol=1e-4)
 
 
 def test_match_detections_and_detection_metrics():

@@ -151,8 +151,9 @@ class LogoLocalizerModel(PreTrainedModel):
     ) -> LogoLocalizerOutput | tuple:
         r"""
         Args:
-            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, image_size, image_size)`):
-                Photos letterboxed and normalised by [`LogoLocalizerImageProcessor`].
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+                Photos letterboxed and normalised by [`LogoLocalizerImageProcessor`] (the `image_size` square in
+                training; at inference padded to a multiple of 32).
             labels (`list[dict]`, *optional*):
                 One dict per image with `"boxes"`: a `(num_logos, 4)` tensor of `(xmin, ymin, xmax, ymax)` in pixels
                 of `pixel_values` (the processor's `boxes=` argument gives them so). Every box is a logo, whatever
