@@ -43,9 +43,11 @@ def gemm_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def forward_gflops(model: torch.nn.Module, image_size: int) -> float:
+def forward_gflops(model: torch.nn.Module, image_size: int | tuple[int, int]) -> float:
+    """GFLOPs of one forward pass on one image of `image_size` (a square's side, or `(height, width)`)."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.randn(1, 3, image_size, image_size))
+        model(torch.randn(1, 3, height, width))
     return counter.get_total_flops() / 1e9
 
 
