@@ -34,6 +34,13 @@ from modeling_logo.detection import DEFAULT_LOCALIZER, LogoLocalizer
 from modeling_logo.evaluation import localization_protocol, seeded_sample
 
 
+def square_processor(processor: LogoLocalizerImageProcessor) -> LogoLocalizerImageProcessor:
+    """`processor` as it was before the padded canvas: every photo on the `size` x `size` square it was trained on."""
+    return LogoLocalizerImageProcessor(
+        size=processor.size, image_mean=processor.image_mean, image_std=processor.image_std, pad_size_divisor=None
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--localizer", default=str(ROOT / DEFAULT_LOCALIZER))
@@ -53,13 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
     split = load_logodet3k(args.data_dir, "detection", split_scheme="hash")[args.split]
     scenes = seeded_sample(split_scenes(split), args.scenes, args.seed)
     padded = LogoLocalizer.from_pretrained(args.localizer, runtime="onnxruntime")
-    processor = padded.image_processor
-    square_processor = LogoLocalizerImageProcessor(
-        size=processor.size, image_mean=processor.image_mean, image_std=processor.image_std, pad_size_divisor=None
-    )
     localizers = {
-        f"padded to a multiple of {processor.pad_size_divisor}": padded,
-        "square (as trained)": LogoLocalizer(padded.model, square_processor, runtime="onnxruntime"),
+        f"padded to a multiple of {padded.image_processor.pad_size_divisor}": padded,
+        "square (as trained)": LogoLocalizer(
+            padded.model, square_processor(padded.image_processor), runtime="onnxruntime"
+        ),
     }
     padded(scenes[0]["image"])  # the ONNX export, once, before any timing
     areas = {

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from _results import write_result
 from embedding_throughput import forward_gflops, gemm_gflops
+from localizer_canvas import square_processor
 from PIL import Image
 
-from modeling_logo import LogoGallery, LogoLocalizerImageProcessor
+from modeling_logo import LogoGallery
 from modeling_logo.detection import DEFAULT_LOCALIZER, LogoLocalizer
 from modeling_logo.metrics import match_detections
 
@@ -73,10 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
     localizers = {
         runtime: LogoLocalizer.from_pretrained(args.localizer, runtime=runtime) for runtime in ("torch", "onnxruntime")
     }
-    model, processor = localizers["torch"].model, localizers["torch"].image_processor
-    square = LogoLocalizerImageProcessor(
-        size=processor.size, image_mean=processor.image_mean, image_std=processor.image_std, pad_size_divisor=None
-    )
+    model = localizers["torch"].model
+    square = square_processor(localizers["torch"].image_processor)
     localizers[SQUARE] = LogoLocalizer(localizers["onnxruntime"].model, square, runtime="onnxruntime")
     size = model.config.image_size
     pixels = {

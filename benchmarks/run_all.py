@@ -153,7 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
         "(default: benchmarks/results; a folder of its own for another kind of machine)",
     )
     args = parser.parse_args(argv)
-    results_dir = args.results_dir
 
     results, seconds, failed = {}, {}, []
     for name in [name for name in BENCHMARKS if name in args.only]:
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         print(f"\n=== {name} ({module.__file__})")
         start = time.perf_counter()
-        output = ["--output", str(results_dir / f"{name}{'_quick' if args.quick else ''}.json")]
+        output = ["--output", str(args.results_dir / f"{name}{'_quick' if args.quick else ''}.json")]
         try:
             results[name] = module.main([*(quick if args.quick else full), *output])
         except Exception:  # one broken benchmark must not lose the others' results
@@ -172,10 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
         seconds[name] = time.perf_counter() - start
     # The defaults are checked against every result at hand: this run's, else an earlier full run's.
     for name in BENCHMARKS:
-        if name not in results and not args.quick and (results_dir / f"{name}.json").is_file():
-            results[name] = json.loads((results_dir / f"{name}.json").read_text())
+        if name not in results and not args.quick and (args.results_dir / f"{name}.json").is_file():
+            results[name] = json.loads((args.results_dir / f"{name}.json").read_text())
     if "embedding_throughput" in results:
-        plot_throughput(results["embedding_throughput"], results_dir / "embedding_throughput.png")
+        plot_throughput(results["embedding_throughput"], args.results_dir / "embedding_throughput.png")
 
     print("\n=== Defaults\n\n| setting | default | fastest correct, measured | agree |\n| --- | --- | --- | --- |")
     checks = check_defaults(results)
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": seconds,
         "defaults": [dict(zip(("setting", "default", "fastest", "agree"), c)) for c in checks],
     }
-    write_result("run_all", summary, results_dir / f"run_all{'_quick' if args.quick else ''}.json")
+    write_result("run_all", summary, args.results_dir / f"run_all{'_quick' if args.quick else ''}.json")
     if failed:
         raise SystemExit(1)
     return results

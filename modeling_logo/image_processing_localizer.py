@@ -74,16 +74,11 @@ class LogoLocalizerImageProcessor(BaseImageProcessor):
         """The processor for a localiser configuration (its `image_size`)."""
         return cls(size=config.image_size, **kwargs)
 
-    def letterbox(
-        self, image: Image.Image, canvas_size: tuple[int, int] | None = None
-    ) -> tuple[torch.Tensor, float, tuple[int, int]]:
-        """One photo as a normalised `(3, height, width)` tensor of `canvas_size` (default: the `size` x `size`
-        square), the scale from photo to tensor pixels, and the upright photo's `(height, width)`."""
+    def letterbox(self, image: Image.Image) -> tuple[torch.Tensor, float, tuple[int, int]]:
+        """One photo as a normalised `(3, size, size)` tensor (the square training stacks), the scale from photo to
+        tensor pixels, and the upright photo's `(height, width)`."""
         resized, scale, original_size = self._resized(image)
-        height, width = canvas_size or (self.size, self.size)
-        canvas = torch.zeros(3, height, width)
-        canvas[:, : resized.shape[1], : resized.shape[2]] = resized
-        return canvas, scale, original_size
+        return _on_canvas([resized], (self.size, self.size))[0], scale, original_size
 
     def _resized(self, image: Image.Image) -> tuple[torch.Tensor, float, tuple[int, int]]:
         """The photo scaled to a long side of `size` and normalised, `(3, h, w)`; the scale; its `(height, width)`."""
@@ -125,12 +120,8 @@ class LogoLocalizerImageProcessor(BaseImageProcessor):
             boxes = [boxes]
         opened = [open_image(image) if isinstance(image, (str, os.PathLike, bytes)) else image for image in images]
         resized, scales, sizes = zip(*(self._resized(image) for image in opened))
-        height, width = self.canvas_size([pixels.shape[1:] for pixels in resized])
-        pixel_values = torch.zeros(len(resized), 3, height, width)
-        for canvas, pixels in zip(pixel_values, resized):
-            canvas[:, : pixels.shape[1], : pixels.shape[2]] = pixels
         data = {
-            "pixel_values": pixel_values,
+            "pixel_values": _on_canvas(resized, self.canvas_size([pixels.shape[1:] for pixels in resized])),
             "scales": torch.tensor(scales),
             "original_sizes": torch.tensor(sizes),
         }
@@ -174,6 +165,14 @@ class LogoLocalizerImageProcessor(BaseImageProcessor):
             keep = nms(boxes, scores, nms_threshold)[:max_detections]  # sorted by score
             results.append({"scores": scores[keep], "boxes": boxes[keep]})
         return results
+
+
+def _on_canvas(images: Sequence[torch.Tensor], canvas_size: tuple[int, int]) -> torch.Tensor:
+    """`(3, h, w)` images at the top-left of zero (mean-colour) canvases of `canvas_size`, as one `(n, 3, H, W)`."""
+    canvases = torch.zeros(len(images), 3, *canvas_size)
+    for canvas, image in zip(canvases, images):
+        canvas[:, : image.shape[1], : image.shape[2]] = image
+    return canvases
 
 
 __all__ = ["LogoLocalizerImageProcessor"]
