@@ -53,11 +53,17 @@ if __name__ == "__main__":
     command_line = parse_args()
 
 import base64
+import contextlib
+import functools
 import hashlib
+import html
 import io
+import itertools
 import logging
+import re
 import tempfile
 import threading
+import time
 import zipfile
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
@@ -308,17 +314,70 @@ _THUMBNAIL_DIR = Path(tempfile.gettempdir()) / "logo-space-thumbnails"
 _ANNOTATED_DIR = Path(tempfile.gettempdir()) / "logo-space-annotated"
 
 
+#: Annotated photos older than this are deleted (checked every `PRUNE_EVERY` answers): the browser fetches one right
+#: after its answer, and a Space that runs for months would otherwise fill its disk.
+ANNOTATED_KEEP_S = 3600
+PRUNE_EVERY = 200
+_annotated_count = itertools.count(1)
+
+
+@functools.cache
+def _serve_app_files_in_place() -> None:
+    """Have gradio serve the app's own files where they are written (once, under names of their content, never
+    changed: `_write_once`) instead of copying every answer's into its cache (once per process)."""
+    gr.set_static_paths([_THUMBNAIL_DIR, _ANNOTATED_DIR])
+
+
 def _write_once(directory: Path, key: bytes, suffix: str, write) -> str:
     """The file `directory/<hash of key><suffix>`, written once (by `write(file)`) and atomically. Gradio rewrites
     its cache file for every returned PIL image, so concurrent answers with the same image could serve it
-    half-written; a file is copied only once."""
+    half-written; a file is written only once (and its time refreshed when it is returned again, so that `_prune`
+    keeps it)."""
     path = directory / f"{hashlib.sha256(key).hexdigest()[:32]}{suffix}"
-    if not path.exists():
+    try:
+        os.utime(path)
+    except FileNotFoundError:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
             write(tmp)
         os.replace(tmp.name, path)
     return str(path)
+
+
+def _prune(directory: Path, max_age_s: float) -> int:
+    """Delete the files of `directory` not written or returned for `max_age_s` seconds; returns how many."""
+    deadline, removed = time.time() - max_age_s, 0
+    for entry in os.scandir(directory) if directory.is_dir() else ():
+        with contextlib.suppress(OSError):  # another request's prune, or a file being written
+            if entry.is_file() and entry.stat().st_mtime < deadline:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def best_shots_html(gallery: LogoGallery, brand: str) -> str:
+    """A brand's shots as inline thumbnails (PNG data URIs), each captioned `<brand> shot <n>`. A thumbnail is a few
+    KB: sent within the answer, it costs neither a file copied into gradio's cache nor a request of the browser's
+    (together about 11 ms of the server's CPU and 12 ms of a search's wait for two shots, `benchmarks/space_load.py`).
+    Thumbnails that are not plain base64 (a gallery file edited by hand) show as the grey placeholder."""
+    figures = []
+    for i, data in enumerate(_brand_thumbnails(gallery, brand)):
+        if not (data and _BASE64.fullmatch(data)):
+            data = _placeholder_data()
+        caption = html.escape(f"{brand} shot {i + 1}")
+        figures.append(
+            f'<figure style="margin:0;text-align:center"><img src="data:image/png;base64,{data}" alt="{caption}" '
+            f'style="max-height:{THUMBNAIL_SIZE[1]}px"><figcaption>{caption}</figcaption></figure>'
+        )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(figures)}</div>'
+
+
+@functools.cache
+def _placeholder_data() -> str:
+    return _thumbnail_data(Image.new("RGB", THUMBNAIL_SIZE, "lightgrey"))
 
 
 def _thumbnail_file(data: str | None) -> str:
@@ -342,7 +401,10 @@ def _annotated_file(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=92, subsampling=0)  # 4:4:4: thin boxes keep their colour
     data = buffer.getvalue()
-    return _write_once(_ANNOTATED_DIR, data, ".jpg", lambda f: f.write(data))
+    path = _write_once(_ANNOTATED_DIR, data, ".jpg", lambda f: f.write(data))
+    if next(_annotated_count) % PRUNE_EVERY == 0:
+        _prune(_ANNOTATED_DIR, ANNOTATED_KEEP_S)
+    return path
 
 
 def detection_rows(detections: list[LogoDetection]) -> list[list[Any]]:
@@ -676,7 +738,8 @@ class GalleryApp:
         """Find every logo of a query photo and name its brand.
 
         Returns the top-`TOP_K` brands and the verdict for the best logo's crop (or for the whole photo, when no
-        logo is found or when it matches better: a query that is itself a logo), the best brand's shots, the photo
+        logo is found or when it matches better: a query that is itself a logo), the best brand's shots (HTML:
+        [`best_shots_html`]), the photo
         annotated with every logo's box and label, and the table of logos found (`DETECTION_HEADERS`).
         """
         state = state or self.initial_state()
@@ -713,10 +776,7 @@ class GalleryApp:
             verdict = f"{best.brand} (cosine {best.score:.3f} ≥ threshold {threshold:.2f}) · {source}"
         else:
             verdict = f"{UNKNOWN} (best: {best.brand}, cosine {best.score:.3f} < threshold {threshold:.2f}) · {source}"
-        best_shots = [
-            (_thumbnail_file(t), f"{best.brand} shot {i + 1}")
-            for i, t in enumerate(_brand_thumbnails(gallery, best.brand))
-        ]
+        best_shots = best_shots_html(gallery, best.brand)
         annotated = _annotated_file(draw_detections(query, detections))
         ranking = {m.brand: round(m.score, 4) for m in matches}
         return ranking, verdict, best_shots, annotated, detection_rows(detections)
@@ -877,6 +937,7 @@ def build_demo(
         gallery=gallery,
     )
     initial = app.initial_state()
+    _serve_app_files_in_place()
 
     with gr.Blocks(title="Few-shot logo recognition", analytics_enabled=False) as demo:
         gr.Markdown(
@@ -991,8 +1052,8 @@ def build_demo(
                     elem_id="detections",
                     wrap=True,
                 )
-                best_shots = gr.Gallery(
-                    label="Shots of the best match", columns=5, height="auto", elem_id="best-shots"
+                best_shots = gr.HTML(
+                    label="Shots of the best match", show_label=True, container=True, padding=True, elem_id="best-shots"
                 )
 
         # All events wait in one queue: at most `concurrency_limit` of them run at once in all (one core each).

@@ -237,7 +237,12 @@ def test_api_endpoints_are_named(server):
 
 def test_search_recognises_registered_brand_and_rejects_unknown(client_ab, images):
     label, verdict, best_shots = _search(client_ab, images["B"][1], threshold=0.5, with_shots=True)
-    assert verdict.startswith("B ") and [item["caption"] for item in best_shots] == ["B shot 1", "B shot 2"]
+    assert verdict.startswith("B ") and re.findall(r"<figcaption>(.*?)</figcaption>", best_shots) == [
+        "B shot 1",
+        "B shot 2",
+    ]
+    # Inline thumbnails: the answer names no file of them, so nothing is copied or fetched for them.
+    assert best_shots.count('<img src="data:image/png;base64,') == 2
     label, verdict = _search(client_ab, images["A"][0])
     assert label["confidences"][0]["label"] == "A"
     assert label["confidences"][0]["confidence"] > ACCEPT
@@ -553,9 +558,41 @@ def test_a_demo_built_on_a_gallery_starts_every_session_with_its_brands(app_modu
     assert "1 brand(s) registered: Acme" in str(demo.config)
     app = app_module.GalleryApp(embedder, gallery=gallery)
     _ranking, verdict, best_shots, _annotated, _rows = app.search(images["A"][0], ACCEPT, None)
-    assert verdict.startswith("Acme ") and len(best_shots) == 1  # a grey placeholder: the gallery has no thumbnail
+    # A grey placeholder: the gallery has no thumbnail.
+    assert verdict.startswith("Acme ") and best_shots.count("<img ") == 1
+    assert app_module._placeholder_data() in best_shots
     with pytest.raises(ValueError, match="embedder"):
         app_module.build_demo(LogoGallery(), localizer=None)
+
+
+def test_best_shots_are_inline_thumbnails_with_escaped_names(app_module, images):
+    gallery = LogoGallery(_tiny_embedder(runtime="torch"))
+    brand = "Ben & Jerry's <b>"
+    good = app_module._thumbnail_data(Image.open(images["A"][0]))
+    bad = 'x" onerror="alert(1)'  # a gallery file edited by hand must not write HTML
+    gallery.add_brand(brand, images["A"][:2], metadata={"thumbnails": [good, bad]})
+    shots = app_module.best_shots_html(gallery, brand)
+    assert "<b>" not in shots and "onerror" not in shots
+    assert re.findall(r"<figcaption>(.*?)</figcaption>", shots) == [
+        "Ben &amp; Jerry&#x27;s &lt;b&gt; shot 1",
+        "Ben &amp; Jerry&#x27;s &lt;b&gt; shot 2",
+    ]
+    sources = re.findall(r'src="data:image/png;base64,([^"]*)"', shots)
+    assert sources == [good, app_module._placeholder_data()]
+
+
+def test_annotated_photos_not_returned_for_an_hour_are_pruned(app_module, tmp_path):
+    kept = app_module._write_once(tmp_path, b"kept", ".jpg", lambda f: f.write(b"kept"))
+    stale = app_module._write_once(tmp_path, b"stale", ".jpg", lambda f: f.write(b"stale"))
+    two_hours_ago = time.time() - 7200
+    for path in (kept, stale):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    written = []
+    # Returned again: not rewritten, but its time is refreshed so that the prune keeps it.
+    assert app_module._write_once(tmp_path, b"kept", ".jpg", written.append) == kept and not written
+    assert app_module._prune(tmp_path, app_module.ANNOTATED_KEEP_S) == 1
+    assert os.path.exists(kept) and not os.path.exists(stale)
+    assert app_module._prune(tmp_path / "missing", app_module.ANNOTATED_KEEP_S) == 0
 
 
 def test_example_brands_are_passed_in(app_module, images):
