@@ -167,15 +167,16 @@ def write_shots(directory: Path, brands: int, shots: int) -> list[list[str]]:
     return paths
 
 
-def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
-    """A whole photo: `brand`'s logo pasted on a plain background at a place drawn from `(session, number)`."""
-    rng = np.random.default_rng([session, number])
+def write_scene(directory: Path, brand: int, session: int, number: int, seed: int = 0) -> str:
+    """A whole photo: `brand`'s logo pasted on a plain background at a place drawn from `(seed, session, number)`
+    (each measurement on a server has a seed of its own, so that its photos are new to the server's cache)."""
+    rng = np.random.default_rng([seed, session, number])
     logo = logo_image(1000 + brand)
     photo = Image.new("RGB", SCENE_SIZE, SCENE_BACKGROUND)
     photo.paste(
         logo, (int(rng.integers(0, SCENE_SIZE[0] - logo.width)), int(rng.integers(0, SCENE_SIZE[1] - logo.height)))
     )
-    path = directory / f"scene-brand{brand}-s{session}-n{number}.png"
+    path = directory / f"scene-brand{brand}-s{session}-n{number}-seed{seed}.png"
     photo.save(path)
     return str(path)
 
@@ -184,18 +185,78 @@ def write_scene(directory: Path, brand: int, session: int, number: int) -> str:
 # The client side
 
 
+class BrowserSearch:
+    """A search as a browser makes it, on one kept-alive HTTP connection: upload the photo, join the queue, read the
+    session's event stream until the answer, fetch the answer's files. `gradio_client` does the same requests but
+    looks for the answer every 50 ms (`time.sleep(0.05)` in its `stream_sse_v1plus`), which adds 0-50 ms to a
+    search's wait that a browser's event stream does not."""
+
+    def __init__(self, url: str, session_hash: str, fn_index: int):
+        import httpx
+
+        self.http = httpx.Client(base_url=f"{url.rstrip('/')}/gradio_api/", timeout=300)
+        self.session_hash, self.fn_index = session_hash, fn_index
+
+    def __call__(self, photo: str, threshold: float) -> list:
+        """The endpoint's outputs for `photo` at `threshold`, its files fetched."""
+        with open(photo, "rb") as file:
+            (path,) = self.http.post("upload", files={"files": (Path(photo).name, file)}).raise_for_status().json()
+        query = {"path": path, "orig_name": Path(photo).name, "meta": {"_type": "gradio.FileData"}}
+        joined = self.http.post(
+            "queue/join",
+            json={"data": [query, threshold, None], "fn_index": self.fn_index, "session_hash": self.session_hash},
+        )
+        event_id = joined.raise_for_status().json()["event_id"]
+        with self.http.stream("GET", "queue/data", params={"session_hash": self.session_hash}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                    break
+            else:
+                raise RuntimeError("the event stream ended without the answer")
+        if not message.get("success"):
+            raise RuntimeError(f"the app answered with an error: {message.get('output')}"[:200])
+        outputs = message["output"]["data"]
+        for url in _file_urls(outputs):  # the answer's files (the annotated photo, a gallery's images) to show
+            self.http.get(url).raise_for_status()
+        return outputs
+
+
+def _file_urls(value) -> list[str]:
+    """The URLs of the files (gradio `FileData`) anywhere in an answer."""
+    if isinstance(value, dict):
+        if value.get("url") and value.get("meta", {}).get("_type") == "gradio.FileData":
+            return [value["url"]]
+        value = list(value.values())
+    if isinstance(value, list):
+        return [url for item in value for url in _file_urls(item)]
+    return []
+
+
 class Session:
-    """One visitor: a `gradio_client.Client` with brands of its own (`s<index>-brand<j>`)."""
+    """One visitor: a `gradio_client.Client` with brands of its own (`s<index>-brand<j>`), which searches as a browser
+    does (`client="browser"`, [`BrowserSearch`]) or through `gradio_client` (`client="gradio_client"`)."""
 
     def __init__(
-        self, url: str, index: int, shots: list[list[str]], scene_dir: Path, shared: list[list[str]] | None = None
+        self,
+        url: str,
+        index: int,
+        shots: list[list[str]],
+        scene_dir: Path,
+        shared: list[list[str]] | None = None,
+        client: str = "browser",
+        seed: int = 0,
     ):
         from gradio_client import Client
 
         self.client = Client(url, verbose=False, ssl_verify=False, httpx_kwargs={"timeout": 300})
+        self.browser = None
+        if client == "browser":  # the same session (its gr.State): gradio_client's session hash
+            (fn_index,) = [d["id"] for d in self.client.config["dependencies"] if d.get("api_name") == "search"]
+            self.browser = BrowserSearch(url, self.client.session_hash, fn_index)
         self.index, self.names = index, [f"s{index}-brand{brand}" for brand in range(len(shots))]
         # `shared`: the photos every session searches (per brand); None: a new photo for every search.
-        self.shots, self.scene_dir, self.shared = shots, scene_dir, shared
+        self.shots, self.scene_dir, self.shared, self.seed = shots, scene_dir, shared, seed
         # The slider's default: the shipped model's calibrated threshold.
         self.threshold = json.loads((EMBEDDER / "config.json").read_text())["similarity_threshold"]
         self.leaks = self.wrong = 0
@@ -216,13 +277,16 @@ class Session:
 
         brand = number % len(self.names)
         if self.shared is None:  # no two requests upload the same photo: nothing can come from a cache
-            photo = write_scene(self.scene_dir, brand, self.index, number)
+            photo = write_scene(self.scene_dir, brand, self.index, number, self.seed)
         else:  # every session searches the same few photos, as visitors clicking the example scenes
             photo = self.shared[brand][(number // len(self.names)) % len(self.shared[brand])]
         start = time.perf_counter()
-        ranking, _verdict, _shots, _annotated, _rows = self.client.predict(
-            handle_file(photo), self.threshold, api_name="/search"
-        )
+        if self.browser is not None:
+            ranking, _verdict, _shots, _annotated, _rows = self.browser(photo, self.threshold)
+        else:
+            ranking, _verdict, _shots, _annotated, _rows = self.client.predict(
+                handle_file(photo), self.threshold, api_name="/search"
+            )
         seconds = time.perf_counter() - start
         labels = {confidence["label"] for confidence in ranking["confidences"]}
         self.leaks += not labels <= set(self.names)
@@ -241,13 +305,18 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def measure(url: str, server_pid: int, args, shots: list[list[str]], scene_dir: Path, photos: str) -> dict:
+def measure(
+    url: str, server_pid: int, args, shots: list[list[str]], scene_dir: Path, photos: str, client: str, seed: int
+) -> dict:
     """The single-session and concurrent figures of the app at `url` (served by process `server_pid`), searching
-    `photos` ("distinct" or "repeated") photos."""
+    `photos` ("distinct" or "repeated") photos made with `seed` (`write_scene`) with `client` ("browser" or
+    "gradio_client")."""
     shared = None
     if photos == "repeated":  # written once, before any upload
-        shared = [[write_scene(scene_dir, brand, 0, k) for k in range(REPEATED_PHOTOS)] for brand in range(len(shots))]
-    single = Session(url, 0, shots, scene_dir, shared)
+        shared = [
+            [write_scene(scene_dir, brand, 0, k, seed) for k in range(REPEATED_PHOTOS)] for brand in range(len(shots))
+        ]
+    single = Session(url, 0, shots, scene_dir, shared, client, seed)
     single.register()
     for number in range(2):  # warm-up: the first uploads, the first answers
         single.search(number)
@@ -258,7 +327,9 @@ def measure(url: str, server_pid: int, args, shots: list[list[str]], scene_dir: 
 
     with ThreadPoolExecutor(max_workers=args.sessions) as pool:
         sessions = list(
-            pool.map(lambda index: Session(url, index + 1, shots, scene_dir, shared), range(args.sessions))
+            pool.map(
+                lambda index: Session(url, index + 1, shots, scene_dir, shared, client, seed), range(args.sessions)
+            )
         )
         register_seconds = [s for seconds in pool.map(Session.register, sessions) for s in seconds]
         errors, latencies = [], []
@@ -319,10 +390,10 @@ def working_tree_name() -> str:
 def print_table(runs: list[dict]) -> None:
     sessions = runs[0]["concurrent"]["sessions"]
     print(
-        f"| app | photos | 1 session: search ms (median / p95) | {sessions} sessions: p50 / p95 ms | requests/s | "
+        f"| app | photos | client | 1 session: search ms (median / p95) | {sessions} sessions: p50 / p95 ms | requests/s | "
         f"CPU ms per search (server + client, 1 / {sessions} sessions) | errors | leaks | wrong top brand |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:
         single, load = run["single_session"], run["concurrent"]
         cpu = [
@@ -330,7 +401,7 @@ def print_table(runs: list[dict]) -> None:
             for phase in (single, load)
         ]
         print(
-            f"| {run['app']} | {run['photos']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
+            f"| {run['app']} | {run['photos']} | {run.get('client', 'gradio_client')} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
             f"{load['search_ms_p50']:.0f} / {load['search_ms_p95']:.0f} | {load['requests_per_s']:.1f} | "
             f"{cpu[0]} / {cpu[1]} | {load['errors']} | {single['leaks'] + load['leaks']} | "
             f"{single['wrong_top_brand'] + load['wrong_top_brand']} |"
@@ -353,6 +424,14 @@ def main(argv: list[str] | None = None) -> dict:
         choices=["distinct", "repeated"],
         default=["distinct", "repeated"],
         help="distinct: a photo of its own for every search; repeated: every session searches the same few photos",
+    )
+    parser.add_argument(
+        "--client",
+        nargs="+",
+        choices=["browser", "gradio_client"],
+        default=["browser"],
+        help="browser: searches make a browser's requests, answers read from the event stream as they come; "
+        "gradio_client: through gradio_client, which looks for the answer every 50 ms",
     )
     parser.add_argument("--compare_with", default=None, help="a git revision whose space/ is measured too")
     parser.add_argument("--rounds", type=int, default=1, help="times each app is measured (alternately)")
@@ -379,11 +458,11 @@ def main(argv: list[str] | None = None) -> dict:
             for name, app_dir in apps:
                 with served_app(app_dir, args.localizer, scratch) as (url, server_pid):
                     for photos in args.photos:
-                        scene_dir = Path(tempfile.mkdtemp(dir=scratch))  # fresh photos for each run
-                        runs.append(
-                            {"app": name, "photos": photos, **measure(url, server_pid, args, shots, scene_dir, photos)}
-                        )
-                        print_table(runs[-1:])
+                        for client in args.client:
+                            scene_dir = Path(tempfile.mkdtemp(dir=scratch))  # fresh photos for each run
+                            figures = measure(url, server_pid, args, shots, scene_dir, photos, client, len(runs))
+                            runs.append({"app": name, "photos": photos, "client": client, **figures})
+                            print_table(runs[-1:])
     print()
     print_table(runs)
     payload = {
@@ -396,6 +475,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "brands",
                 "shots",
                 "photos",
+                "client",
                 "localizer",
                 "compare_with",
             )

@@ -254,6 +254,24 @@ def test_search_recognises_registered_brand_and_rejects_unknown(client_ab, image
     assert label["confidences"][0]["confidence"] < ACCEPT
 
 
+def test_the_load_benchmark_searches_as_a_browser_does(client_ab, server, images):
+    """`benchmarks/space_load.py` makes a browser's requests itself (upload, queue, event stream, files): they must
+    keep giving the app's answer in the session of the client that registered the brands."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import space_load
+    finally:
+        sys.path.pop(0)
+    (fn_index,) = [d["id"] for d in client_ab.config["dependencies"] if d.get("api_name") == "search"]
+    search = space_load.BrowserSearch(server, client_ab.session_hash, fn_index)
+    ranking, verdict, shots, annotated, table = search(images["B"][1], 0.5)
+    assert verdict.startswith("B ") and ranking["confidences"][0]["label"] == "B"
+    assert "B shot 2" in shots and table["headers"]
+    assert space_load._file_urls([ranking, verdict, shots, annotated, table]) == [annotated["url"]]  # it was fetched
+    with pytest.raises(RuntimeError, match="error"):  # another session has no brands: the app's error, not a hang
+        space_load.BrowserSearch(server, "no-such-session", fn_index)(images["B"][1], 0.5)
+
+
 def test_invalid_inputs_give_errors_and_the_app_keeps_answering(client_ab, images):
     with pytest.raises(Exception, match="not a readable image"):
         _add(client_ab, "Broken", [images["bad"]])
