@@ -618,7 +618,8 @@ class GalleryApp:
                 for i, thumbnail in enumerate(thumbnails)
             ]
         names = gallery.brands
-        dropdown = gr.Dropdown(choices=names, value=names[-1] if names else None)
+        # An update, not a component: a `gr.Dropdown` made while the layout is built would be drawn (unlabelled).
+        dropdown = gr.update(choices=names, value=names[-1] if names else None)
         summary = f"{len(names)} brand(s) registered: {', '.join(names)}" if names else "The gallery is empty."
         return items, dropdown, summary
 
@@ -1053,7 +1054,11 @@ def build_demo(
                     wrap=True,
                 )
                 best_shots = gr.HTML(
-                    label="Shots of the best match", show_label=True, container=True, padding=True, elem_id="best-shots"
+                    label="Shots of the best match",
+                    show_label=True,
+                    container=True,
+                    padding=True,
+                    elem_id="best-shots",
                 )
 
         # All events wait in one queue: at most `concurrency_limit` of them run at once in all (one core each).

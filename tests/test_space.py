@@ -613,6 +613,14 @@ def test_annotated_photos_not_returned_for_an_hour_are_pruned(app_module, tmp_pa
     assert app_module._prune(tmp_path / "missing", app_module.ANNOTATED_KEEP_S) == 0
 
 
+def test_the_layout_has_only_its_own_dropdowns(app_module, images):
+    gallery = LogoGallery(_tiny_embedder(runtime="torch"))
+    gallery.add_brand("Acme", [images["A"][0]])
+    demo = app_module.build_demo(gallery, localizer=None)
+    labels = [c["props"].get("label") for c in demo.config["components"] if c["type"] == "dropdown"]
+    assert sorted(labels) == ["Brand", "Model: a local directory or a Hub id"]
+
+
 def test_example_brands_are_passed_in(app_module, images):
     embedder = _tiny_embedder(runtime="torch")
     assert "add-examples" not in str(app_module.build_demo(embedder, localizer=None).config)  # none by default
