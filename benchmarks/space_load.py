@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """The Space under load (issue 22, item 4): one session's search latency, then concurrent sessions' latency,
-throughput and isolation, all through `gradio_client` on 127.0.0.1.
+throughput and isolation, on 127.0.0.1.
 
     python benchmarks/space_load.py                          # the working tree's space/
-    python benchmarks/space_load.py --compare_with 5d4e2d1   # ... and that commit's space/, alternately, in one run
+    python benchmarks/space_load.py --compare_with fd4ffab   # ... and that commit's space/, alternately, in one run
+    python benchmarks/space_load.py --client browser gradio_client   # searching both ways
     python benchmarks/space_load.py --sessions 5 --searches 2 --localizer none   # smaller; the window search
 
 Each app is served by a fresh subprocess of this script (`--_serve`) bound to 127.0.0.1, with the shipped embedder
@@ -14,8 +15,10 @@ same machine load. Nothing leaves the loopback interface.
 Every session is its own `gradio_client.Client` (so its own `gr.State`). It registers `--brands` brands from
 `--shots` synthetic logo images each: the same logos in every session, under names of its own (`s3-brand1`), so
 that a gallery leaking from one session to another would show up as another session's names. It then searches
-whole photos (one of its logos pasted on a plain 320×240 background), one request after the other; the client
-uploads the photo and downloads the answer's images, as a browser does. `--photos distinct`: every search has a
+whole photos (one of its logos pasted on a plain 320×240 background), one request after the other, making a
+browser's requests (`--client browser`, [`BrowserSearch`]: upload the photo, join the queue, read the session's event
+stream, fetch the answer's files) or through `gradio_client.Client.predict` (`--client gradio_client`, which polls
+for the answer every 50 ms, so its latencies include up to 50 ms of its own). `--photos distinct`: every search has a
 photo of its own (nothing can be answered from a cache); `--photos repeated`: all sessions search the same few
 photos, as visitors clicking the example scenes do. Both by default, on the same server.
 
