@@ -200,6 +200,12 @@ class BrowserSearch:
         self.http = httpx.Client(base_url=f"{url.rstrip('/')}/gradio_api/", timeout=300)
         self.session_hash, self.fn_index = session_hash, fn_index
 
+    @classmethod
+    def in_session_of(cls, client, url: str) -> BrowserSearch:
+        """Searches in the session (the `gr.State`) of `gradio_client.Client` `client`, connected to `url`."""
+        (fn_index,) = [d["id"] for d in client.config["dependencies"] if d.get("api_name") == "search"]
+        return cls(url, client.session_hash, fn_index)
+
     def __call__(self, photo: str, threshold: float) -> list:
         """The endpoint's outputs for `photo` at `threshold`, its files fetched."""
         with open(photo, "rb") as file:
@@ -253,10 +259,7 @@ class Session:
         from gradio_client import Client
 
         self.client = Client(url, verbose=False, ssl_verify=False, httpx_kwargs={"timeout": 300})
-        self.browser = None
-        if client == "browser":  # the same session (its gr.State): gradio_client's session hash
-            (fn_index,) = [d["id"] for d in self.client.config["dependencies"] if d.get("api_name") == "search"]
-            self.browser = BrowserSearch(url, self.client.session_hash, fn_index)
+        self.browser = BrowserSearch.in_session_of(self.client, url) if client == "browser" else None
         self.index, self.names = index, [f"s{index}-brand{brand}" for brand in range(len(shots))]
         # `shared`: the photos every session searches (per brand); None: a new photo for every search.
         self.shots, self.scene_dir, self.shared, self.seed = shots, scene_dir, shared, seed
@@ -404,7 +407,7 @@ def print_table(runs: list[dict]) -> None:
             for phase in (single, load)
         ]
         print(
-            f"| {run['app']} | {run['photos']} | {run.get('client', 'gradio_client')} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
+            f"| {run['app']} | {run['photos']} | {run['client']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
             f"{load['search_ms_p50']:.0f} / {load['search_ms_p95']:.0f} | {load['requests_per_s']:.1f} | "
             f"{cpu[0]} / {cpu[1]} | {load['errors']} | {single['leaks'] + load['leaks']} | "
             f"{single['wrong_top_brand'] + load['wrong_top_brand']} |"

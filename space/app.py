@@ -375,9 +375,14 @@ def best_shots_html(gallery: LogoGallery, brand: str) -> str:
     return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(figures)}</div>'
 
 
+def _placeholder_image() -> Image.Image:
+    """The grey thumbnail shown for a shot without a usable one."""
+    return Image.new("RGB", THUMBNAIL_SIZE, "lightgrey")
+
+
 @functools.cache
 def _placeholder_data() -> str:
-    return _thumbnail_data(Image.new("RGB", THUMBNAIL_SIZE, "lightgrey"))
+    return _thumbnail_data(_placeholder_image())
 
 
 def _thumbnail_file(data: str | None) -> str:
@@ -393,7 +398,7 @@ def _thumbnail_image(data: str | None) -> Image.Image:
             return open_image(base64.b64decode(data))
         except (InvalidImageError, ValueError):
             pass
-    return Image.new("RGB", THUMBNAIL_SIZE, "lightgrey")
+    return _placeholder_image()
 
 
 def _annotated_file(image: Image.Image) -> str:

@@ -262,14 +262,13 @@ def test_the_load_benchmark_searches_as_a_browser_does(client_ab, server, images
         import space_load
     finally:
         sys.path.pop(0)
-    (fn_index,) = [d["id"] for d in client_ab.config["dependencies"] if d.get("api_name") == "search"]
-    search = space_load.BrowserSearch(server, client_ab.session_hash, fn_index)
+    search = space_load.BrowserSearch.in_session_of(client_ab, server)
     ranking, verdict, shots, annotated, table = search(images["B"][1], 0.5)
     assert verdict.startswith("B ") and ranking["confidences"][0]["label"] == "B"
     assert "B shot 2" in shots and table["headers"]
     assert space_load._file_urls([ranking, verdict, shots, annotated, table]) == [annotated["url"]]  # it was fetched
     with pytest.raises(RuntimeError, match="error"):  # another session has no brands: the app's error, not a hang
-        space_load.BrowserSearch(server, "no-such-session", fn_index)(images["B"][1], 0.5)
+        space_load.BrowserSearch(server, "no-such-session", search.fn_index)(images["B"][1], 0.5)
 
 
 def test_invalid_inputs_give_errors_and_the_app_keeps_answering(client_ab, images):
