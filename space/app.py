@@ -58,7 +58,6 @@ import functools
 import hashlib
 import html
 import io
-import itertools
 import logging
 import re
 import tempfile
@@ -142,6 +141,9 @@ DETECTION_HEADERS = ["#", "Brand", "Cosine", "Box score", "Closest brand", "Box 
 INFERENCE_THREADS = 1
 #: Events between two summaries of gradio's queue statistics (gradio's default: after every event).
 ANALYTICS_SUMMARY_EVERY = 100
+#: Seconds between the queue's updates of each waiting visitor's place. Gradio's default ("auto") sends every waiting
+#: visitor an update each time a request starts: with 20 waiting, 20 messages to serialise, send and read a search.
+QUEUE_STATUS_EVERY_S = 1.0
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" in µs, or "max <period>"
@@ -314,18 +316,38 @@ _THUMBNAIL_DIR = Path(tempfile.gettempdir()) / "logo-space-thumbnails"
 _ANNOTATED_DIR = Path(tempfile.gettempdir()) / "logo-space-annotated"
 
 
-#: Annotated photos older than this are deleted (checked every `PRUNE_EVERY` answers): the browser fetches one right
-#: after its answer, and a Space that runs for months would otherwise fill its disk.
+#: Annotated photos older than this are deleted (by a thread of their own every `PRUNE_EVERY_S` seconds, off the
+#: requests' path): the browser fetches one right after its answer, and a Space that runs for months would otherwise
+#: fill its disk.
 ANNOTATED_KEEP_S = 3600
-PRUNE_EVERY = 200
-_annotated_count = itertools.count(1)
+PRUNE_EVERY_S = 600
 
 
 @functools.cache
 def _serve_app_files_in_place() -> None:
     """Have gradio serve the app's own files where they are written (once, under names of their content, never
-    changed: `_write_once`) instead of copying every answer's into its cache (once per process)."""
+    changed: `_write_once`) instead of copying every answer's into its cache, and start pruning the annotated photos
+    (once per process)."""
     gr.set_static_paths([_THUMBNAIL_DIR, _ANNOTATED_DIR])
+    start_pruning(_ANNOTATED_DIR, ANNOTATED_KEEP_S, PRUNE_EVERY_S)
+
+
+def start_pruning(directory: Path, max_age_s: float, every_s: float) -> threading.Event:
+    """Run `_prune(directory, max_age_s)` now and every `every_s` seconds in a daemon thread (a prune lists and stats
+    every file: in a request's thread it held up that request and, on the interpreter lock, the others); set the
+    returned event to stop it."""
+    stop = threading.Event()
+
+    def prune_until_stopped() -> None:
+        while not stop.is_set():
+            try:
+                _prune(directory, max_age_s)
+            except OSError as error:  # an unreadable directory: try again next time
+                logger.warning("Could not prune %s: %s", directory, error)
+            stop.wait(every_s)
+
+    threading.Thread(target=prune_until_stopped, name=f"prune {directory.name}", daemon=True).start()
+    return stop
 
 
 def _write_once(directory: Path, key: bytes, suffix: str, write) -> str:
@@ -406,10 +428,7 @@ def _annotated_file(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=92, subsampling=0)  # 4:4:4: thin boxes keep their colour
     data = buffer.getvalue()
-    path = _write_once(_ANNOTATED_DIR, data, ".jpg", lambda f: f.write(data))
-    if next(_annotated_count) % PRUNE_EVERY == 0:
-        _prune(_ANNOTATED_DIR, ANNOTATED_KEEP_S)
-    return path
+    return _write_once(_ANNOTATED_DIR, data, ".jpg", lambda f: f.write(data))
 
 
 def detection_rows(detections: list[LogoDetection]) -> list[list[Any]]:
@@ -1104,7 +1123,7 @@ def build_demo(
     # Gradio's queue summarises its last 10,000 events with pandas after every event by default (about 9 ms, 21 ms at
     # 10,000 events, of every request's CPU); every 100 events is enough for its monitoring page.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_SUMMARY_EVERY))
-    demo.queue(default_concurrency_limit=concurrency_limit)
+    demo.queue(default_concurrency_limit=concurrency_limit, status_update_rate=QUEUE_STATUS_EVERY_S)
     return demo
 
 

@@ -612,6 +612,26 @@ def test_annotated_photos_not_returned_for_an_hour_are_pruned(app_module, tmp_pa
     assert app_module._prune(tmp_path / "missing", app_module.ANNOTATED_KEEP_S) == 0
 
 
+def test_annotated_photos_are_pruned_by_a_thread_of_their_own(app_module, tmp_path):
+    """Pruning runs off the requests' path, again and again, until stopped."""
+    stale = [tmp_path / f"{i}.jpg" for i in range(2)]
+    stale[0].write_bytes(b"old")
+    os.utime(stale[0], (time.time() - 7200,) * 2)
+    stop = app_module.start_pruning(tmp_path, app_module.ANNOTATED_KEEP_S, every_s=0.02)
+    try:
+        deadline = time.monotonic() + 10
+        while stale[0].exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not stale[0].exists()
+        stale[1].write_bytes(b"old")  # a file that grows old after the first prune goes at a later one
+        os.utime(stale[1], (time.time() - 7200,) * 2)
+        while stale[1].exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not stale[1].exists()
+    finally:
+        stop.set()
+
+
 def test_the_layout_has_only_its_own_dropdowns(app_module, images):
     gallery = LogoGallery(_tiny_embedder(runtime="torch"))
     gallery.add_brand("Acme", [images["A"][0]])
