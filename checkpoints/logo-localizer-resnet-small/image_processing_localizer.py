@@ -82,12 +82,16 @@ class LogoLocalizerImageProcessor(BaseImageProcessor):
 
     def _resized(self, image: Image.Image) -> tuple[torch.Tensor, float, tuple[int, int]]:
         """The photo scaled to a long side of `size` and normalised, `(3, h, w)`; the scale; its `(height, width)`."""
-        image = to_rgb(image)
-        scale = self.size / max(image.size)
-        width, height = (max(1, min(self.size, round(side * scale))) for side in image.size)
-        resized = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) / 255
-        normalised = (resized - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
-        return torch.from_numpy(normalised).permute(2, 0, 1), scale, (image.height, image.width)
+        photo = to_rgb(image)
+        scale = self.size / max(photo.size)
+        width, height = (max(1, min(self.size, round(side * scale))) for side in photo.size)
+        resized = photo if (width, height) == photo.size else photo.resize((width, height), Image.Resampling.BILINEAR)
+        # (pixel / 255 - mean) / std in two passes over the photo, in place (a third of the time of four)
+        mean, std = np.asarray(self.image_mean, np.float32), np.asarray(self.image_std, np.float32)
+        normalised = np.asarray(resized, dtype=np.float32)  # a new array: the photo's own memory is not written
+        normalised *= 1 / (255 * std)
+        normalised -= mean / std
+        return torch.from_numpy(normalised).permute(2, 0, 1), scale, (photo.height, photo.width)
 
     def canvas_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The `(height, width)` canvas that holds letterboxed photos of these `(height, width)` sizes: each side
