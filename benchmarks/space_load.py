@@ -20,7 +20,9 @@ browser's requests (`--client browser`, [`BrowserSearch`]: upload the photo, joi
 stream, fetch the answer's files) or through `gradio_client.Client.predict` (`--client gradio_client`, which polls
 for the answer every 50 ms, so its latencies include up to 50 ms of its own). `--photos distinct`: every search has a
 photo of its own (nothing can be answered from a cache); `--photos repeated`: all sessions search the same few
-photos, as visitors clicking the example scenes do. Both by default, on the same server.
+photos, as visitors clicking the example scenes do. Both by default, on the same server. Every photo is written
+before the searches are timed, as a visitor's photo exists before they search (writing one costs this process about
+3 ms of CPU that would otherwise be taken from the server's cores).
 
 - single session: `--single_searches` searches after two warm-ups; median and p95 latency.
 - concurrent: `--sessions` sessions register their brands, then all search at once (`--searches` each); latency
@@ -31,7 +33,9 @@ photos, as visitors clicking the example scenes do. Both by default, on the same
 - CPU: the server process's CPU time (all threads) and this process's (the clients') per search, the cores a search
   costs whatever else runs on the machine. The clients pass `ssl_verify=False` (plain HTTP on the loopback): by
   default gradio_client builds a TLS context, loading the CA bundle, for each of its HTTP requests, which cost
-  0.3 s of CPU per search on a busy 2-core machine, more than the server's work.
+  0.3 s of CPU per search on a busy 2-core machine, more than the server's work. While the sessions search at once,
+  the shares of all cores' time that were busy, idle and stolen (by the hypervisor, for other machines: the figures
+  of a run with much stolen time are not this machine's) are recorded from `/proc/stat`.
 
 Prints a table and writes `benchmarks/results/space_load.json` (`--output` elsewhere).
 """
@@ -266,6 +270,7 @@ class Session:
         # The slider's default: the shipped model's calibrated threshold.
         self.threshold = json.loads((EMBEDDER / "config.json").read_text())["similarity_threshold"]
         self.leaks = self.wrong = 0
+        self.photos: dict[int, str] = {}
 
     def register(self) -> list[float]:
         from gradio_client import handle_file
@@ -277,15 +282,21 @@ class Session:
             seconds.append(time.perf_counter() - start)
         return seconds
 
+    def photo(self, number: int) -> str:
+        """The `number`-th query photo (of brand `number % brands`), written the first time it is asked for."""
+        brand = number % len(self.names)
+        if self.shared is not None:  # every session searches the same few photos, as visitors clicking the examples
+            return self.shared[brand][(number // len(self.names)) % len(self.shared[brand])]
+        if number not in self.photos:  # no two requests upload the same photo: nothing can come from a cache
+            self.photos[number] = write_scene(self.scene_dir, brand, self.index, number, self.seed)
+        return self.photos[number]
+
     def search(self, number: int) -> float:
         """Search the `number`-th query photo; returns its latency, after checking the answer."""
         from gradio_client import handle_file
 
         brand = number % len(self.names)
-        if self.shared is None:  # no two requests upload the same photo: nothing can come from a cache
-            photo = write_scene(self.scene_dir, brand, self.index, number, self.seed)
-        else:  # every session searches the same few photos, as visitors clicking the example scenes
-            photo = self.shared[brand][(number // len(self.names)) % len(self.shared[brand])]
+        photo = self.photo(number)
         start = time.perf_counter()
         if self.browser is not None:
             ranking, _verdict, _shots, _annotated, _rows = self.browser(photo, self.threshold)
@@ -307,6 +318,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def machine_cpu_shares() -> dict[str, int] | None:
+    """The machine's CPU time so far by state (`/proc/stat`, in clock ticks summed over cores), or None off Linux."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+def _shares_between(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
+    """The share of all cores' time each state took between two `machine_cpu_shares`."""
+    if before is None or after is None:
+        return None
+    spent = {state: after[state] - before[state] for state in before}
+    total = sum(spent.values()) or 1
+    return {state: round(ticks / total, 3) for state, ticks in spent.items()}
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -324,6 +354,8 @@ def measure(
         ]
     single = Session(url, 0, shots, scene_dir, shared, client, seed)
     single.register()
+    for number in range(2 + args.single_searches):  # photos are written before any search is timed
+        single.photo(number)
     for number in range(2):  # warm-up: the first uploads, the first answers
         single.search(number)
     server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
@@ -338,6 +370,9 @@ def measure(
             )
         )
         register_seconds = [s for seconds in pool.map(Session.register, sessions) for s in seconds]
+        for session in sessions:  # the photos a visitor holds exist before the load starts
+            for number in range(args.searches):
+                session.photo(number)
         errors, latencies = [], []
         barrier = threading.Barrier(args.sessions)
 
@@ -350,8 +385,10 @@ def measure(
                     errors.append(f"{type(error).__name__}: {error}"[:200])
 
         start, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
+        machine = machine_cpu_shares()
         list(pool.map(run, sessions))
         wall = time.perf_counter() - start
+        machine = _shares_between(machine, machine_cpu_shares())
         load_server_cpu = (cpu_seconds(server_pid) - server_cpu) / max(1, len(latencies))
         load_client_cpu = (time.process_time() - client_cpu) / max(1, len(latencies))
     return {
@@ -377,6 +414,8 @@ def measure(
             "server_cpu_ms_per_search": 1000 * load_server_cpu,
             "client_cpu_ms_per_search": 1000 * load_client_cpu,
             "add_brand_ms_median": 1000 * statistics.median(register_seconds),
+            # busy / idle / stolen (by the hypervisor for other machines) shares of all cores while they searched
+            "machine_cpu_shares": machine,
             "leaks": sum(session.leaks for session in sessions),
             "wrong_top_brand": sum(session.wrong for session in sessions),
         },
@@ -397,9 +436,10 @@ def print_table(runs: list[dict]) -> None:
     sessions = runs[0]["concurrent"]["sessions"]
     print(
         f"| app | photos | client | 1 session: search ms (median / p95) | {sessions} sessions: p50 / p95 ms | requests/s | "
-        f"CPU ms per search (server + client, 1 / {sessions} sessions) | errors | leaks | wrong top brand |"
+        f"CPU ms per search (server + client, 1 / {sessions} sessions) | cores idle / stolen, {sessions} sessions | "
+        "errors | leaks | wrong top brand |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for run in runs:
         single, load = run["single_session"], run["concurrent"]
         cpu = [
@@ -409,9 +449,14 @@ def print_table(runs: list[dict]) -> None:
         print(
             f"| {run['app']} | {run['photos']} | {run['client']} | {single['search_ms_median']:.0f} / {single['search_ms_p95']:.0f} | "
             f"{load['search_ms_p50']:.0f} / {load['search_ms_p95']:.0f} | {load['requests_per_s']:.1f} | "
-            f"{cpu[0]} / {cpu[1]} | {load['errors']} | {single['leaks'] + load['leaks']} | "
+            f"{cpu[0]} / {cpu[1]} | {_idle_and_stolen(load)} | {load['errors']} | {single['leaks'] + load['leaks']} | "
             f"{single['wrong_top_brand'] + load['wrong_top_brand']} |"
         )
+
+
+def _idle_and_stolen(load: dict) -> str:
+    shares = load["machine_cpu_shares"]  # None off Linux
+    return "-" if shares is None else f"{100 * shares['idle']:.0f}% / {100 * shares['steal']:.0f}%"
 
 
 def main(argv: list[str] | None = None) -> dict:
