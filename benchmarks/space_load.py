@@ -67,6 +67,7 @@ LOCALIZER = REPO / "checkpoints" / "logo-localizer-resnet-small"
 SCENE_SIZE, SCENE_BACKGROUND = (320, 240), (128, 128, 128)
 READY = "space_load: serving"
 REPEATED_PHOTOS = 3  # per brand, with --photos repeated
+WARM_UP_SEARCHES = 2  # the single session's first uploads and answers, not timed
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -354,9 +355,9 @@ def measure(
         ]
     single = Session(url, 0, shots, scene_dir, shared, client, seed)
     single.register()
-    for number in range(2 + args.single_searches):  # photos are written before any search is timed
+    for number in range(WARM_UP_SEARCHES + args.single_searches):  # photos are written before any search is timed
         single.photo(number)
-    for number in range(2):  # warm-up: the first uploads, the first answers
+    for number in range(WARM_UP_SEARCHES):
         single.search(number)
     server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
     single_seconds = [single.search(number) for number in range(args.single_searches)]

@@ -370,7 +370,7 @@ def _prune(directory: Path, max_age_s: float) -> int:
     """Delete the files of `directory` not written or returned for `max_age_s` seconds; returns how many."""
     deadline, removed = time.time() - max_age_s, 0
     for entry in os.scandir(directory) if directory.is_dir() else ():
-        with contextlib.suppress(OSError):  # another request's prune, or a file being written
+        with contextlib.suppress(OSError):  # a file removed or replaced meanwhile (another app's prune, a write)
             if entry.is_file() and entry.stat().st_mtime < deadline:
                 os.unlink(entry.path)
                 removed += 1
