@@ -100,12 +100,31 @@ class PKBatchSampler(Sampler[list[int]]):
         return (interleaved * repeats)[: self.k]
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.stack(tensors)`, or the tensor whose rows they are, in order, without a copy: the batches of
+    [`~dataset_scripts.transforms.AugmentedDataset`] are augmented into one tensor (in shared memory inside a
+    DataLoader worker), and stacking a 128-image batch again into fresh memory took 5-9 ms, a fifth of the time of
+    its photometric stage."""
+    base = tensors[0]._base
+    if (
+        base is not None
+        and base.is_contiguous()
+        and base.shape == (len(tensors), *tensors[0].shape)
+        and all(
+            tensor._base is base and tensor.data_ptr() == base.data_ptr() + row * base.stride(0) * base.element_size()
+            for row, tensor in enumerate(tensors)
+        )
+    ):
+        return base
+    return torch.stack(tensors)
+
+
 def collate_pk_batch(examples: list[dict]) -> dict[str, torch.Tensor]:
     """Stack examples into `pixel_values` (or `pooled_features`, cached by [`~dataset_scripts.feature_cache`]) and
     `labels` (for losses that mine their own pairs or triplets)."""
     key = "pooled_features" if "pooled_features" in examples[0] else "pixel_values"
     return {
-        key: torch.stack([torch.as_tensor(example[key]) for example in examples]),
+        key: _stack([torch.as_tensor(example[key]) for example in examples]),
         "labels": torch.tensor([int(example["labels"]) for example in examples]),
     }
 

@@ -165,3 +165,16 @@ def test_a_dataset_with_transforms_feeds_a_multi_worker_pk_loader(processor):
     for batch in batches:
         assert batch["pixel_values"].shape == (6, 3, 64, 64)
         assert sorted(Counter(batch["labels"].tolist()).values()) == [3, 3]
+
+
+def test_collating_the_rows_of_one_tensor_in_order_returns_it_and_anything_else_is_stacked():
+    batch = torch.randn(4, 3, 2, 2)
+    examples = [{"pixel_values": row, "labels": label} for label, row in enumerate(batch)]
+    collated = collate_pk_batch(examples)
+    assert collated["pixel_values"] is batch and collated["labels"].tolist() == [0, 1, 2, 3]
+    for others in (examples[::-1], examples[:3], examples[:2] + examples[1:3]):  # reordered, a subset, a repeat
+        stacked = collate_pk_batch(others)["pixel_values"]
+        assert stacked.data_ptr() != batch.data_ptr()
+        assert torch.equal(stacked, torch.stack([example["pixel_values"] for example in others]))
+    apart = [{"pixel_values": row.clone(), "labels": 0} for row in batch]
+    assert torch.equal(collate_pk_batch(apart)["pixel_values"], batch)

@@ -79,6 +79,13 @@ def test_photometric_stage_is_torchvisions_colour_ops_in_the_drawn_order_one_bat
     # an image comes out the same whatever batch it is finished in
     alone = torch.stack([augment.apply_photometric(p[None], q[None])[0] for p, q in zip(pixels, parameters)])
     assert torch.equal(batch, alone)
+    # the warped images' (batch, h, w, 3) array, read through a channels-last view, and written into a given tensor
+    channels_last = pixels.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    out = torch.full(pixels.shape, float("nan"))
+    assert augment.apply_photometric(channels_last, parameters, out=out) is out
+    assert torch.equal(out, batch)
+    with pytest.raises(ValueError, match="contiguous float32 tensor of shape"):
+        augment.apply_photometric(pixels, parameters, out=torch.empty(40, 3, 24, 23))
 
 
 def test_geometric_stage_is_torchvisions_pil_kernels_with_the_drawn_parameters():
@@ -202,6 +209,31 @@ def test_a_multi_worker_loader_finishes_batches_in_the_workers_with_the_same_pix
         assert batch["pixel_values"].shape == (6, 3, 64, 64)
         expected = torch.stack([dataset[index]["pixel_values"] for index in indices])
         assert torch.equal(batch["pixel_values"], expected)
+
+
+def collate_and_check_the_batch_was_not_copied(examples: list[dict]) -> dict:
+    """collate_pk_batch, run in a worker, with whether the batch is the tensor the rows are views of, in shared
+    memory (so that neither the collator nor the trip to the main process copied it)."""
+    batch = collate_pk_batch(examples)
+    pixels = batch["pixel_values"]
+    batch["not_copied"] = torch.tensor(
+        pixels.is_shared() and pixels.data_ptr() == examples[0]["pixel_values"].data_ptr()
+    )
+    return batch
+
+
+def test_a_workers_batch_is_augmented_into_shared_memory_and_not_copied_again(processor):
+    dataset = AugmentedDataset(logo_rows(12, 4), build_train_transform(processor), seed=0)
+    sampler = PKBatchSampler([i % 4 for i in range(12)], p=2, k=3, seed=0)
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate_and_check_the_batch_was_not_copied, num_workers=1
+    )
+    batches = list(loader)
+    assert batches and all(batch["not_copied"] for batch in batches)
+    # in the main process (no workers) the batch is one ordinary tensor, not copied by the collator either
+    rows = dataset.__getitems__([3, 1, 2])
+    pixels = collate_pk_batch(rows)["pixel_values"]
+    assert not pixels.is_shared() and pixels.data_ptr() == rows[0]["pixel_values"].data_ptr()
 
 
 def test_a_plain_callable_transform_still_works_one_image_at_a_time():
